@@ -1,0 +1,246 @@
+//! The command line, exactly as users and the README see it. Every flag also reads a `MESHWAIT_*`
+//! environment variable, because Kubernetes users configure containers through `env:`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::mesh::Mesh;
+use crate::ready_url::ReadyUrl;
+use crate::signal_name::Signal;
+
+/// Names that select a subcommand when they are the first argument. Anything else is run mode.
+const SUBCOMMANDS: &[&str] = &["run", "ready", "help"];
+const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshwait",
+    version,
+    about = "Gate an app until its service-mesh sidecar is ready, then supervise it as PID 1.",
+    after_help = "`meshwait [OPTIONS] [--] COMMAND [ARGS]...` is short for `meshwait run [OPTIONS] [--] COMMAND [ARGS]...`.\nEvery option can also be set with the MESHWAIT_* environment variable shown in brackets.",
+    subcommand_required = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait for the proxy, then run COMMAND as a supervised child (the default mode).
+    Run(RunArgs),
+    /// Probe readiness once: exit 0 when ready, 1 when not. With --wait, gate without a command.
+    Ready(ReadyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Which sidecar to wait for; sets the readiness URL and proxy UID.
+    #[arg(long, env = "MESHWAIT_MESH", value_enum, default_value_t = Mesh::Istio)]
+    pub mesh: Mesh,
+    /// Readiness URL, overriding the mesh preset (plain http; `localhost` tries 127.0.0.1 then ::1).
+    #[arg(long, env = "MESHWAIT_READY_URL", value_name = "URL")]
+    pub ready_url: Option<ReadyUrl>,
+    /// Give up waiting after this long (`90s`, `2m`); `0` waits forever.
+    #[arg(long, env = "MESHWAIT_TIMEOUT", value_name = "DURATION", default_value = "2m", value_parser = duration)]
+    pub timeout: Duration,
+    /// Time from one probe's start to the next (fixed, no backoff).
+    #[arg(long, env = "MESHWAIT_INTERVAL", value_name = "DURATION", default_value = "50ms", value_parser = positive_duration)]
+    pub interval: Duration,
+    /// Bound on each probe, so a hung endpoint cannot stall the gate.
+    #[arg(long, env = "MESHWAIT_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = positive_duration)]
+    pub request_timeout: Duration,
+    /// What to do when --timeout expires: exit 69 (`fail`) or start the app anyway (`start`).
+    #[arg(long, env = "MESHWAIT_ON_TIMEOUT", value_enum, default_value_t = OnTimeout::Fail)]
+    pub on_timeout: OnTimeout,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnTimeout {
+    Fail,
+    Start,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Skip the readiness gate; signal forwarding and reaping stay.
+    #[arg(long, env = "MESHWAIT_NO_WAIT")]
+    pub no_wait: bool,
+    /// What the app receives when meshwait receives SIGTERM (`TERM`, `SIGQUIT`, `3`).
+    #[arg(long, env = "MESHWAIT_STOP_SIGNAL", value_name = "SIG", default_value = "TERM")]
+    pub stop_signal: Signal,
+    /// Deliver forwarded signals to the app's whole process group, not just the app.
+    #[arg(long, env = "MESHWAIT_PROCESS_GROUP")]
+    pub process_group: bool,
+    /// After the app exits: how long processes left in its group get between SIGTERM and SIGKILL.
+    #[arg(long, env = "MESHWAIT_CLEANUP_GRACE", value_name = "DURATION", default_value = "2s", value_parser = duration)]
+    pub cleanup_grace: Duration,
+    /// The app and its arguments.
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadyArgs {
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Keep probing until ready or --timeout, like `run` without a command.
+    #[arg(long, env = "MESHWAIT_READY_WAIT")]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// `text` for people, `json` (one object per line) for log pipelines.
+    #[arg(long, global = true, env = "MESHWAIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level; -v and -q step it up and down from here.
+    #[arg(long, global = true, env = "MESHWAIT_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+    /// More detail (repeatable).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Less detail (repeatable).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogArgs {
+    /// The level after applying -v and -q to --log-level.
+    pub fn effective_level(&self) -> LogLevel {
+        const ORDER: [LogLevel; 6] = [
+            LogLevel::Off,
+            LogLevel::Error,
+            LogLevel::Warn,
+            LogLevel::Info,
+            LogLevel::Debug,
+            LogLevel::Trace,
+        ];
+        let base = ORDER.iter().position(|l| *l == self.log_level).unwrap_or(3) as i32;
+        let stepped = (base + i32::from(self.verbose) - i32::from(self.quiet)).clamp(0, 5);
+        ORDER[stepped as usize]
+    }
+}
+
+impl Cli {
+    /// Parses argv, treating anything that does not start with a subcommand name as run mode.
+    pub fn parse_args(mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        let first = args.get(1).and_then(|a| a.to_str());
+        let explicit = first.is_some_and(|a| SUBCOMMANDS.contains(&a) || TOP_LEVEL_FLAGS.contains(&a));
+        if !explicit {
+            args.insert(1.min(args.len()), OsString::from("run"));
+        }
+        Cli::try_parse_from(args)
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 500ms, 90s, 2m"))
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        d if d.is_zero() => Err(format!("'{text}' must be greater than zero")),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::parse_args(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn bare_command_is_run_mode_and_keeps_app_flags() {
+        let cli = parse(&["meshwait", "--mesh", "none", "--", "app", "--port", "8080"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.gate.mesh, Mesh::None);
+        assert_eq!(run.command, ["app", "--port", "8080"]);
+        let cli = parse(&["meshwait", "python", "-u", "app.py"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.command, ["python", "-u", "app.py"]);
+    }
+
+    #[test]
+    fn explicit_run_and_ready() {
+        let cli = parse(&["meshwait", "run", "--timeout", "90s", "--", "true"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.gate.timeout, Duration::from_secs(90));
+        let cli = parse(&["meshwait", "ready", "--wait", "--interval", "20ms"]).unwrap();
+        let Command::Ready(ready) = cli.command else { panic!("not ready") };
+        assert!(ready.wait);
+        assert_eq!(ready.gate.interval, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&["meshwait", "app"]).unwrap();
+        let Command::Run(run) = cli.command else { panic!("not run") };
+        assert_eq!(run.gate.mesh, Mesh::Istio);
+        assert_eq!(run.gate.timeout, Duration::from_secs(120));
+        assert_eq!(run.gate.request_timeout, Duration::from_secs(1));
+        assert_eq!(run.gate.on_timeout, OnTimeout::Fail);
+        assert_eq!(run.stop_signal, Signal::TERM);
+        assert!(!run.no_wait && !run.process_group);
+        assert_eq!(cli.log.effective_level(), LogLevel::Info);
+    }
+
+    #[test]
+    fn zero_timeout_allowed_zero_interval_not() {
+        assert!(parse(&["meshwait", "--timeout", "0", "app"]).is_ok());
+        let err = parse(&["meshwait", "--interval", "0", "app"]).unwrap_err();
+        assert!(err.to_string().contains("greater than zero"), "{err}");
+        let err = parse(&["meshwait", "--timeout", "soon", "app"]).unwrap_err();
+        assert!(err.to_string().contains("'soon' is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn verbosity_steps() {
+        let cli = parse(&["meshwait", "-vv", "app"]).unwrap();
+        assert_eq!(cli.log.effective_level(), LogLevel::Trace);
+        let cli = parse(&["meshwait", "-qqqqqq", "app"]).unwrap();
+        assert_eq!(cli.log.effective_level(), LogLevel::Off);
+        let cli = parse(&["meshwait", "--log-level", "warn", "-v", "app"]).unwrap();
+        assert_eq!(cli.log.effective_level(), LogLevel::Info);
+    }
+
+    #[test]
+    fn missing_command_is_a_usage_error() {
+        let err = parse(&["meshwait"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(&["meshwait", "--mesh", "none"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

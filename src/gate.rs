@@ -1,0 +1,162 @@
+//! The readiness gate: probe at a fixed rate until the proxy is ready, the time is up, or a stop
+//! signal says the pod is going away.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::plan::GatePlan;
+use crate::probe::{self, Kind, Outcome};
+use crate::reaper;
+use crate::signal_name::Signal;
+use crate::signals::Signals;
+
+/// A repeat of the same failure is logged at most this often.
+const REPEAT_EVERY: Duration = Duration::from_secs(5);
+/// A change of failure class is logged at once, but not more often than this (flapping).
+const CHANGE_EVERY: Duration = Duration::from_secs(1);
+
+/// How the gate ended.
+#[derive(Debug)]
+pub enum GateEnd {
+    Ready,
+    TimedOut { probes: u64, waited: Duration, last: Option<Outcome> },
+    /// TERM, INT, HUP or QUIT arrived first: the pod is stopping, the app must not start.
+    Stopped(Signal),
+}
+
+/// Signals that end meshwait during the gate, before any app exists to receive them.
+fn stops_the_gate(signal: i32) -> bool {
+    matches!(signal, libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT)
+}
+
+pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd {
+    let started = Instant::now();
+    let deadline = plan.timeout.map(|t| started + t);
+    let mut ticker = tokio::time::interval(plan.interval);
+    // Fixed rate, no backoff and no burst: a slow probe delays the next one instead of being
+    // followed by a catch-up volley.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut narrator = Narrator::new(plan, started);
+    let mut in_flight: Option<Pin<Box<dyn Future<Output = Outcome> + '_>>> = None;
+    let mut probes = 0u64;
+    let mut last: Option<Outcome> = None;
+
+    loop {
+        tokio::select! {
+            biased;
+            received = signals.next() => match received {
+                Ok(r) if r.self_inflicted() => {}
+                Ok(r) if r.signal.raw() == libc::SIGCHLD => {
+                    // As PID 1 we inherit orphans even before the app exists (kubectl exec).
+                    reaper::reap(None);
+                }
+                Ok(r) if stops_the_gate(r.signal.raw()) => {
+                    tracing::warn!(
+                        signal = %r.signal,
+                        sender = r.sender,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "stop signal while waiting for the proxy; the app will not be started"
+                    );
+                    return GateEnd::Stopped(r.signal);
+                }
+                Ok(r) => tracing::debug!(signal = %r.signal, sender = r.sender, "signal during the gate, no app to forward it to"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading signals failed");
+                }
+            },
+            outcome = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                if outcome.is_ready() {
+                    let waited = started.elapsed();
+                    narrator.ready(&outcome, probes, waited);
+                    return GateEnd::Ready;
+                }
+                narrator.not_ready(&outcome, probes);
+                last = Some(outcome);
+            },
+            _ = ticker.tick(), if in_flight.is_none() => {
+                probes += 1;
+                let limit = match deadline {
+                    Some(d) => plan.request_timeout.min(d.saturating_duration_since(Instant::now())),
+                    None => plan.request_timeout,
+                };
+                in_flight = Some(Box::pin(probe::probe(&plan.url, limit.max(Duration::from_millis(1)))));
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                return GateEnd::TimedOut { probes, waited: started.elapsed(), last };
+            },
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Decides which probe results are worth a log line, so a long wait says why without flooding.
+struct Narrator<'a> {
+    plan: &'a GatePlan,
+    started: Instant,
+    last_line: Option<(Instant, Kind)>,
+}
+
+impl<'a> Narrator<'a> {
+    fn new(plan: &'a GatePlan, started: Instant) -> Self {
+        Narrator {
+            plan,
+            started,
+            last_line: None,
+        }
+    }
+
+    fn not_ready(&mut self, outcome: &Outcome, attempt: u64) {
+        let now = Instant::now();
+        let due = match self.last_line {
+            None => true,
+            Some((at, kind)) => {
+                let since = now - at;
+                since >= REPEAT_EVERY || (kind != outcome.kind() && since >= CHANGE_EVERY)
+            }
+        };
+        if due {
+            self.last_line = Some((now, outcome.kind()));
+            tracing::info!(
+                url = %self.plan.url,
+                attempt,
+                elapsed_ms = self.elapsed_ms(),
+                "waiting for the proxy: {outcome}"
+            );
+        }
+    }
+
+    fn ready(&self, outcome: &Outcome, probes: u64, waited: Duration) {
+        tracing::info!(
+            url = %self.plan.url,
+            probes,
+            elapsed_ms = waited.as_millis() as u64,
+            "proxy ready ({outcome})"
+        );
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// The final word on a timeout: what was tried, for how long, and the last answer.
+pub fn describe_timeout(plan: &GatePlan, probes: u64, waited: Duration, last: Option<&Outcome>) -> String {
+    let waited = humantime::format_duration(Duration::from_millis(waited.as_millis() as u64));
+    let last = last.map_or_else(|| "no probe completed".to_string(), |o| format!("last answer: {o}"));
+    format!(
+        "the proxy was not ready after {waited}: {probes} probes of {} every {} (each bounded by {}); {last}",
+        plan.url,
+        humantime::format_duration(plan.interval),
+        humantime::format_duration(plan.request_timeout),
+    )
+}

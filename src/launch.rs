@@ -1,0 +1,88 @@
+//! Starting the app: a child in its own process group, with the signal state meshwait inherited.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::unistd::Pid;
+
+use crate::exit_code;
+use crate::plan::RunPlan;
+use crate::signals::{Inherited, Mask};
+
+/// Why the app could not be started, with the exit code that reports it.
+#[derive(Debug)]
+pub struct LaunchError {
+    pub code: i32,
+    pub message: String,
+}
+
+/// The running app.
+#[derive(Clone, Copy, Debug)]
+pub struct Launched {
+    pub pid: Pid,
+    /// The app leads its own process group, so the group id is its pid.
+    pub group: Pid,
+}
+
+/// Starts the app. Returns once the exec has succeeded or failed (std waits on a CLOEXEC pipe).
+pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchError> {
+    let mut command = Command::new(&plan.program);
+    command.args(&plan.args);
+    let block_everything = Mask::everything();
+    let take_terminal = owns_foreground_terminal();
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
+    // (pthread_sigmask, setpgid, tcsetpgrp, signal, getpid); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            // std has just emptied the mask. Block again while we move to a new process group,
+            // or tcsetpgrp from a background group would stop us with SIGTTOU.
+            block_everything.install()?;
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Interactive use: hand the terminal to the app's group so Ctrl-C and terminal reads
+            // go to the app, as they would without meshwait. Failure only loses that nicety.
+            if take_terminal {
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            }
+            // std resets SIGPIPE to the default in every child; put back what we inherited.
+            if inherited.sigpipe_ignored {
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
+            // Last: from here on signals reach the app exactly as they would have reached it
+            // without meshwait in between.
+            inherited.mask.install()?;
+            Ok(())
+        });
+    }
+    match command.spawn() {
+        Ok(child) => {
+            let pid = Pid::from_raw(child.id() as i32);
+            // `child` is dropped without wait(): the reaper owns all waitpid calls.
+            drop(child);
+            Ok(Launched { pid, group: pid })
+        }
+        Err(e) => Err(explain(&plan.program.to_string_lossy(), &e)),
+    }
+}
+
+/// Whether meshwait's stdin is a terminal whose foreground group is meshwait's own.
+fn owns_foreground_terminal() -> bool {
+    // SAFETY: plain queries on fd 0.
+    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp() }
+}
+
+fn explain(program: &str, e: &io::Error) -> LaunchError {
+    let (code, what) = match (e.kind(), e.raw_os_error()) {
+        (io::ErrorKind::NotFound, _) => (exit_code::NOT_FOUND, "command not found"),
+        (io::ErrorKind::PermissionDenied, _) => (exit_code::CANNOT_EXECUTE, "permission denied (not executable?)"),
+        (_, Some(libc::ENOEXEC)) => (exit_code::CANNOT_EXECUTE, "not an executable format"),
+        (_, Some(libc::EISDIR)) => (exit_code::CANNOT_EXECUTE, "is a directory"),
+        _ => (exit_code::CANNOT_EXECUTE, "cannot execute"),
+    };
+    LaunchError {
+        code,
+        message: format!("{what}: {program} ({e})"),
+    }
+}

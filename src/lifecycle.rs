@@ -1,0 +1,118 @@
+//! The one-way flow: command line → plan → gate → supervise → shutdown.
+
+use std::ffi::OsString;
+
+use crate::cli::{Cli, OnTimeout};
+use crate::exit_code;
+use crate::gate::{self, GateEnd};
+use crate::launch;
+use crate::logging;
+use crate::plan::{GatePlan, Plan, RunPlan};
+use crate::probe;
+use crate::reaper;
+use crate::shutdown;
+use crate::signals::{Inherited, Mask, Signals};
+use crate::supervise;
+
+/// Runs meshwait with `args` (argv, program name first) and returns the exit status.
+pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
+    let cli = match Cli::parse_args(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit_code::USAGE } else { exit_code::OK };
+        }
+    };
+    logging::init(&cli.log);
+    let plan = match Plan::from_cli(cli) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("error: {message}\n\nFor more information, try '--help'.");
+            return exit_code::USAGE;
+        }
+    };
+    // One thread: no worker may ever run with signals unblocked, forks stay simple, and an idle
+    // current-thread runtime sleeps in epoll_wait with no timer.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the event loop: {e}");
+            return exit_code::OS_ERROR;
+        }
+    };
+    runtime.block_on(execute(plan, inherited))
+}
+
+async fn execute(plan: Plan, inherited: Inherited) -> i32 {
+    let mut signals = match Signals::open(&Mask::everything()) {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open a signalfd");
+            return exit_code::OS_ERROR;
+        }
+    };
+    match plan {
+        Plan::Ready { gate, wait: false } => probe_once(&gate).await,
+        Plan::Ready { gate, wait: true } => match gate_outcome(&gate, &mut signals).await {
+            Ok(()) => exit_code::OK,
+            Err(code) => code,
+        },
+        Plan::Run(run) => run_app(run, inherited, &mut signals).await,
+    }
+}
+
+/// `meshwait ready`: one probe, the answer on stdout, 0 or 1.
+async fn probe_once(gate: &GatePlan) -> i32 {
+    let outcome = probe::probe(&gate.url, gate.request_timeout).await;
+    if outcome.is_ready() {
+        println!("ready: {} ({outcome})", gate.url);
+        exit_code::OK
+    } else {
+        println!("not ready: {} ({outcome})", gate.url);
+        exit_code::NOT_READY
+    }
+}
+
+/// Runs the gate; `Err` carries the exit code when meshwait must stop here.
+async fn gate_outcome(gate: &GatePlan, signals: &mut Signals) -> Result<(), i32> {
+    match gate::wait_until_ready(gate, signals).await {
+        GateEnd::Ready => Ok(()),
+        GateEnd::Stopped(signal) => Err(exit_code::for_signal(signal.raw())),
+        GateEnd::TimedOut { probes, waited, last } => {
+            let why = gate::describe_timeout(gate, probes, waited, last.as_ref());
+            match gate.on_timeout {
+                OnTimeout::Fail => {
+                    tracing::error!(exit_code = exit_code::PROXY_UNAVAILABLE, "{why}");
+                    Err(exit_code::PROXY_UNAVAILABLE)
+                }
+                OnTimeout::Start => {
+                    tracing::warn!("{why}; continuing because --on-timeout start");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+async fn run_app(run: RunPlan, inherited: Inherited, signals: &mut Signals) -> i32 {
+    if let Err(e) = reaper::become_subreaper() {
+        tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped here");
+    }
+    if let Some(gate) = &run.gate {
+        if let Err(code) = gate_outcome(gate, signals).await {
+            return code;
+        }
+    }
+    let app = match launch::launch(&run, inherited) {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(exit_code = e.code, "{}", e.message);
+            return e.code;
+        }
+    };
+    tracing::debug!(pid = app.pid.as_raw(), program = %run.program.to_string_lossy(), "app started");
+    let ended = supervise::supervise(app, &run, signals).await;
+    tracing::debug!(pid = app.pid.as_raw(), status = ?ended, "app exited");
+    shutdown::cleanup(app, run.cleanup_grace, signals).await;
+    ended.exit_code()
+}

@@ -1,0 +1,225 @@
+//! Logs: one line per event on stderr, compact text for people or JSON for log pipelines.
+//!
+//! JSON lines carry `time` (RFC 3339, UTC), `severity` (Cloud Logging's names), `component`,
+//! `message`, and the event's structured fields as top-level keys.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::cli::{LogArgs, LogFormat, LogLevel};
+
+/// Installs the global subscriber. Called once, before anything is logged.
+pub fn init(args: &LogArgs) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level_filter(args.effective_level()))
+        .with_writer(std::io::stderr)
+        .event_format(LineFormat::new(args.log_format, SystemTime))
+        .finish();
+    // Only fails if a subscriber is already set, which would be a bug in main, not user input.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+fn level_filter(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Off => LevelFilter::OFF,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    }
+}
+
+/// Formats one event as a text or JSON line; generic over the clock so tests can fix it.
+pub struct LineFormat<T> {
+    format: LogFormat,
+    clock: T,
+}
+
+impl<T> LineFormat<T> {
+    pub fn new(format: LogFormat, clock: T) -> Self {
+        LineFormat { format, clock }
+    }
+}
+
+impl<S, N, T> FormatEvent<S, N> for LineFormat<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    T: FormatTime,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut out: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let meta = event.metadata();
+        let component = meta.target().rsplit("::").next().unwrap_or("meshwait");
+        let mut fields = Fields {
+            json: self.format == LogFormat::Json,
+            message: String::new(),
+            rest: String::new(),
+        };
+        event.record(&mut fields);
+        match self.format {
+            LogFormat::Text => {
+                self.clock.format_time(&mut out)?;
+                write!(out, " {:<5} {component}: {}{}", meta.level().as_str(), fields.message, fields.rest)?;
+            }
+            LogFormat::Json => {
+                out.write_str("{\"time\":\"")?;
+                self.clock.format_time(&mut out)?;
+                write!(out, "\",\"severity\":\"{}\",\"component\":", severity(*meta.level()))?;
+                json_string(&mut out, component)?;
+                out.write_str(",\"message\":")?;
+                json_string(&mut out, &fields.message)?;
+                write!(out, "{}}}", fields.rest)?;
+            }
+        }
+        out.write_char('\n')
+    }
+}
+
+/// Cloud Logging's severity names.
+fn severity(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG | Level::TRACE => "DEBUG",
+    }
+}
+
+struct Fields {
+    json: bool,
+    message: String,
+    rest: String,
+}
+
+impl Fields {
+    fn push(&mut self, field: &Field, value: &str, quote: bool) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else if self.json {
+            let _ = write!(self.rest, ",\"{}\":", field.name());
+            let _ = if quote { json_string(&mut self.rest, value) } else { self.rest.write_str(value) };
+        } else if quote && (value.is_empty() || value.contains([' ', '"', '='])) {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        } else {
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, value, true);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, &value.to_string(), false);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, &value.to_string(), false);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, if value { "true" } else { "false" }, false);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.push(field, &format!("{value:?}"), true);
+    }
+}
+
+fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    out.write_char('"')?;
+    for c in text.chars() {
+        match c {
+            '"' => out.write_str("\\\"")?,
+            '\\' => out.write_str("\\\\")?,
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32)?,
+            c => out.write_char(c)?,
+        }
+    }
+    out.write_char('"')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    struct FixedClock;
+    impl FormatTime for FixedClock {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("2026-01-02T03:04:05.678Z")
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn capture(format: LogFormat, emit: impl FnOnce()) -> String {
+        let sink = Capture::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(LevelFilter::TRACE)
+            .with_writer(move || writer.clone())
+            .event_format(LineFormat::new(format, FixedClock))
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn sample() {
+        tracing::warn!(
+            url = "http://localhost:15020/healthz/ready",
+            status = 503u64,
+            attempt = 7u64,
+            ready = false,
+            "proxy not ready: \"no\\config\"\n"
+        );
+    }
+
+    #[test]
+    fn text_golden_line() {
+        assert_eq!(
+            capture(LogFormat::Text, sample),
+            "2026-01-02T03:04:05.678Z WARN  tests: proxy not ready: \"no\\config\"\n url=http://localhost:15020/healthz/ready status=503 attempt=7 ready=false\n"
+        );
+    }
+
+    #[test]
+    fn json_golden_line() {
+        assert_eq!(
+            capture(LogFormat::Json, sample),
+            "{\"time\":\"2026-01-02T03:04:05.678Z\",\"severity\":\"WARNING\",\"component\":\"tests\",\"message\":\"proxy not ready: \\\"no\\\\config\\\"\\n\",\"url\":\"http://localhost:15020/healthz/ready\",\"status\":503,\"attempt\":7,\"ready\":false}\n"
+        );
+    }
+
+    #[test]
+    fn text_quotes_values_with_spaces() {
+        let line = capture(LogFormat::Text, || tracing::info!(why = "connection refused", "waiting"));
+        assert!(line.ends_with("waiting why=\"connection refused\"\n"), "{line}");
+    }
+
+    #[test]
+    fn severities() {
+        assert_eq!(severity(Level::TRACE), "DEBUG");
+        assert_eq!(severity(Level::WARN), "WARNING");
+        assert_eq!(severity(Level::ERROR), "ERROR");
+    }
+}

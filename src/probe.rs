@@ -1,0 +1,208 @@
+//! One readiness probe: a single bounded HTTP/1.1 GET, classified.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::ready_url::{Host, ReadyUrl};
+
+/// How much of a not-ready body is kept for the log (its first line explains, e.g. Istio's
+/// "config not received from Pilot").
+const BODY_PEEK: usize = 512;
+const FIRST_LINE_MAX: usize = 200;
+
+/// What one probe found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Any 2xx status.
+    Ready { status: u16 },
+    /// The endpoint answered, but not 2xx: the status and the first line of the body.
+    NotReady { status: u16, body: String },
+    /// Nothing listens on the port yet (the sidecar has not started).
+    Refused,
+    /// No complete answer within the request timeout (hung or starved status server).
+    TimedOut,
+    /// Anything else: reset, garbage instead of HTTP, name resolution failure.
+    Failed(String),
+}
+
+/// The class of an outcome, for deciding when the log has something new to say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Ready,
+    NotReady(u16),
+    Refused,
+    TimedOut,
+    Failed,
+}
+
+impl Outcome {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Outcome::Ready { .. } => Kind::Ready,
+            Outcome::NotReady { status, .. } => Kind::NotReady(*status),
+            Outcome::Refused => Kind::Refused,
+            Outcome::TimedOut => Kind::TimedOut,
+            Outcome::Failed(_) => Kind::Failed,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Outcome::Ready { .. })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ready { status } => write!(f, "HTTP {status}"),
+            Outcome::NotReady { status, body } if body.is_empty() => write!(f, "HTTP {status}"),
+            Outcome::NotReady { status, body } => write!(f, "HTTP {status}: {body}"),
+            Outcome::Refused => f.write_str("connection refused (nothing listening yet)"),
+            Outcome::TimedOut => f.write_str("no answer within the request timeout"),
+            Outcome::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Probes `url` once, taking at most `limit`.
+pub async fn probe(url: &ReadyUrl, limit: Duration) -> Outcome {
+    match tokio::time::timeout(limit, exchange(url)).await {
+        Ok(outcome) => outcome,
+        Err(_elapsed) => Outcome::TimedOut,
+    }
+}
+
+async fn exchange(url: &ReadyUrl) -> Outcome {
+    let stream = match connect(url).await {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Outcome::Refused,
+        Err(e) => return Outcome::Failed(format!("cannot connect: {e}")),
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+        Ok(pair) => pair,
+        Err(e) => return Outcome::Failed(format!("HTTP handshake failed: {e}")),
+    };
+    let request = Request::get(url.path.as_str())
+        .header(hyper::header::HOST, url.authority.as_str())
+        .header(hyper::header::USER_AGENT, concat!("meshwait/", env!("CARGO_PKG_VERSION")))
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new());
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return Outcome::Failed(format!("cannot build the request: {e}")),
+    };
+    let answer = async {
+        let response = sender.send_request(request).await.map_err(describe)?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(Outcome::Ready { status });
+        }
+        let mut body = response.into_body();
+        let mut peek = Vec::new();
+        while peek.len() < BODY_PEEK {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        peek.extend_from_slice(data);
+                    }
+                }
+                // A body cut short still explains something; keep what arrived.
+                Some(Err(_)) | None => break,
+            }
+        }
+        Ok(Outcome::NotReady {
+            status,
+            body: first_line(&peek),
+        })
+    };
+    // The connection future must be polled for the request to make progress; both are dropped
+    // together when either ends, so a hung peer cannot keep a socket or task alive.
+    tokio::pin!(connection);
+    tokio::select! {
+        result = answer => result.unwrap_or_else(Outcome::Failed),
+        ended = &mut connection => match ended {
+            Err(e) => Outcome::Failed(describe(e)),
+            Ok(()) => Outcome::Failed("the connection closed before an answer".into()),
+        },
+    }
+}
+
+async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
+    let addrs: Vec<SocketAddr> = match (&url.host, url.fixed_addrs()) {
+        (_, Some(addrs)) => addrs,
+        (Host::Name(name), None) => tokio::net::lookup_host((name.as_str(), url.port)).await?.collect(),
+        (_, None) => Vec::new(),
+    };
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn describe(e: hyper::Error) -> String {
+    let mut text = if e.is_parse() {
+        "the answer is not HTTP".to_string()
+    } else if e.is_incomplete_message() {
+        "the connection closed before a complete answer".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The first non-empty line of a body, printable and bounded.
+fn first_line(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut out: String = line.chars().filter(|c| !c.is_control()).take(FIRST_LINE_MAX).collect();
+    if line.chars().count() > FIRST_LINE_MAX {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_skips_blank_lines_and_bounds_length() {
+        assert_eq!(first_line(b"\n\n  config not received from Pilot \nmore"), "config not received from Pilot");
+        assert_eq!(first_line(b""), "");
+        let long = vec![b'x'; 1000];
+        let line = first_line(&long);
+        assert_eq!(line.chars().count(), FIRST_LINE_MAX + 1);
+        assert!(line.ends_with('…'));
+        assert_eq!(first_line(b"bad\x1b[31mcolour"), "bad[31mcolour");
+    }
+
+    #[test]
+    fn display_is_human() {
+        let o = Outcome::NotReady {
+            status: 503,
+            body: "no healthy upstream".into(),
+        };
+        assert_eq!(o.to_string(), "HTTP 503: no healthy upstream");
+        assert_eq!(Outcome::Refused.kind(), Kind::Refused);
+        assert!(Outcome::Ready { status: 204 }.is_ready());
+    }
+}

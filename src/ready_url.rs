@@ -1,0 +1,151 @@
+//! The readiness URL: plain http to a sidecar, reachable without DNS.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use hyper::Uri;
+
+/// Where to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// `localhost`: tried as 127.0.0.1, then ::1, never looked up. The binary is static and runs
+    /// in scratch images, where there may be no /etc/hosts and no resolver worth waiting for, and
+    /// sidecars differ in which loopback they bind.
+    Localhost,
+    Ip(IpAddr),
+    /// Any other name is resolved at each probe (the resolver may come up later than we do).
+    Name(String),
+}
+
+/// A validated readiness URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyUrl {
+    pub host: Host,
+    pub port: u16,
+    /// Path and query, as given.
+    pub path: String,
+    /// The `Host` header value, as given.
+    pub authority: String,
+    text: String,
+}
+
+impl ReadyUrl {
+    /// The fixed addresses to try in order, or `None` when the host is a name to resolve.
+    pub fn fixed_addrs(&self) -> Option<Vec<SocketAddr>> {
+        match &self.host {
+            Host::Localhost => Some(vec![
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), self.port),
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), self.port),
+            ]),
+            Host::Ip(ip) => Some(vec![SocketAddr::new(*ip, self.port)]),
+            Host::Name(_) => None,
+        }
+    }
+
+}
+
+impl fmt::Display for ReadyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for ReadyUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ReadyUrl, String> {
+        let bad = |why: &str| why.to_string();
+        let uri: Uri = text
+            .parse()
+            .map_err(|e| bad(&format!("not a URL ({e}); expected e.g. http://localhost:15020/healthz/ready")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "https is not supported; sidecar readiness endpoints are plain http on localhost",
+                ));
+            }
+            Some(other) => return Err(bad(&format!("scheme '{other}' is not supported; use http://"))),
+            None => return Err(bad("it needs a scheme and host, e.g. http://localhost:15020/healthz/ready")),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("it has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("credentials in the URL are not supported"));
+        }
+        let raw_host = authority.host();
+        if raw_host.is_empty() {
+            return Err(bad("it has no host"));
+        }
+        let port = authority.port_u16().unwrap_or(80);
+        if port == 0 {
+            return Err(bad("port 0 cannot be connected to"));
+        }
+        let bracketless = raw_host.trim_start_matches('[').trim_end_matches(']');
+        let host = if raw_host.eq_ignore_ascii_case("localhost") {
+            Host::Localhost
+        } else if let Ok(ip) = bracketless.parse::<IpAddr>() {
+            Host::Ip(ip)
+        } else {
+            Host::Name(raw_host.to_ascii_lowercase())
+        };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        Ok(ReadyUrl {
+            host,
+            port,
+            path: if path.is_empty() { "/".into() } else { path },
+            authority: authority.as_str().to_string(),
+            text: text.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn istio_preset() {
+        let url: ReadyUrl = "http://localhost:15020/healthz/ready".parse().unwrap();
+        assert_eq!(url.host, Host::Localhost);
+        assert_eq!(url.port, 15020);
+        assert_eq!(url.path, "/healthz/ready");
+        assert_eq!(url.authority, "localhost:15020");
+        let addrs = url.fixed_addrs().unwrap();
+        assert_eq!(addrs[0].to_string(), "127.0.0.1:15020");
+        assert_eq!(addrs[1].to_string(), "[::1]:15020");
+    }
+
+    #[test]
+    fn literals_names_default_port_and_query() {
+        let v6: ReadyUrl = "http://[::1]:4191/ready".parse().unwrap();
+        assert_eq!(v6.host, Host::Ip("::1".parse().unwrap()));
+        let v4: ReadyUrl = "http://127.0.0.6:15000/ready?x=1".parse().unwrap();
+        assert_eq!(v4.host, Host::Ip("127.0.0.6".parse().unwrap()));
+        assert_eq!(v4.path, "/ready?x=1");
+        let named: ReadyUrl = "http://Proxy.Local".parse().unwrap();
+        assert_eq!(named.host, Host::Name("proxy.local".into()));
+        assert_eq!(named.port, 80);
+        assert_eq!(named.path, "/");
+        assert!(named.fixed_addrs().is_none());
+        let upper: ReadyUrl = "http://LOCALHOST:1/".parse().unwrap();
+        assert_eq!(upper.host, Host::Localhost);
+    }
+
+    #[test]
+    fn rejects_with_reasons() {
+        for (bad, why) in [
+            ("https://localhost:15020/healthz/ready", "https is not supported"),
+            ("ftp://localhost/", "scheme 'ftp'"),
+            ("localhost:15020/healthz/ready", "not a URL"),
+            ("/healthz/ready", "needs a scheme"),
+            ("http://user:pw@localhost:1/", "credentials"),
+            ("http://localhost:99999/", "not a URL"),
+            ("http://localhost:0/", "port 0"),
+            ("http:// bad host/", "not a URL"),
+            ("", "not a URL"),
+        ] {
+            let err = bad.parse::<ReadyUrl>().unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}

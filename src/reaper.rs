@@ -1,0 +1,87 @@
+//! The one place that calls waitpid.
+//!
+//! A `waitpid(-1)` loop steals exit statuses from `Child::wait` and tokio's process driver, so
+//! meshwait never uses those: this reaper collects every child, recognises the app's pid among
+//! them, and keeps its status. One SIGCHLD may stand for many exits (standard signals merge), so
+//! each call drains everything that has exited.
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+use crate::exit_code;
+
+/// How a process ended, as meshwait reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    Signalled(i32),
+}
+
+impl Ended {
+    /// The shell convention: the exit code, or 128+N for death by signal N.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Ended::Exited(code) => code,
+            Ended::Signalled(signal) => exit_code::for_signal(signal),
+        }
+    }
+}
+
+/// What one drain of the zombie queue found.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    /// The watched child's end, if it was among them.
+    pub main: Option<Ended>,
+    /// How many other processes (orphans, helpers) were collected.
+    pub others: usize,
+    /// No children are left at all.
+    pub none_left: bool,
+}
+
+/// Makes meshwait the reaper of its orphaned descendants when it is not PID 1.
+///
+/// Without this, grandchildren whose parent dies are reparented to the real init (or the nearest
+/// subreaper) and their zombies are invisible to us.
+pub fn become_subreaper() -> nix::Result<()> {
+    if std::process::id() == 1 {
+        return Ok(());
+    }
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// Collects every exited child without blocking; `main` is the pid whose status matters.
+pub fn reap(main: Option<Pid>) -> Reaped {
+    let mut found = Reaped::default();
+    loop {
+        let mut status = 0;
+        // libc rather than nix's waitpid: nix converts the signal into its `Signal` enum, which has
+        // no real-time signals, and fails *after* the zombie is gone, losing the app's status.
+        // SAFETY: status is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid == 0 {
+            return found;
+        }
+        if pid < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                Errno::ECHILD => found.none_left = true,
+                e => tracing::warn!(error = %e, "waitpid failed"),
+            }
+            return found;
+        }
+        let ended = if libc::WIFEXITED(status) {
+            Ended::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            Ended::Signalled(libc::WTERMSIG(status))
+        } else {
+            // Stops and continues are only reported with WUNTRACED/WCONTINUED, which we never pass.
+            continue;
+        };
+        if Some(pid) == main.map(Pid::as_raw) {
+            found.main = Some(ended);
+        } else {
+            tracing::debug!(pid, status = ?ended, "reaped a descendant");
+            found.others += 1;
+        }
+    }
+}

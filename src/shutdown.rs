@@ -1,0 +1,127 @@
+//! After the app exits: leftovers in its process group, and orphans handed to us, get SIGTERM and
+//! a short bounded grace, then SIGKILL, instead of the kernel's SIGKILL without warning when PID 1
+//! exits.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+use crate::launch::Launched;
+use crate::reaper;
+use crate::signal_name::Signal;
+use crate::signals::{self, Signals};
+
+/// How often the grace loop looks again: group members that are not our children send us no
+/// SIGCHLD, so their exit can only be noticed by looking.
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// What was left behind, for the caller's log and tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    pub terminated: usize,
+    pub killed: bool,
+}
+
+pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> Cleanup {
+    reaper::reap(None);
+    let left = leftovers(app.group);
+    if left.is_empty() {
+        return Cleanup::default();
+    }
+    tracing::info!(
+        count = left.len(),
+        grace_ms = grace.as_millis() as u64,
+        "sending SIGTERM to processes the app left behind"
+    );
+    deliver(app.group, &left, Signal::TERM);
+    let deadline = Instant::now() + grace;
+    loop {
+        reaper::reap(None);
+        if leftovers(app.group).is_empty() {
+            return Cleanup {
+                terminated: left.len(),
+                killed: false,
+            };
+        }
+        tokio::select! {
+            received = signals.next() => {
+                // A second stop request means "now": skip the rest of the grace.
+                if let Ok(r) = received {
+                    if !r.self_inflicted() && matches!(r.signal.raw(), libc::SIGTERM | libc::SIGINT | libc::SIGQUIT) {
+                        break;
+                    }
+                }
+            }
+            _ = tokio::time::sleep(RECHECK) => {}
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    let still = leftovers(app.group);
+    tracing::warn!(count = still.len(), "grace over; sending SIGKILL");
+    deliver(app.group, &still, Signal::from_raw(libc::SIGKILL).unwrap_or(Signal::TERM));
+    // Collect what we just killed so nothing is left as a zombie if we are not PID 1.
+    let until = Instant::now() + RECHECK * 4;
+    while !leftovers(app.group).is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        reaper::reap(None);
+    }
+    Cleanup {
+        terminated: left.len(),
+        killed: true,
+    }
+}
+
+/// Live processes in the app's group plus our own remaining children (orphans reparented to us).
+fn leftovers(group: Pid) -> BTreeSet<i32> {
+    let mut pids = children();
+    pids.extend(group_members(group));
+    pids
+}
+
+fn deliver(group: Pid, pids: &BTreeSet<i32>, signal: Signal) {
+    let _ = signals::send(Pid::from_raw(-group.as_raw()), signal);
+    for pid in pids {
+        match signals::send(Pid::from_raw(*pid), signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(pid, error = %e, "could not signal a leftover process"),
+        }
+    }
+}
+
+/// Our direct children, from /proc/self/task/*/children (orphans attach to any of our threads).
+fn children() -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return pids };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    pids
+}
+
+/// Live (non-zombie) members of a process group, found by scanning /proc.
+fn group_members(group: Pid) -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
+    // Cheap check first: kill(-pgid, 0) fails with ESRCH when the group is empty.
+    if signals::send_probe(group).is_err() {
+        return pids;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the parenthesised command name: state, ppid, pgrp.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
+        if pgrp == Some(group.as_raw()) && state != Some("Z") && state != Some("X") {
+            pids.insert(pid);
+        }
+    }
+    pids
+}

@@ -1,0 +1,159 @@
+//! Signal names as users write them (`TERM`, `SIGTERM`, `15`, `RTMIN+3`) and as logs print them.
+
+use std::fmt;
+
+const NAMED: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("IOT", libc::SIGIOT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("POLL", libc::SIGPOLL),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// A signal number, known to be valid on this system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signal(i32);
+
+impl Signal {
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+
+    /// Wraps a raw number from the kernel; `None` outside `1..=SIGRTMAX`.
+    pub fn from_raw(n: i32) -> Option<Signal> {
+        (1..=libc::SIGRTMAX()).contains(&n).then_some(Signal(n))
+    }
+
+    pub fn raw(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Signal {
+    /// `SIGTERM`, `SIGRTMIN+3`, or `signal 33` for the numbers libc keeps for itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((name, _)) = NAMED.iter().find(|(_, n)| *n == self.0) {
+            return write!(f, "SIG{name}");
+        }
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        match self.0 {
+            n if n == max => write!(f, "SIGRTMAX"),
+            n if n >= min && n - min <= max - n => write!(f, "SIGRTMIN+{}", n - min),
+            n if n >= min => write!(f, "SIGRTMAX-{}", max - n),
+            n => write!(f, "signal {n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Signal {
+    type Err = String;
+
+    /// Accepts `TERM`, `SIGTERM`, `sigterm`, `15`, `RTMIN`, `SIGRTMIN+3`, `RTMAX-1`.
+    fn from_str(text: &str) -> Result<Signal, String> {
+        let bad = || {
+            format!(
+                "unknown signal '{text}': use a name such as TERM, SIGQUIT or RTMIN+2, or a number 1-{}",
+                libc::SIGRTMAX()
+            )
+        };
+        let trimmed = text.trim();
+        if let Ok(n) = trimmed.parse::<i32>() {
+            return Signal::from_raw(n).ok_or_else(bad);
+        }
+        let upper = trimmed.to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Some((_, n)) = NAMED.iter().find(|(known, _)| *known == name) {
+            return Ok(Signal(*n));
+        }
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let offset = |rest: &str, sign: char| -> Option<i32> {
+            if rest.is_empty() {
+                return Some(0);
+            }
+            rest.strip_prefix(sign)?.parse::<i32>().ok().filter(|n| *n >= 0)
+        };
+        let n = if let Some(rest) = name.strip_prefix("RTMIN") {
+            offset(rest, '+').map(|k| min + k)
+        } else if let Some(rest) = name.strip_prefix("RTMAX") {
+            offset(rest, '-').map(|k| max - k)
+        } else {
+            None
+        };
+        n.filter(|n| (min..=max).contains(n))
+            .map(Signal)
+            .ok_or_else(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Signal;
+
+    fn parse(text: &str) -> Result<i32, String> {
+        text.parse::<Signal>().map(Signal::raw)
+    }
+
+    #[test]
+    fn names_with_and_without_prefix_and_numbers() {
+        assert_eq!(parse("TERM"), Ok(libc::SIGTERM));
+        assert_eq!(parse("SIGTERM"), Ok(libc::SIGTERM));
+        assert_eq!(parse("sigquit"), Ok(libc::SIGQUIT));
+        assert_eq!(parse("15"), Ok(15));
+        assert_eq!(parse(" WINCH "), Ok(libc::SIGWINCH));
+    }
+
+    #[test]
+    fn realtime_offsets() {
+        assert_eq!(parse("RTMIN"), Ok(libc::SIGRTMIN()));
+        assert_eq!(parse("SIGRTMIN+3"), Ok(libc::SIGRTMIN() + 3));
+        assert_eq!(parse("RTMAX-1"), Ok(libc::SIGRTMAX() - 1));
+        assert!(parse("RTMIN+99").is_err());
+        assert!(parse("RTMIN-1").is_err());
+        assert!(parse("RTMAX+1").is_err());
+    }
+
+    #[test]
+    fn rejects_nonsense_with_a_message_naming_the_input() {
+        for bad in ["", "0", "-1", "999", "TERMINATE", "SIG", "RTMIN+x"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for n in 1..=libc::SIGRTMAX() {
+            let shown = Signal::from_raw(n).unwrap().to_string();
+            if shown.starts_with("signal ") {
+                continue;
+            }
+            assert_eq!(parse(&shown), Ok(n), "{shown}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! How meshwait receives signals: every signal is blocked from the first instruction and read
+//! from a signalfd.
+//!
+//! Why blocking instead of handlers: as PID 1 the kernel discards any signal whose disposition is
+//! the default, but a *blocked* signal is always queued ("blocked signals are never ignored",
+//! kernel/signal.c), so nothing that arrives before or during the readiness gate is lost. Real-time
+//! signals stay queued one instance each, with the sender's pid, so each one is forwarded exactly
+//! once. No code runs in signal context, so there is nothing async-signal-unsafe to get wrong, and
+//! while nothing arrives the process sleeps in epoll_wait without a timer (zero idle wakeups).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use tokio::io::unix::AsyncFd;
+
+use crate::signal_name::Signal;
+
+/// A raw signal set, copyable so it can be moved into a `pre_exec` closure.
+#[derive(Clone, Copy)]
+pub struct Mask(libc::sigset_t);
+
+impl Mask {
+    /// Every signal the kernel lets us block, including the real-time range.
+    ///
+    /// Built with sigaddset per number rather than sigfillset so glibc and musl agree: both refuse
+    /// the numbers libc reserves for itself (32-34), which are then simply left out.
+    pub fn everything() -> Mask {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set; sigaddset only writes inside it.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            for n in 1..=libc::SIGRTMAX() {
+                libc::sigaddset(set.as_mut_ptr(), n);
+            }
+            Mask(set.assume_init())
+        }
+    }
+
+    /// Installs this mask on the calling thread and returns the one it replaces.
+    ///
+    /// Only pthread_sigmask: safe to call between fork and exec.
+    pub fn install(&self) -> io::Result<Mask> {
+        let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: both pointers are valid for the duration of the call.
+        let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, old.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        // SAFETY: pthread_sigmask filled `old` on success.
+        Ok(Mask(unsafe { old.assume_init() }))
+    }
+}
+
+/// What meshwait inherited, captured before it changed anything, so the app can be given the same.
+#[derive(Clone, Copy)]
+pub struct Inherited {
+    pub mask: Mask,
+    /// SIGPIPE's disposition: Rust's `Command` resets it to the default in every child, which
+    /// would silently change an app started under `nohup`-style ignoring.
+    pub sigpipe_ignored: bool,
+}
+
+/// Blocks every signal and records what was there before. Call first thing in `main`.
+pub fn block_all() -> io::Result<Inherited> {
+    let mask = Mask::everything().install()?;
+    let mut action = MaybeUninit::<libc::sigaction>::uninit();
+    // SAFETY: a null new action only queries the current disposition.
+    let rc = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), action.as_mut_ptr()) };
+    // SAFETY: filled on success.
+    let sigpipe_ignored = rc == 0 && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN;
+    Ok(Inherited {
+        mask,
+        sigpipe_ignored,
+    })
+}
+
+/// One signal as the kernel reported it.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub signal: Signal,
+    /// The sender's pid (0 when the kernel itself sent it, e.g. a terminal hang-up).
+    pub sender: u32,
+    code: i32,
+}
+
+impl Received {
+    /// True when meshwait caused this signal itself, e.g. SIGPIPE from writing logs to a closed
+    /// pipe. Such signals are side effects of our own I/O and must never reach the app (forwarding
+    /// them would invent signals the app was never sent).
+    pub fn self_inflicted(&self) -> bool {
+        self.sender == std::process::id() && (self.code == libc::SI_USER || self.code == libc::SI_TKILL)
+    }
+}
+
+/// The async stream of blocked signals.
+pub struct Signals {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Signals {
+    /// Opens a signalfd for everything in `mask`. The signals must already be blocked.
+    pub fn open(mask: &Mask) -> io::Result<Signals> {
+        // SAFETY: the set is initialised; the result is checked.
+        let raw = unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: signalfd returned a new descriptor that nothing else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: the OwnedFd is moved into the AsyncFd and neither closed nor replaced while it
+        // is registered, so its raw fd stays the same open signalfd.
+        let fd = unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        Ok(Signals { fd })
+    }
+
+    /// Waits for the next signal.
+    pub async fn next(&mut self) -> io::Result<Received> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| read_one(fd.get_ref().as_raw_fd())) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+fn read_one(fd: RawFd) -> io::Result<Received> {
+    let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: the buffer is exactly one signalfd_siginfo long.
+    let n = unsafe { libc::read(fd, info.as_mut_ptr().cast(), size) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != size {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read from signalfd"));
+    }
+    // SAFETY: the kernel wrote a whole record.
+    let info = unsafe { info.assume_init() };
+    let signal = Signal::from_raw(info.ssi_signo as i32)
+        .ok_or_else(|| io::Error::other(format!("signalfd reported signal {}", info.ssi_signo)))?;
+    Ok(Received {
+        signal,
+        sender: info.ssi_pid,
+        code: info.ssi_code,
+    })
+}
+
+/// kill(2) with any signal number: nix's `Signal` enum cannot express real-time signals.
+pub fn send(target: nix::unistd::Pid, signal: Signal) -> nix::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    nix::errno::Errno::result(unsafe { libc::kill(target.as_raw(), signal.raw()) }).map(drop)
+}
+
+/// Whether any process in the group still exists (kill with signal 0 delivers nothing).
+pub fn send_probe(group: nix::unistd::Pid) -> nix::Result<()> {
+    // SAFETY: signal 0 only checks for existence and permission.
+    nix::errno::Errno::result(unsafe { libc::kill(-group.as_raw(), 0) }).map(drop)
+}

@@ -1,0 +1,61 @@
+//! While the app runs: forward what meshwait receives, reap what exits, return when the app ends.
+
+use std::time::Duration;
+
+use nix::unistd::Pid;
+
+use crate::launch::Launched;
+use crate::plan::RunPlan;
+use crate::reaper::{self, Ended};
+use crate::signal_name::Signal;
+use crate::signals::{self, Received, Signals};
+
+/// Runs until the app's exit status is known.
+pub async fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended {
+    // The app may have exited before we got here; its SIGCHLD is then already pending, but a
+    // look now costs one syscall and removes any doubt.
+    if let Some(ended) = reaper::reap(Some(app.pid)).main {
+        return ended;
+    }
+    loop {
+        match signals.next().await {
+            Ok(r) if r.self_inflicted() => {
+                tracing::debug!(signal = %r.signal, "not forwarding a signal meshwait caused itself");
+            }
+            // Never forwarded: it reports our own children, and the app has its own.
+            Ok(r) if r.signal.raw() == libc::SIGCHLD => {
+                if let Some(ended) = reaper::reap(Some(app.pid)).main {
+                    return ended;
+                }
+            }
+            Ok(r) => forward(&r, app, plan),
+            Err(e) => {
+                // Should never happen with a valid signalfd; pause so a persistent fault cannot
+                // turn into a busy loop, and keep reaping so the app's end is still noticed.
+                tracing::error!(error = %e, "reading signals failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(ended) = reaper::reap(Some(app.pid)).main {
+                    return ended;
+                }
+            }
+        }
+    }
+}
+
+fn forward(received: &Received, app: Launched, plan: &RunPlan) {
+    let signal = if received.signal == Signal::TERM { plan.stop_signal } else { received.signal };
+    let target = if plan.process_group { Pid::from_raw(-app.group.as_raw()) } else { app.pid };
+    let result = signals::send(target, signal);
+    match result {
+        Ok(_) if signal != received.signal => tracing::info!(
+            received = %received.signal,
+            signal = %signal,
+            pid = app.pid.as_raw(),
+            "forwarding stop signal"
+        ),
+        Ok(_) => tracing::debug!(signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded"),
+        // The app has exited but is not reaped yet; its SIGCHLD is on the way.
+        Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(signal = %signal, error = %e, "could not forward signal"),
+    }
+}
