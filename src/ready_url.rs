@@ -76,7 +76,13 @@ impl std::str::FromStr for ReadyUrl {
         if raw_host.is_empty() {
             return Err(bad("it has no host"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = match authority.port() {
+            None => 80,
+            Some(port) => port
+                .as_str()
+                .parse::<u16>()
+                .map_err(|_| bad(&format!("port {} is out of range", port.as_str())))?,
+        };
         if port == 0 {
             return Err(bad("port 0 cannot be connected to"));
         }
@@ -139,7 +145,7 @@ mod tests {
             ("localhost:15020/healthz/ready", "not a URL"),
             ("/healthz/ready", "needs a scheme"),
             ("http://user:pw@localhost:1/", "credentials"),
-            ("http://localhost:99999/", "not a URL"),
+            ("http://localhost:99999/", "port 99999 is out of range"),
             ("http://localhost:0/", "port 0"),
             ("http:// bad host/", "not a URL"),
             ("", "not a URL"),
