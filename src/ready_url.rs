@@ -76,12 +76,13 @@ impl std::str::FromStr for ReadyUrl {
         if raw_host.is_empty() {
             return Err(bad("it has no host"));
         }
-        let port = match authority.port() {
-            None => 80,
-            Some(port) => port
-                .as_str()
+        // Parsed from the text: http::Uri accepts any digits after the colon, and its port_u16()
+        // answers None for 99999 exactly as for "no port".
+        let port = match authority.as_str().rsplit_once(':').filter(|(_, p)| !p.contains(']')) {
+            None | Some((_, "")) => 80,
+            Some((_, digits)) => digits
                 .parse::<u16>()
-                .map_err(|_| bad(&format!("port {} is out of range", port.as_str())))?,
+                .map_err(|_| bad(&format!("port {digits} is out of range")))?,
         };
         if port == 0 {
             return Err(bad("port 0 cannot be connected to"));
