@@ -125,13 +125,15 @@ async fn exchange(url: &ReadyUrl) -> Outcome {
         })
     };
     // The connection future must be polled for the request to make progress; both are dropped
-    // together when either ends, so a hung peer cannot keep a socket or task alive.
-    tokio::pin!(connection);
+    // together when the probe ends, so a hung peer cannot keep a socket or task alive.
+    tokio::pin!(connection, answer);
     tokio::select! {
-        result = answer => result.unwrap_or_else(Outcome::Failed),
+        result = &mut answer => result.unwrap_or_else(Outcome::Failed),
         ended = &mut connection => match ended {
             Err(e) => Outcome::Failed(describe(e)),
-            Ok(()) => Outcome::Failed("the connection closed before an answer".into()),
+            // With `Connection: close` the connection may finish first; the answer is already
+            // buffered and only needs collecting.
+            Ok(()) => answer.await.unwrap_or_else(Outcome::Failed),
         },
     }
 }

@@ -1,0 +1,257 @@
+//! Shared test tools: the built binary, a scripted readiness server, bounded waits.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const MESHWAIT: &str = env!("CARGO_BIN_EXE_meshwait");
+
+/// A command running meshwait with a clean MESHWAIT_* environment.
+pub fn meshwait() -> Command {
+    let mut cmd = Command::new(MESHWAIT);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MESHWAIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// The real python interpreter (not a version-manager shim, which would add a process).
+pub fn python() -> &'static str {
+    static PYTHON: OnceLock<String> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 is needed by the tests");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+}
+
+pub fn helper(name: &str) -> String {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "helpers", name].iter().collect();
+    path.to_string_lossy().into_owned()
+}
+
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshwait-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits for a child with a bound; kills it and fails the test if the bound passes.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process did not exit within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls `check` until true or the bound passes.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if check() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    check()
+}
+
+pub fn send(pid: u32, signal: i32) {
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill({pid}, {signal})");
+}
+
+pub fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    text
+}
+
+/// Reads lines from a child's stdout on a thread, so tests can wait for one with a bound.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Lines {
+    pub fn from(child: &mut Child) -> Lines {
+        let out = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines { rx }
+    }
+
+    pub fn next(&self, limit: Duration) -> Option<String> {
+        self.rx.recv_timeout(limit).ok()
+    }
+
+    /// Lines that arrive within `limit`, without waiting for more.
+    pub fn drain(&self, limit: Duration) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Some(line) = self.next(limit) {
+            got.push(line);
+        }
+        got
+    }
+}
+
+/// What the readiness server does with one connection.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Status(u16, &'static str),
+    /// Accept and never answer (until the test ends).
+    Hang,
+    /// Accept and reset the connection (RST) without answering.
+    Reset,
+    /// Answer with bytes that are not HTTP.
+    Garbage,
+}
+
+struct State {
+    script: Vec<Reply>,
+    then: Reply,
+    served: Vec<Reply>,
+}
+
+/// A tiny readiness server: replies from a script, then a default the test can change.
+pub struct ReadyServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ReadyServer {
+    pub fn start(bind: &str, script: Vec<Reply>, then: Reply) -> ReadyServer {
+        let listener = TcpListener::bind(bind).expect("bind readiness server");
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            script,
+            then,
+            served: Vec::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if sp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let reply = {
+                    let mut s = st.lock().unwrap();
+                    let reply = if s.script.is_empty() { s.then.clone() } else { s.script.remove(0) };
+                    s.served.push(reply.clone());
+                    reply
+                };
+                let sp = sp.clone();
+                thread::spawn(move || serve(conn, reply, sp));
+            }
+        });
+        ReadyServer { addr, state, stop }
+    }
+
+    /// `http://localhost:PORT/healthz/ready`
+    pub fn url(&self) -> String {
+        format!("http://localhost:{}/healthz/ready", self.addr.port())
+    }
+
+    pub fn set(&self, reply: Reply) {
+        self.state.lock().unwrap().then = reply;
+    }
+
+    pub fn served(&self) -> Vec<Reply> {
+        self.state.lock().unwrap().served.clone()
+    }
+}
+
+impl Drop for ReadyServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn read_request(conn: &mut TcpStream) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>) {
+    match reply {
+        Reply::Status(code, body) => {
+            read_request(&mut conn);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        Reply::Hang => {
+            read_request(&mut conn);
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Reply::Reset => {
+            read_request(&mut conn);
+            let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+            use std::os::fd::AsRawFd;
+            unsafe {
+                libc::setsockopt(
+                    conn.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        Reply::Garbage => {
+            read_request(&mut conn);
+            let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02garbage\r\n\r\n");
+        }
+    }
+}
+
+/// Spawns meshwait with piped stdout and stderr.
+pub fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.spawn().expect("spawn meshwait")
+}
+
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}

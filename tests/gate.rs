@@ -1,0 +1,201 @@
+//! The readiness gate, driven through the built binary against a scripted readiness server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const ISTIO_503: &str = "config not received from Pilot (is Pilot running?): cds updates: 1 successful, 0 rejected; lds updates: 0 successful, 1 rejected";
+
+/// A meshwait command that gates `sh -c SCRIPT` on `url`, probing quickly.
+fn gated(url: &str, script: &str) -> std::process::Command {
+    gated_with(url, &[], script)
+}
+
+fn gated_with(url: &str, options: &[&str], script: &str) -> std::process::Command {
+    let mut cmd = meshwait();
+    cmd.args(["--ready-url", url, "--interval", "20ms"])
+        .args(options)
+        .args(["--", "sh", "-c", script]);
+    cmd
+}
+
+#[test]
+fn gate_holds_the_app_until_200_and_logs_the_503_body() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ISTIO_503));
+    let dir = scratch_dir("hold");
+    let mark = dir.join("started");
+    let mut child = spawn(gated(&server.url(), &format!("echo started > {}", mark.display())));
+    assert!(eventually(Duration::from_secs(5), || server.served().len() >= 5), "gate is probing");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!mark.exists(), "the app started while the proxy answered 503");
+    assert!(child.try_wait().unwrap().is_none(), "meshwait gave up early");
+    server.set(Reply::Status(200, "ok"));
+    let status = wait_bounded(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(mark.exists(), "the app never started after 200");
+    let served = server.served();
+    assert_eq!(served.last(), Some(&Reply::Status(200, "ok")));
+    assert_eq!(served.iter().filter(|r| **r == Reply::Status(200, "ok")).count(), 1, "probing stopped at ready");
+    let err = stderr_of(&mut child);
+    assert!(err.contains(&format!("HTTP 503: {ISTIO_503}")), "{err}");
+    assert!(err.contains("proxy ready"), "{err}");
+}
+
+#[test]
+fn hung_endpoint_does_not_stall_the_gate() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Hang, Reply::Hang], Reply::Status(200, "LIVE"));
+    let mut child = spawn(gated_with(&server.url(), &["--request-timeout", "200ms"], "exit 0"));
+    let status = wait_bounded(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(server.served()[..3], [Reply::Hang, Reply::Hang, Reply::Status(200, "LIVE")]);
+    let err = stderr_of(&mut child);
+    assert!(err.contains("no answer within the request timeout"), "{err}");
+}
+
+#[test]
+fn reset_connections_are_retried() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Reset, Reply::Reset], Reply::Status(200, ""));
+    let mut child = spawn(gated(&server.url(), "exit 0"));
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(server.served()[..2], [Reply::Reset, Reply::Reset]);
+    let err = stderr_of(&mut child);
+    assert!(err.to_lowercase().contains("reset") || err.contains("closed before"), "{err}");
+}
+
+#[test]
+fn garbage_answers_are_retried_and_named() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Garbage], Reply::Status(200, ""));
+    let mut child = spawn(gated(&server.url(), "exit 0"));
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(server.served()[0], Reply::Garbage);
+    let err = stderr_of(&mut child);
+    assert!(err.contains("not HTTP"), "{err}");
+}
+
+#[test]
+fn localhost_reaches_a_proxy_listening_only_on_ipv6_loopback() {
+    let server = ReadyServer::start("[::1]:0", vec![], Reply::Status(200, ""));
+    let mut child = spawn(gated(&server.url(), "exit 0"));
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(server.served().len(), 1);
+}
+
+#[test]
+fn timeout_exits_69_without_starting_the_app_and_says_what_was_tried() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "no healthy upstream"));
+    let dir = scratch_dir("timeout");
+    let mark = dir.join("started");
+    let script = format!("touch {}", mark.display());
+    let mut child = spawn(gated_with(&server.url(), &["--timeout", "300ms"], &script));
+    let status = wait_bounded(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(69));
+    assert!(!mark.exists());
+    let err = stderr_of(&mut child);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("not ready after"), "{last}");
+    assert!(last.contains(&server.url()), "{last}");
+    assert!(last.contains("last answer: HTTP 503: no healthy upstream"), "{last}");
+}
+
+#[test]
+fn on_timeout_start_runs_the_app_anyway() {
+    let mut cmd = meshwait();
+    cmd.args(["--ready-url", "http://127.0.0.1:1/ready", "--interval", "20ms", "--timeout", "100ms"])
+        .args(["--on-timeout", "start", "--", "sh", "-c", "exit 5"]);
+    let mut child = spawn(cmd);
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(5));
+    assert!(stderr_of(&mut child).contains("continuing because --on-timeout start"));
+}
+
+#[test]
+fn stop_signals_during_the_gate_exit_128_plus_n_and_never_start_the_app() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not yet"));
+    let dir = scratch_dir("stopgate");
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+        let before = server.served().len();
+        let mark = dir.join(format!("started-{signal}"));
+        let mut child = spawn(gated(&server.url(), &format!("touch {}", mark.display())));
+        assert!(eventually(Duration::from_secs(5), || server.served().len() > before + 1));
+        send(child.id(), signal);
+        let status = wait_bounded(&mut child, Duration::from_secs(5));
+        assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
+        assert!(!mark.exists(), "app started despite signal {signal}");
+    }
+}
+
+#[test]
+fn other_signals_during_the_gate_are_not_fatal() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not yet"));
+    let mut child = spawn(gated(&server.url(), "exit 4"));
+    assert!(eventually(Duration::from_secs(5), || !server.served().is_empty()));
+    for signal in [libc::SIGUSR1, libc::SIGWINCH, libc::SIGCHLD, libc::SIGRTMIN() + 1] {
+        send(child.id(), signal);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(child.try_wait().unwrap().is_none());
+    server.set(Reply::Status(200, ""));
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(4));
+}
+
+#[test]
+fn zero_timeout_waits_past_the_default_bound() {
+    // Not a timing assertion: only that `0` does not mean "give up at once".
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ""));
+    let mut cmd = meshwait();
+    cmd.args(["--ready-url", &server.url(), "--interval", "10ms", "--timeout", "0", "--", "true"]);
+    let mut child = spawn(cmd);
+    assert!(eventually(Duration::from_secs(5), || server.served().len() >= 20));
+    assert!(child.try_wait().unwrap().is_none());
+    server.set(Reply::Status(200, ""));
+    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+}
+
+#[test]
+fn ready_subcommand_probes_once() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "warming up"));
+    let out = meshwait().args(["ready", "--ready-url", &server.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("not ready:") && text.contains("HTTP 503: warming up"), "{text}");
+    assert_eq!(server.served().len(), 1);
+    server.set(Reply::Status(200, "LIVE"));
+    let out = meshwait().args(["ready", "--ready-url", &server.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ready:"));
+    let out = meshwait().args(["ready", "--ready-url", "http://127.0.0.1:1/"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("connection refused"));
+}
+
+#[test]
+fn ready_wait_gates_without_a_command() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Status(503, ""), Reply::Status(503, "")], Reply::Status(200, ""));
+    let out = meshwait().args(["ready", "--wait", "--interval", "10ms", "--ready-url", &server.url()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(server.served().len(), 3);
+    let out = meshwait()
+        .args(["ready", "--wait", "--interval", "10ms", "--timeout", "100ms", "--ready-url", "http://127.0.0.1:1/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+}
+
+#[test]
+fn environment_configures_the_gate() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ""));
+    let out = meshwait()
+        .env("MESHWAIT_READY_URL", server.url())
+        .env("MESHWAIT_INTERVAL", "10ms")
+        .env("MESHWAIT_TIMEOUT", "150ms")
+        .env("MESHWAIT_LOG_FORMAT", "json")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap();
+    assert!(last.starts_with('{') && last.contains("\"severity\":\"ERROR\"") && last.contains("\"exit_code\":69"), "{last}");
+    assert!(server.served().len() >= 3);
+}
