@@ -1,0 +1,343 @@
+//! Init duties: exit codes, signal forwarding, signal state handed to the app, reaping, cleanup.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const LINE: Duration = Duration::from_secs(5);
+
+fn no_gate() -> Command {
+    let mut cmd = meshwait();
+    cmd.args(["--mesh", "none"]);
+    cmd
+}
+
+#[test]
+fn every_exit_code_passes_through() {
+    for code in 0..=255 {
+        let status = no_gate().args(["--", "sh", "-c", &format!("exit {code}")]).status().unwrap();
+        assert_eq!(status.code(), Some(code));
+    }
+}
+
+#[test]
+fn death_by_signal_is_128_plus_n() {
+    let mut signals = vec![
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGABRT,
+        libc::SIGKILL,
+        libc::SIGUSR1,
+        libc::SIGSEGV,
+        libc::SIGUSR2,
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGTERM,
+    ];
+    signals.extend([libc::SIGRTMIN(), libc::SIGRTMIN() + 5, libc::SIGRTMAX()]);
+    for signal in signals {
+        let status = no_gate().args(["--", "sh", "-c", &format!("kill -{signal} $$")]).status().unwrap();
+        assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
+    }
+}
+
+#[test]
+fn missing_and_unexecutable_commands() {
+    let out = no_gate().args(["--", "no-such-command-xyz"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("command not found: no-such-command-xyz"));
+    let dir = scratch_dir("noexec");
+    let script = dir.join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let out = no_gate().arg("--").arg(&script).output().unwrap();
+    // root may execute anything with an x bit; without one even root gets EACCES.
+    assert_eq!(out.status.code(), Some(126));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&script.display().to_string()));
+    let out = no_gate().arg("--").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(126));
+}
+
+/// Starts meshwait over the signal recorder and waits until the recorder's handlers are in.
+fn recorder(options: &[&str], fork: bool) -> (std::process::Child, Lines) {
+    let mut cmd = no_gate();
+    cmd.args(options).args(["--", python(), &helper("sigrecorder.py")]);
+    if fork {
+        cmd.arg("--fork");
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let lines = Lines::from(&mut child);
+    let mut expect = vec!["ready".to_string()];
+    if fork {
+        expect.push("child ready".into());
+    }
+    let mut got = Vec::new();
+    while got.len() < expect.len() {
+        got.push(lines.next(LINE).expect("recorder did not start"));
+    }
+    got.sort();
+    expect.sort();
+    assert_eq!(got, expect);
+    (child, lines)
+}
+
+fn finish(mut child: std::process::Child) -> i32 {
+    drop(child.stdin.take());
+    wait_bounded(&mut child, LINE).code().unwrap_or(-1)
+}
+
+/// Every signal an app can catch, except SIGCHLD (never forwarded) and the numbers libc keeps.
+fn catchable() -> Vec<i32> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP && n != libc::SIGCHLD)
+        .filter(|&n| n < 32 || n >= libc::SIGRTMIN())
+        .collect()
+}
+
+#[test]
+fn every_catchable_signal_reaches_the_app_including_realtime() {
+    let (child, lines) = recorder(&[], false);
+    let pid = child.id();
+    for signal in catchable() {
+        send(pid, signal);
+        assert_eq!(lines.next(LINE), Some(signal.to_string()), "signal {signal} was not forwarded");
+    }
+    assert_eq!(finish(child), 0);
+}
+
+#[test]
+fn sigchld_is_never_forwarded() {
+    let (child, lines) = recorder(&[], false);
+    send(child.id(), libc::SIGCHLD);
+    send(child.id(), libc::SIGUSR1);
+    // Forwarding is in order, so USR1 arriving first proves CHLD was not sent.
+    assert_eq!(lines.next(LINE), Some(libc::SIGUSR1.to_string()));
+    assert_eq!(lines.drain(Duration::from_millis(200)), Vec::<String>::new());
+    assert_eq!(finish(child), 0);
+}
+
+#[test]
+fn sigterm_becomes_the_stop_signal() {
+    let (child, lines) = recorder(&["--stop-signal", "SIGQUIT"], false);
+    send(child.id(), libc::SIGTERM);
+    assert_eq!(lines.next(LINE), Some(libc::SIGQUIT.to_string()));
+    send(child.id(), libc::SIGINT);
+    assert_eq!(lines.next(LINE), Some(libc::SIGINT.to_string()));
+    assert_eq!(finish(child), 0);
+}
+
+#[test]
+fn process_group_mode_reaches_the_whole_group() {
+    let (child, lines) = recorder(&[], true);
+    send(child.id(), libc::SIGUSR2);
+    assert_eq!(lines.drain(Duration::from_millis(300)), [libc::SIGUSR2.to_string()]);
+    assert_eq!(finish(child), 0);
+
+    let (child, lines) = recorder(&["--process-group"], true);
+    send(child.id(), libc::SIGUSR2);
+    let mut got = lines.drain(Duration::from_millis(300));
+    got.sort();
+    assert_eq!(got, [libc::SIGUSR2.to_string(), format!("child {}", libc::SIGUSR2)]);
+    assert_eq!(finish(child), 0);
+}
+
+fn status_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("SigBlk") || l.starts_with("SigIgn"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `cat /proc/self/status` directly and under meshwait, both started with the given signal
+/// state, and returns their SigBlk/SigIgn lines.
+fn signal_state(blocked: &[i32], ignored: &[i32]) -> (Vec<String>, Vec<String>) {
+    let run = |mut cmd: Command| {
+        let (blocked, ignored) = (blocked.to_vec(), ignored.to_vec());
+        use std::os::unix::process::CommandExt;
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                for &s in &blocked {
+                    libc::sigaddset(&mut set, s);
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                for &s in &ignored {
+                    libc::signal(s, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        status_lines(&String::from_utf8_lossy(&out.stdout))
+    };
+    let mut direct = Command::new("cat");
+    direct.arg("/proc/self/status");
+    let mut wrapped = no_gate();
+    wrapped.args(["--", "cat", "/proc/self/status"]);
+    (run(direct), run(wrapped))
+}
+
+#[test]
+fn the_app_gets_the_signal_mask_and_dispositions_meshwait_inherited() {
+    let (direct, wrapped) = signal_state(&[], &[]);
+    assert_eq!(wrapped, direct);
+    assert_eq!(wrapped[0], "SigBlk:\t0000000000000000");
+
+    let blocked = [libc::SIGUSR2, libc::SIGRTMIN() + 1];
+    let ignored = [libc::SIGUSR1, libc::SIGPIPE, libc::SIGHUP];
+    let (direct, wrapped) = signal_state(&blocked, &ignored);
+    assert_eq!(wrapped, direct);
+    let mask = |sigs: &[i32]| sigs.iter().fold(0u64, |m, s| m | 1 << (s - 1));
+    let field = |line: &str| u64::from_str_radix(line.split('\t').nth(1).unwrap(), 16).unwrap();
+    assert_eq!(field(&wrapped[0]), mask(&blocked));
+    assert_eq!(field(&wrapped[1]) & mask(&ignored), mask(&ignored));
+}
+
+#[test]
+fn orphans_are_reaped_as_subreaper() {
+    let child = no_gate()
+        .args(["--", python(), &helper("orphans.py"), "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let meshwait_pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with(&format!("adopted-by {meshwait_pid}\n")), "orphans not adopted by meshwait: {text}");
+    assert!(text.contains("unreaped 0 alive 0"), "{text}");
+}
+
+/// Runs meshwait as PID 1 of a new PID namespace; `None` when that is not possible here.
+fn as_pid1(args: &[&str]) -> Option<std::process::Output> {
+    if !is_root() {
+        eprintln!("skipped: PID namespaces need root");
+        return None;
+    }
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", MESHWAIT, "--mesh", "none", "--"])
+        .args(args)
+        .output()
+        .ok()?;
+    Some(out)
+}
+
+#[test]
+fn orphans_are_reaped_as_pid1() {
+    let Some(out) = as_pid1(&[python(), &helper("orphans.py"), "3"]) else { return };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("adopted-by 1\n"), "{text}");
+    assert!(text.contains("unreaped 0 alive 0"), "{text}");
+}
+
+#[test]
+fn as_pid1_signals_are_not_dropped() {
+    if !is_root() {
+        eprintln!("skipped: PID namespaces need root");
+        return;
+    }
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", MESHWAIT, "--mesh", "none", "--", python(), &helper("sigrecorder.py")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::from(&mut unshare);
+    assert_eq!(lines.next(LINE).as_deref(), Some("ready"));
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+    let pid1: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGRTMIN() + 2] {
+        send(pid1, signal);
+        assert_eq!(lines.next(LINE), Some(signal.to_string()));
+    }
+    drop(unshare.stdin.take());
+    assert_eq!(wait_bounded(&mut unshare, LINE).code(), Some(0));
+}
+
+#[test]
+fn stop_signal_during_the_gate_as_pid1_exits_143() {
+    let Some(out) = ({
+        if !is_root() {
+            None
+        } else {
+            let mut unshare = Command::new("unshare")
+                .args(["--pid", "--fork", MESHWAIT, "--ready-url", "http://127.0.0.1:1/", "--timeout", "0", "--", "true"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let children = format!("/proc/{0}/task/{0}/children", unshare.id());
+            let mut pid1 = 0;
+            assert!(eventually(LINE, || {
+                pid1 = std::fs::read_to_string(&children)
+                    .ok()
+                    .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+                    .unwrap_or(0);
+                pid1 != 0
+                    && std::fs::read_link(format!("/proc/{pid1}/exe"))
+                        .is_ok_and(|exe| exe.to_string_lossy().contains("meshwait"))
+            }));
+            // Let it reach the gate; a default-disposition PID 1 would drop this signal and hang.
+            std::thread::sleep(Duration::from_millis(200));
+            send(pid1, libc::SIGTERM);
+            Some(wait_bounded(&mut unshare, LINE))
+        }
+    }) else {
+        eprintln!("skipped: PID namespaces need root");
+        return;
+    };
+    assert_eq!(out.code(), Some(143));
+}
+
+#[test]
+fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
+    let dir = scratch_dir("leftovers");
+    let pids = dir.join("pids");
+    // One leftover that exits on TERM, one that ignores it; the app itself exits 3.
+    // The app exits only once the stubborn one has set its trap, or TERM could beat the trap.
+    let script = format!(
+        "sleep 60 & echo $! >> {p}; (trap '' TERM; touch {r}; exec sleep 60) & echo $! >> {p}; \
+         while [ ! -e {r} ]; do sleep 0.01; done; exit 3",
+        p = pids.display(),
+        r = dir.join("trapped").display()
+    );
+    let out = no_gate()
+        .args(["--cleanup-grace", "300ms", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sending SIGTERM to processes the app left behind count=2"), "{err}");
+    assert!(err.contains("grace over; sending SIGKILL count=1"), "{err}");
+    for pid in std::fs::read_to_string(&pids).unwrap().split_whitespace() {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "leftover {pid} still exists");
+    }
+}
+
+#[test]
+fn no_grace_wait_when_nothing_is_left() {
+    let out = no_gate().args(["--cleanup-grace", "30s", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("left behind"));
+}
+
+#[test]
+fn stdin_and_stdout_are_the_apps() {
+    let mut child = no_gate()
+        .args(["--", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello mesh\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO MESH\n");
+}
