@@ -82,7 +82,7 @@ pub struct RunArgs {
     #[arg(long, env = "MESHWAIT_CLEANUP_GRACE", value_name = "DURATION", default_value = "2s", value_parser = duration)]
     pub cleanup_grace: Duration,
     /// The app and its arguments.
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     pub command: Vec<OsString>,
 }
 
