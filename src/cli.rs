@@ -73,7 +73,12 @@ pub struct RunArgs {
     #[arg(long, env = "MESHWAIT_NO_WAIT")]
     pub no_wait: bool,
     /// What the app receives when meshwait receives SIGTERM (`TERM`, `SIGQUIT`, `3`).
-    #[arg(long, env = "MESHWAIT_STOP_SIGNAL", value_name = "SIG", default_value = "TERM")]
+    #[arg(
+        long,
+        env = "MESHWAIT_STOP_SIGNAL",
+        value_name = "SIG",
+        default_value = "TERM"
+    )]
     pub stop_signal: Signal,
     /// Deliver forwarded signals to the app's whole process group, not just the app.
     #[arg(long, env = "MESHWAIT_PROCESS_GROUP")]
@@ -148,7 +153,8 @@ impl Cli {
     /// Parses argv, treating anything that does not start with a subcommand name as run mode.
     pub fn parse_args(mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
         let first = args.get(1).and_then(|a| a.to_str());
-        let explicit = first.is_some_and(|a| SUBCOMMANDS.contains(&a) || TOP_LEVEL_FLAGS.contains(&a));
+        let explicit =
+            first.is_some_and(|a| SUBCOMMANDS.contains(&a) || TOP_LEVEL_FLAGS.contains(&a));
         if !explicit {
             args.insert(1.min(args.len()), OsString::from("run"));
         }
@@ -179,21 +185,29 @@ mod tests {
     #[test]
     fn bare_command_is_run_mode_and_keeps_app_flags() {
         let cli = parse(&["meshwait", "--mesh", "none", "--", "app", "--port", "8080"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(run.gate.mesh, Mesh::None);
         assert_eq!(run.command, ["app", "--port", "8080"]);
         let cli = parse(&["meshwait", "python", "-u", "app.py"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(run.command, ["python", "-u", "app.py"]);
     }
 
     #[test]
     fn explicit_run_and_ready() {
         let cli = parse(&["meshwait", "run", "--timeout", "90s", "--", "true"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(run.gate.timeout, Duration::from_secs(90));
         let cli = parse(&["meshwait", "ready", "--wait", "--interval", "20ms"]).unwrap();
-        let Command::Ready(ready) = cli.command else { panic!("not ready") };
+        let Command::Ready(ready) = cli.command else {
+            panic!("not ready")
+        };
         assert!(ready.wait);
         assert_eq!(ready.gate.interval, Duration::from_millis(20));
     }
@@ -201,7 +215,9 @@ mod tests {
     #[test]
     fn defaults() {
         let cli = parse(&["meshwait", "app"]).unwrap();
-        let Command::Run(run) = cli.command else { panic!("not run") };
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(run.gate.mesh, Mesh::Istio);
         assert_eq!(run.gate.timeout, Duration::from_secs(120));
         assert_eq!(run.gate.request_timeout, Duration::from_secs(1));
@@ -217,7 +233,10 @@ mod tests {
         let err = parse(&["meshwait", "--interval", "0", "app"]).unwrap_err();
         assert!(err.to_string().contains("greater than zero"), "{err}");
         let err = parse(&["meshwait", "--timeout", "soon", "app"]).unwrap_err();
-        assert!(err.to_string().contains("'soon' is not a duration"), "{err}");
+        assert!(
+            err.to_string().contains("'soon' is not a duration"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,14 +22,21 @@ const CHANGE_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub enum GateEnd {
     Ready,
-    TimedOut { probes: u64, waited: Duration, last: Option<Outcome> },
+    TimedOut {
+        probes: u64,
+        waited: Duration,
+        last: Option<Outcome>,
+    },
     /// TERM, INT, HUP or QUIT arrived first: the pod is stopping, the app must not start.
     Stopped(Signal),
 }
 
 /// Signals that end meshwait during the gate, before any app exists to receive them.
 fn stops_the_gate(signal: i32) -> bool {
-    matches!(signal, libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT)
+    matches!(
+        signal,
+        libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
+    )
 }
 
 pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd {
@@ -150,9 +157,17 @@ impl<'a> Narrator<'a> {
 }
 
 /// The final word on a timeout: what was tried, for how long, and the last answer.
-pub fn describe_timeout(plan: &GatePlan, probes: u64, waited: Duration, last: Option<&Outcome>) -> String {
+pub fn describe_timeout(
+    plan: &GatePlan,
+    probes: u64,
+    waited: Duration,
+    last: Option<&Outcome>,
+) -> String {
     let waited = humantime::format_duration(Duration::from_millis(waited.as_millis() as u64));
-    let last = last.map_or_else(|| "no probe completed".to_string(), |o| format!("last answer: {o}"));
+    let last = last.map_or_else(
+        || "no probe completed".to_string(),
+        |o| format!("last answer: {o}"),
+    );
     format!(
         "the proxy was not ready after {waited}: {probes} probes of {} every {} (each bounded by {}); {last}",
         plan.url,

@@ -70,13 +70,19 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
 /// Whether meshwait's stdin is a terminal whose foreground group is meshwait's own.
 fn owns_foreground_terminal() -> bool {
     // SAFETY: plain queries on fd 0.
-    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp() }
+    unsafe {
+        libc::isatty(libc::STDIN_FILENO) == 1
+            && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+    }
 }
 
 fn explain(program: &str, e: &io::Error) -> LaunchError {
     let (code, what) = match (e.kind(), e.raw_os_error()) {
         (io::ErrorKind::NotFound, _) => (exit_code::NOT_FOUND, "command not found"),
-        (io::ErrorKind::PermissionDenied, _) => (exit_code::CANNOT_EXECUTE, "permission denied (not executable?)"),
+        (io::ErrorKind::PermissionDenied, _) => (
+            exit_code::CANNOT_EXECUTE,
+            "permission denied (not executable?)",
+        ),
         (_, Some(libc::ENOEXEC)) => (exit_code::CANNOT_EXECUTE, "not an executable format"),
         (_, Some(libc::EISDIR)) => (exit_code::CANNOT_EXECUTE, "is a directory"),
         _ => (exit_code::CANNOT_EXECUTE, "cannot execute"),

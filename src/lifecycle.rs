@@ -20,7 +20,11 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit_code::USAGE } else { exit_code::OK };
+            return if e.use_stderr() {
+                exit_code::USAGE
+            } else {
+                exit_code::OK
+            };
         }
     };
     logging::init(&cli.log);
@@ -33,7 +37,10 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     };
     // One thread: no worker may ever run with signals unblocked, forks stay simple, and an idle
     // current-thread runtime sleeps in epoll_wait with no timer.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the event loop: {e}");
@@ -78,7 +85,11 @@ async fn gate_outcome(gate: &GatePlan, signals: &mut Signals) -> Result<(), i32>
     match gate::wait_until_ready(gate, signals).await {
         GateEnd::Ready => Ok(()),
         GateEnd::Stopped(signal) => Err(exit_code::for_signal(signal.raw())),
-        GateEnd::TimedOut { probes, waited, last } => {
+        GateEnd::TimedOut {
+            probes,
+            waited,
+            last,
+        } => {
             let why = gate::describe_timeout(gate, probes, waited, last.as_ref());
             match gate.on_timeout {
                 OnTimeout::Fail => {

@@ -55,7 +55,12 @@ where
     N: for<'a> FormatFields<'a> + 'static,
     T: FormatTime,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut out: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut out: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let meta = event.metadata();
         let component = meta.target().rsplit("::").next().unwrap_or("meshwait");
         let mut fields = Fields {
@@ -67,12 +72,22 @@ where
         match self.format {
             LogFormat::Text => {
                 self.clock.format_time(&mut out)?;
-                write!(out, " {:<5} {component}: {}{}", meta.level().as_str(), fields.message, fields.rest)?;
+                write!(
+                    out,
+                    " {:<5} {component}: {}{}",
+                    meta.level().as_str(),
+                    fields.message,
+                    fields.rest
+                )?;
             }
             LogFormat::Json => {
                 out.write_str("{\"time\":\"")?;
                 self.clock.format_time(&mut out)?;
-                write!(out, "\",\"severity\":\"{}\",\"component\":", severity(*meta.level()))?;
+                write!(
+                    out,
+                    "\",\"severity\":\"{}\",\"component\":",
+                    severity(*meta.level())
+                )?;
                 json_string(&mut out, component)?;
                 out.write_str(",\"message\":")?;
                 json_string(&mut out, &fields.message)?;
@@ -105,7 +120,11 @@ impl Fields {
             self.message.push_str(value);
         } else if self.json {
             let _ = write!(self.rest, ",\"{}\":", field.name());
-            let _ = if quote { json_string(&mut self.rest, value) } else { self.rest.write_str(value) };
+            let _ = if quote {
+                json_string(&mut self.rest, value)
+            } else {
+                self.rest.write_str(value)
+            };
         } else if quote && (value.is_empty() || value.contains([' ', '"', '='])) {
             let _ = write!(self.rest, " {}={value:?}", field.name());
         } else {
@@ -212,8 +231,13 @@ mod tests {
 
     #[test]
     fn text_quotes_values_with_spaces() {
-        let line = capture(LogFormat::Text, || tracing::info!(why = "connection refused", "waiting"));
-        assert!(line.ends_with("waiting why=\"connection refused\"\n"), "{line}");
+        let line = capture(LogFormat::Text, || {
+            tracing::info!(why = "connection refused", "waiting")
+        });
+        assert!(
+            line.ends_with("waiting why=\"connection refused\"\n"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -1,47 +1,28 @@
-//! meshwait: gate an app until its service-mesh sidecar is ready, then supervise it as PID 1.
+//! The C entry point of meshwait.
 //!
 //! `no_main` so that blocking signals really is the first thing the process does: Rust's usual
 //! start-up code runs before `fn main` and, among other things, sets SIGPIPE to ignored, which
 //! would hide the disposition the app is supposed to inherit.
-#![cfg_attr(not(test), no_main)]
-
-mod lifecycle;
-mod cli;
-mod exit_code;
-mod gate;
-mod launch;
-mod logging;
-mod mesh;
-mod plan;
-mod probe;
-mod reaper;
-mod ready_url;
-mod shutdown;
-mod signal_name;
-mod signals;
-mod supervise;
+#![no_main]
 
 use std::ffi::{CStr, OsString, c_char, c_int};
 use std::os::unix::ffi::OsStringExt;
 
-/// The C entry point.
-///
 /// # Safety
 /// Called by the C runtime with a valid argv of `argc` NUL-terminated strings.
-#[cfg(not(test))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     // First: as PID 1 an unhandled signal is dropped; a blocked one waits for us (signals.rs).
-    let inherited = match signals::block_all() {
+    let inherited = match meshwait::block_all() {
         Ok(inherited) => inherited,
         Err(e) => {
             eprintln!("error: cannot block signals: {e}");
-            return exit_code::OS_ERROR;
+            return meshwait::exit_code::OS_ERROR;
         }
     };
     // SAFETY: per the C runtime's contract on argc/argv.
     let args = unsafe { collect_args(argc, argv) };
-    lifecycle::main(args, inherited)
+    meshwait::run(args, inherited)
 }
 
 /// argv as OS strings. std's `env::args` is not filled in under `no_main` on every libc (musl).

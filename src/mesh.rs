@@ -24,7 +24,6 @@ impl Mesh {
             Mesh::None => None,
         }
     }
-
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use crate::signal_name::Signal;
 pub enum Plan {
     Run(RunPlan),
     /// `meshwait ready`: one probe, or with `wait` a gate without a command.
-    Ready { gate: GatePlan, wait: bool },
+    Ready {
+        gate: GatePlan,
+        wait: bool,
+    },
 }
 
 /// How to wait for the proxy.
@@ -46,7 +49,11 @@ impl Plan {
                     .next()
                     .filter(|p| !p.is_empty())
                     .ok_or("missing command: meshwait [OPTIONS] [--] COMMAND [ARGS]...")?;
-                let gate = if run.no_wait { None } else { GatePlan::from_args(run.gate) };
+                let gate = if run.no_wait {
+                    None
+                } else {
+                    GatePlan::from_args(run.gate)
+                };
                 Ok(Plan::Run(RunPlan {
                     gate,
                     program,
@@ -95,19 +102,31 @@ mod tests {
     use super::*;
 
     fn plan(args: &[&str]) -> Result<Plan, String> {
-        let cli = Cli::parse_args(args.iter().map(OsString::from).collect()).map_err(|e| e.to_string())?;
+        let cli = Cli::parse_args(args.iter().map(OsString::from).collect())
+            .map_err(|e| e.to_string())?;
         Plan::from_cli(cli)
     }
 
     #[test]
     fn presets_and_override() {
-        let Plan::Run(run) = plan(&["meshwait", "--mesh", "linkerd", "app", "x"]).unwrap() else { panic!() };
-        assert_eq!(run.gate.unwrap().url.to_string(), "http://localhost:4191/ready");
+        let Plan::Run(run) = plan(&["meshwait", "--mesh", "linkerd", "app", "x"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            run.gate.unwrap().url.to_string(),
+            "http://localhost:4191/ready"
+        );
         assert_eq!(run.program, "app");
         assert_eq!(run.args, ["x"]);
-        let Plan::Run(run) = plan(&["meshwait", "--mesh", "none", "--ready-url", "http://127.0.0.1:9/r", "app"])
-            .unwrap()
-        else {
+        let Plan::Run(run) = plan(&[
+            "meshwait",
+            "--mesh",
+            "none",
+            "--ready-url",
+            "http://127.0.0.1:9/r",
+            "app",
+        ])
+        .unwrap() else {
             panic!()
         };
         assert_eq!(run.gate.unwrap().url.port, 9);
@@ -115,15 +134,21 @@ mod tests {
 
     #[test]
     fn no_gate_when_none_or_no_wait() {
-        let Plan::Run(run) = plan(&["meshwait", "--mesh", "none", "app"]).unwrap() else { panic!() };
+        let Plan::Run(run) = plan(&["meshwait", "--mesh", "none", "app"]).unwrap() else {
+            panic!()
+        };
         assert!(run.gate.is_none());
-        let Plan::Run(run) = plan(&["meshwait", "--no-wait", "app"]).unwrap() else { panic!() };
+        let Plan::Run(run) = plan(&["meshwait", "--no-wait", "app"]).unwrap() else {
+            panic!()
+        };
         assert!(run.gate.is_none());
     }
 
     #[test]
     fn zero_timeout_means_forever() {
-        let Plan::Run(run) = plan(&["meshwait", "--timeout", "0", "app"]).unwrap() else { panic!() };
+        let Plan::Run(run) = plan(&["meshwait", "--timeout", "0", "app"]).unwrap() else {
+            panic!()
+        };
         assert_eq!(run.gate.unwrap().timeout, None);
     }
 

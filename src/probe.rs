@@ -87,13 +87,17 @@ async fn exchange(url: &ReadyUrl) -> Outcome {
         Err(e) => return Outcome::Failed(format!("cannot connect: {e}")),
     };
     let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-        Ok(pair) => pair,
-        Err(e) => return Outcome::Failed(format!("HTTP handshake failed: {e}")),
-    };
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+            Ok(pair) => pair,
+            Err(e) => return Outcome::Failed(format!("HTTP handshake failed: {e}")),
+        };
     let request = Request::get(url.path.as_str())
         .header(hyper::header::HOST, url.authority.as_str())
-        .header(hyper::header::USER_AGENT, concat!("meshwait/", env!("CARGO_PKG_VERSION")))
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("meshwait/", env!("CARGO_PKG_VERSION")),
+        )
         .header(hyper::header::CONNECTION, "close")
         .body(Empty::<Bytes>::new());
     let request = match request {
@@ -141,7 +145,9 @@ async fn exchange(url: &ReadyUrl) -> Outcome {
 async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = match (&url.host, url.fixed_addrs()) {
         (_, Some(addrs)) => addrs,
-        (Host::Name(name), None) => tokio::net::lookup_host((name.as_str(), url.port)).await?.collect(),
+        (Host::Name(name), None) => tokio::net::lookup_host((name.as_str(), url.port))
+            .await?
+            .collect(),
         (_, None) => Vec::new(),
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
@@ -174,8 +180,16 @@ fn describe(e: hyper::Error) -> String {
 /// The first non-empty line of a body, printable and bounded.
 fn first_line(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let mut out: String = line.chars().filter(|c| !c.is_control()).take(FIRST_LINE_MAX).collect();
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut out: String = line
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(FIRST_LINE_MAX)
+        .collect();
     if line.chars().count() > FIRST_LINE_MAX {
         out.push('…');
     }
@@ -188,7 +202,10 @@ mod tests {
 
     #[test]
     fn first_line_skips_blank_lines_and_bounds_length() {
-        assert_eq!(first_line(b"\n\n  config not received from Pilot \nmore"), "config not received from Pilot");
+        assert_eq!(
+            first_line(b"\n\n  config not received from Pilot \nmore"),
+            "config not received from Pilot"
+        );
         assert_eq!(first_line(b""), "");
         let long = vec![b'x'; 1000];
         let line = first_line(&long);

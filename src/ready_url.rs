@@ -41,7 +41,6 @@ impl ReadyUrl {
             Host::Name(_) => None,
         }
     }
-
 }
 
 impl fmt::Display for ReadyUrl {
@@ -55,9 +54,11 @@ impl std::str::FromStr for ReadyUrl {
 
     fn from_str(text: &str) -> Result<ReadyUrl, String> {
         let bad = |why: &str| why.to_string();
-        let uri: Uri = text
-            .parse()
-            .map_err(|e| bad(&format!("not a URL ({e}); expected e.g. http://localhost:15020/healthz/ready")))?;
+        let uri: Uri = text.parse().map_err(|e| {
+            bad(&format!(
+                "not a URL ({e}); expected e.g. http://localhost:15020/healthz/ready"
+            ))
+        })?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
@@ -65,8 +66,16 @@ impl std::str::FromStr for ReadyUrl {
                     "https is not supported; sidecar readiness endpoints are plain http on localhost",
                 ));
             }
-            Some(other) => return Err(bad(&format!("scheme '{other}' is not supported; use http://"))),
-            None => return Err(bad("it needs a scheme and host, e.g. http://localhost:15020/healthz/ready")),
+            Some(other) => {
+                return Err(bad(&format!(
+                    "scheme '{other}' is not supported; use http://"
+                )));
+            }
+            None => {
+                return Err(bad(
+                    "it needs a scheme and host, e.g. http://localhost:15020/healthz/ready",
+                ));
+            }
         }
         let authority = uri.authority().ok_or_else(|| bad("it has no host"))?;
         if authority.as_str().contains('@') {
@@ -78,7 +87,11 @@ impl std::str::FromStr for ReadyUrl {
         }
         // Parsed from the text: http::Uri accepts any digits after the colon, and its port_u16()
         // answers None for 99999 exactly as for "no port".
-        let port = match authority.as_str().rsplit_once(':').filter(|(_, p)| !p.contains(']')) {
+        let port = match authority
+            .as_str()
+            .rsplit_once(':')
+            .filter(|(_, p)| !p.contains(']'))
+        {
             None | Some((_, "")) => 80,
             Some((_, digits)) => digits
                 .parse::<u16>()
@@ -141,7 +154,10 @@ mod tests {
     #[test]
     fn rejects_with_reasons() {
         for (bad, why) in [
-            ("https://localhost:15020/healthz/ready", "https is not supported"),
+            (
+                "https://localhost:15020/healthz/ready",
+                "https is not supported",
+            ),
             ("ftp://localhost/", "scheme 'ftp'"),
             ("localhost:15020/healthz/ready", "not a URL"),
             ("/healthz/ready", "needs a scheme"),

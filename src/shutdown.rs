@@ -61,7 +61,11 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> C
     }
     let still = leftovers(app.group);
     tracing::warn!(count = still.len(), "grace over; sending SIGKILL");
-    deliver(app.group, &still, Signal::from_raw(libc::SIGKILL).unwrap_or(Signal::TERM));
+    deliver(
+        app.group,
+        &still,
+        Signal::from_raw(libc::SIGKILL).unwrap_or(Signal::TERM),
+    );
     // Collect what we just killed so nothing is left as a zombie if we are not PID 1.
     let until = Instant::now() + RECHECK * 4;
     while !leftovers(app.group).is_empty() && Instant::now() < until {
@@ -94,10 +98,15 @@ fn deliver(group: Pid, pids: &BTreeSet<i32>, signal: Signal) {
 /// Our direct children, from /proc/self/task/*/children (orphans attach to any of our threads).
 fn children() -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return pids };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            pids.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     pids
@@ -110,12 +119,24 @@ fn group_members(group: Pid) -> BTreeSet<i32> {
     if signals::send_probe(group).is_err() {
         return pids;
     }
-    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // Fields after the parenthesised command name: state, ppid, pgrp.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
         let mut fields = rest.split_whitespace();
         let state = fields.next();
         let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());

@@ -96,7 +96,10 @@ impl std::str::FromStr for Signal {
             if rest.is_empty() {
                 return Some(0);
             }
-            rest.strip_prefix(sign)?.parse::<i32>().ok().filter(|n| *n >= 0)
+            rest.strip_prefix(sign)?
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
         };
         let n = if let Some(rest) = name.strip_prefix("RTMIN") {
             offset(rest, '+').map(|k| min + k)

@@ -89,7 +89,8 @@ impl Received {
     /// pipe. Such signals are side effects of our own I/O and must never reach the app (forwarding
     /// them would invent signals the app was never sent).
     pub fn self_inflicted(&self) -> bool {
-        self.sender == std::process::id() && (self.code == libc::SI_USER || self.code == libc::SI_TKILL)
+        self.sender == std::process::id()
+            && (self.code == libc::SI_USER || self.code == libc::SI_TKILL)
     }
 }
 
@@ -136,7 +137,10 @@ fn read_one(fd: RawFd) -> io::Result<Received> {
         return Err(io::Error::last_os_error());
     }
     if n as usize != size {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read from signalfd"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "short read from signalfd",
+        ));
     }
     // SAFETY: the kernel wrote a whole record.
     let info = unsafe { info.assume_init() };

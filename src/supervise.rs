@@ -43,8 +43,16 @@ pub async fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> 
 }
 
 fn forward(received: &Received, app: Launched, plan: &RunPlan) {
-    let signal = if received.signal == Signal::TERM { plan.stop_signal } else { received.signal };
-    let target = if plan.process_group { Pid::from_raw(-app.group.as_raw()) } else { app.pid };
+    let signal = if received.signal == Signal::TERM {
+        plan.stop_signal
+    } else {
+        received.signal
+    };
+    let target = if plan.process_group {
+        Pid::from_raw(-app.group.as_raw())
+    } else {
+        app.pid
+    };
     let result = signals::send(target, signal);
     match result {
         Ok(_) if signal != received.signal => tracing::info!(
@@ -53,7 +61,9 @@ fn forward(received: &Received, app: Launched, plan: &RunPlan) {
             pid = app.pid.as_raw(),
             "forwarding stop signal"
         ),
-        Ok(_) => tracing::debug!(signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded"),
+        Ok(_) => {
+            tracing::debug!(signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded")
+        }
         // The app has exited but is not reaped yet; its SIGCHLD is on the way.
         Err(nix::errno::Errno::ESRCH) => {}
         Err(e) => tracing::warn!(signal = %signal, error = %e, "could not forward signal"),

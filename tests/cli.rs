@@ -13,30 +13,60 @@ fn bad_input_exits_2_with_a_message_naming_it() {
     let cases: &[(&[&str], &str)] = &[
         (&[], "<COMMAND>"),
         (&["--mesh", "none"], "<COMMAND>"),
-        (&["--timeout", "soon", "--", "true"], "'soon' is not a duration"),
-        (&["--interval", "0", "--", "true"], "must be greater than zero"),
+        (
+            &["--timeout", "soon", "--", "true"],
+            "'soon' is not a duration",
+        ),
+        (
+            &["--interval", "0", "--", "true"],
+            "must be greater than zero",
+        ),
         (&["--request-timeout", "-1s", "--", "true"], "-1"),
-        (&["--ready-url", "https://localhost:15020/healthz/ready", "--", "true"], "https is not supported"),
-        (&["--ready-url", "localhost:15020", "--", "true"], "--ready-url"),
-        (&["--stop-signal", "TERMINATE", "--", "true"], "unknown signal 'TERMINATE'"),
+        (
+            &[
+                "--ready-url",
+                "https://localhost:15020/healthz/ready",
+                "--",
+                "true",
+            ],
+            "https is not supported",
+        ),
+        (
+            &["--ready-url", "localhost:15020", "--", "true"],
+            "--ready-url",
+        ),
+        (
+            &["--stop-signal", "TERMINATE", "--", "true"],
+            "unknown signal 'TERMINATE'",
+        ),
         (&["--mesh", "consul", "--", "true"], "consul"),
         (&["--on-timeout", "maybe", "--", "true"], "maybe"),
         (&["--log-format", "xml", "--", "true"], "xml"),
         (&["--no-such-flag", "--", "true"], "--no-such-flag"),
-        (&["ready", "--mesh", "none"], "--mesh none has no readiness URL"),
+        (
+            &["ready", "--mesh", "none"],
+            "--mesh none has no readiness URL",
+        ),
     ];
     for (args, needle) in cases {
         let out = run(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?} should mention {needle}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?} should mention {needle}: {err}"
+        );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
 
 #[test]
 fn bad_environment_is_a_usage_error_too() {
-    let out = meshwait().env("MESHWAIT_TIMEOUT", "forever").args(["--", "true"]).output().unwrap();
+    let out = meshwait()
+        .env("MESHWAIT_TIMEOUT", "forever")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'forever' is not a duration"));
 }
@@ -49,9 +79,17 @@ fn environment_sets_run_options() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(9));
-    let out = meshwait().env("MESHWAIT_NO_WAIT", "true").args(["--", "true"]).output().unwrap();
+    let out = meshwait()
+        .env("MESHWAIT_NO_WAIT", "true")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let out = meshwait().env("MESHWAIT_STOP_SIGNAL", "KILLME").args(["--", "true"]).output().unwrap();
+    let out = meshwait()
+        .env("MESHWAIT_STOP_SIGNAL", "KILLME")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -74,7 +112,8 @@ fn every_option_has_an_environment_variable() {
                 continue;
             }
             let trimmed = line.trim_start();
-            if trimmed.starts_with('-') && line.starts_with("  ") && !line.starts_with("          ") {
+            if trimmed.starts_with('-') && line.starts_with("  ") && !line.starts_with("          ")
+            {
                 if !current.is_empty() {
                     entries.push(std::mem::take(&mut current));
                 }
@@ -86,9 +125,14 @@ fn every_option_has_an_environment_variable() {
         entries.push(current);
         assert!(options >= 5, "{help}");
         for entry in entries {
-            let exempt = ["--help", "--version", "--verbose", "--quiet"].iter().any(|f| entry.contains(f));
+            let exempt = ["--help", "--version", "--verbose", "--quiet"]
+                .iter()
+                .any(|f| entry.contains(f));
             if !exempt {
-                assert!(entry.contains("[env: MESHWAIT_"), "no environment variable for:\n{entry}");
+                assert!(
+                    entry.contains("[env: MESHWAIT_"),
+                    "no environment variable for:\n{entry}"
+                );
             }
         }
     }

@@ -26,18 +26,37 @@ fn gate_holds_the_app_until_200_and_logs_the_503_body() {
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ISTIO_503));
     let dir = scratch_dir("hold");
     let mark = dir.join("started");
-    let mut child = spawn(gated(&server.url(), &format!("echo started > {}", mark.display())));
-    assert!(eventually(Duration::from_secs(5), || server.served().len() >= 5), "gate is probing");
+    let mut child = spawn(gated(
+        &server.url(),
+        &format!("echo started > {}", mark.display()),
+    ));
+    assert!(
+        eventually(Duration::from_secs(5), || server.served().len() >= 5),
+        "gate is probing"
+    );
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!mark.exists(), "the app started while the proxy answered 503");
-    assert!(child.try_wait().unwrap().is_none(), "meshwait gave up early");
+    assert!(
+        !mark.exists(),
+        "the app started while the proxy answered 503"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "meshwait gave up early"
+    );
     server.set(Reply::Status(200, "ok"));
     let status = wait_bounded(&mut child, Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
     assert!(mark.exists(), "the app never started after 200");
     let served = server.served();
     assert_eq!(served.last(), Some(&Reply::Status(200, "ok")));
-    assert_eq!(served.iter().filter(|r| **r == Reply::Status(200, "ok")).count(), 1, "probing stopped at ready");
+    assert_eq!(
+        served
+            .iter()
+            .filter(|r| **r == Reply::Status(200, "ok"))
+            .count(),
+        1,
+        "probing stopped at ready"
+    );
     let err = stderr_of(&mut child);
     assert!(err.contains(&format!("HTTP 503: {ISTIO_503}")), "{err}");
     assert!(err.contains("proxy ready"), "{err}");
@@ -45,30 +64,57 @@ fn gate_holds_the_app_until_200_and_logs_the_503_body() {
 
 #[test]
 fn hung_endpoint_does_not_stall_the_gate() {
-    let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Hang, Reply::Hang], Reply::Status(200, "LIVE"));
-    let mut child = spawn(gated_with(&server.url(), &["--request-timeout", "200ms"], "exit 0"));
+    let server = ReadyServer::start(
+        "127.0.0.1:0",
+        vec![Reply::Hang, Reply::Hang],
+        Reply::Status(200, "LIVE"),
+    );
+    let mut child = spawn(gated_with(
+        &server.url(),
+        &["--request-timeout", "200ms"],
+        "exit 0",
+    ));
     let status = wait_bounded(&mut child, Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
-    assert_eq!(server.served()[..3], [Reply::Hang, Reply::Hang, Reply::Status(200, "LIVE")]);
+    assert_eq!(
+        server.served()[..3],
+        [Reply::Hang, Reply::Hang, Reply::Status(200, "LIVE")]
+    );
     let err = stderr_of(&mut child);
-    assert!(err.contains("no answer within the request timeout"), "{err}");
+    assert!(
+        err.contains("no answer within the request timeout"),
+        "{err}"
+    );
 }
 
 #[test]
 fn reset_connections_are_retried() {
-    let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Reset, Reply::Reset], Reply::Status(200, ""));
+    let server = ReadyServer::start(
+        "127.0.0.1:0",
+        vec![Reply::Reset, Reply::Reset],
+        Reply::Status(200, ""),
+    );
     let mut child = spawn(gated(&server.url(), "exit 0"));
-    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
     assert_eq!(server.served()[..2], [Reply::Reset, Reply::Reset]);
     let err = stderr_of(&mut child);
-    assert!(err.to_lowercase().contains("reset") || err.contains("closed before"), "{err}");
+    assert!(
+        err.to_lowercase().contains("reset") || err.contains("closed before"),
+        "{err}"
+    );
 }
 
 #[test]
 fn garbage_answers_are_retried_and_named() {
     let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Garbage], Reply::Status(200, ""));
     let mut child = spawn(gated(&server.url(), "exit 0"));
-    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
     assert_eq!(server.served()[0], Reply::Garbage);
     let err = stderr_of(&mut child);
     assert!(err.contains("not HTTP"), "{err}");
@@ -78,13 +124,20 @@ fn garbage_answers_are_retried_and_named() {
 fn localhost_reaches_a_proxy_listening_only_on_ipv6_loopback() {
     let server = ReadyServer::start("[::1]:0", vec![], Reply::Status(200, ""));
     let mut child = spawn(gated(&server.url(), "exit 0"));
-    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
     assert_eq!(server.served().len(), 1);
 }
 
 #[test]
 fn timeout_exits_69_without_starting_the_app_and_says_what_was_tried() {
-    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "no healthy upstream"));
+    let server = ReadyServer::start(
+        "127.0.0.1:0",
+        vec![],
+        Reply::Status(503, "no healthy upstream"),
+    );
     let dir = scratch_dir("timeout");
     let mark = dir.join("started");
     let script = format!("touch {}", mark.display());
@@ -96,16 +149,29 @@ fn timeout_exits_69_without_starting_the_app_and_says_what_was_tried() {
     let last = err.lines().last().unwrap_or_default();
     assert!(last.contains("not ready after"), "{last}");
     assert!(last.contains(&server.url()), "{last}");
-    assert!(last.contains("last answer: HTTP 503: no healthy upstream"), "{last}");
+    assert!(
+        last.contains("last answer: HTTP 503: no healthy upstream"),
+        "{last}"
+    );
 }
 
 #[test]
 fn on_timeout_start_runs_the_app_anyway() {
     let mut cmd = meshwait();
-    cmd.args(["--ready-url", "http://127.0.0.1:1/ready", "--interval", "20ms", "--timeout", "100ms"])
-        .args(["--on-timeout", "start", "--", "sh", "-c", "exit 5"]);
+    cmd.args([
+        "--ready-url",
+        "http://127.0.0.1:1/ready",
+        "--interval",
+        "20ms",
+        "--timeout",
+        "100ms",
+    ])
+    .args(["--on-timeout", "start", "--", "sh", "-c", "exit 5"]);
     let mut child = spawn(cmd);
-    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(5));
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(5)
+    );
     assert!(stderr_of(&mut child).contains("continuing because --on-timeout start"));
 }
 
@@ -117,7 +183,8 @@ fn stop_signals_during_the_gate_exit_128_plus_n_and_never_start_the_app() {
         let before = server.served().len();
         let mark = dir.join(format!("started-{signal}"));
         let mut child = spawn(gated(&server.url(), &format!("touch {}", mark.display())));
-        assert!(eventually(Duration::from_secs(5), || server.served().len() > before + 1));
+        assert!(eventually(Duration::from_secs(5), || server.served().len()
+            > before + 1));
         send(child.id(), signal);
         let status = wait_bounded(&mut child, Duration::from_secs(5));
         assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
@@ -129,14 +196,24 @@ fn stop_signals_during_the_gate_exit_128_plus_n_and_never_start_the_app() {
 fn other_signals_during_the_gate_are_not_fatal() {
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not yet"));
     let mut child = spawn(gated(&server.url(), "exit 4"));
-    assert!(eventually(Duration::from_secs(5), || !server.served().is_empty()));
-    for signal in [libc::SIGUSR1, libc::SIGWINCH, libc::SIGCHLD, libc::SIGRTMIN() + 1] {
+    assert!(eventually(Duration::from_secs(5), || !server
+        .served()
+        .is_empty()));
+    for signal in [
+        libc::SIGUSR1,
+        libc::SIGWINCH,
+        libc::SIGCHLD,
+        libc::SIGRTMIN() + 1,
+    ] {
         send(child.id(), signal);
     }
     std::thread::sleep(Duration::from_millis(100));
     assert!(child.try_wait().unwrap().is_none());
     server.set(Reply::Status(200, ""));
-    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(4));
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(4)
+    );
 }
 
 #[test]
@@ -144,39 +221,86 @@ fn zero_timeout_waits_past_the_default_bound() {
     // Not a timing assertion: only that `0` does not mean "give up at once".
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ""));
     let mut cmd = meshwait();
-    cmd.args(["--ready-url", &server.url(), "--interval", "10ms", "--timeout", "0", "--", "true"]);
+    cmd.args([
+        "--ready-url",
+        &server.url(),
+        "--interval",
+        "10ms",
+        "--timeout",
+        "0",
+        "--",
+        "true",
+    ]);
     let mut child = spawn(cmd);
     assert!(eventually(Duration::from_secs(5), || server.served().len() >= 20));
     assert!(child.try_wait().unwrap().is_none());
     server.set(Reply::Status(200, ""));
-    assert_eq!(wait_bounded(&mut child, Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
 }
 
 #[test]
 fn ready_subcommand_probes_once() {
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "warming up"));
-    let out = meshwait().args(["ready", "--ready-url", &server.url()]).output().unwrap();
+    let out = meshwait()
+        .args(["ready", "--ready-url", &server.url()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("not ready:") && text.contains("HTTP 503: warming up"), "{text}");
+    assert!(
+        text.starts_with("not ready:") && text.contains("HTTP 503: warming up"),
+        "{text}"
+    );
     assert_eq!(server.served().len(), 1);
     server.set(Reply::Status(200, "LIVE"));
-    let out = meshwait().args(["ready", "--ready-url", &server.url()]).output().unwrap();
+    let out = meshwait()
+        .args(["ready", "--ready-url", &server.url()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ready:"));
-    let out = meshwait().args(["ready", "--ready-url", "http://127.0.0.1:1/"]).output().unwrap();
+    let out = meshwait()
+        .args(["ready", "--ready-url", "http://127.0.0.1:1/"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("connection refused"));
 }
 
 #[test]
 fn ready_wait_gates_without_a_command() {
-    let server = ReadyServer::start("127.0.0.1:0", vec![Reply::Status(503, ""), Reply::Status(503, "")], Reply::Status(200, ""));
-    let out = meshwait().args(["ready", "--wait", "--interval", "10ms", "--ready-url", &server.url()]).output().unwrap();
+    let server = ReadyServer::start(
+        "127.0.0.1:0",
+        vec![Reply::Status(503, ""), Reply::Status(503, "")],
+        Reply::Status(200, ""),
+    );
+    let out = meshwait()
+        .args([
+            "ready",
+            "--wait",
+            "--interval",
+            "10ms",
+            "--ready-url",
+            &server.url(),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(server.served().len(), 3);
     let out = meshwait()
-        .args(["ready", "--wait", "--interval", "10ms", "--timeout", "100ms", "--ready-url", "http://127.0.0.1:1/"])
+        .args([
+            "ready",
+            "--wait",
+            "--interval",
+            "10ms",
+            "--timeout",
+            "100ms",
+            "--ready-url",
+            "http://127.0.0.1:1/",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(69));
@@ -196,6 +320,11 @@ fn environment_configures_the_gate() {
     assert_eq!(out.status.code(), Some(69));
     let err = String::from_utf8_lossy(&out.stderr);
     let last = err.lines().last().unwrap();
-    assert!(last.starts_with('{') && last.contains("\"severity\":\"ERROR\"") && last.contains("\"exit_code\":69"), "{last}");
+    assert!(
+        last.starts_with('{')
+            && last.contains("\"severity\":\"ERROR\"")
+            && last.contains("\"exit_code\":69"),
+        "{last}"
+    );
     assert!(server.served().len() >= 3);
 }

@@ -19,7 +19,10 @@ fn no_gate() -> Command {
 #[test]
 fn every_exit_code_passes_through() {
     for code in 0..=255 {
-        let status = no_gate().args(["--", "sh", "-c", &format!("exit {code}")]).status().unwrap();
+        let status = no_gate()
+            .args(["--", "sh", "-c", &format!("exit {code}")])
+            .status()
+            .unwrap();
         assert_eq!(status.code(), Some(code));
     }
 }
@@ -41,16 +44,24 @@ fn death_by_signal_is_128_plus_n() {
     ];
     signals.extend([libc::SIGRTMIN(), libc::SIGRTMIN() + 5, libc::SIGRTMAX()]);
     for signal in signals {
-        let status = no_gate().args(["--", "sh", "-c", &format!("kill -{signal} $$")]).status().unwrap();
+        let status = no_gate()
+            .args(["--", "sh", "-c", &format!("kill -{signal} $$")])
+            .status()
+            .unwrap();
         assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
     }
 }
 
 #[test]
 fn missing_and_unexecutable_commands() {
-    let out = no_gate().args(["--", "no-such-command-xyz"]).output().unwrap();
+    let out = no_gate()
+        .args(["--", "no-such-command-xyz"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(127));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("command not found: no-such-command-xyz"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("command not found: no-such-command-xyz")
+    );
     let dir = scratch_dir("noexec");
     let script = dir.join("script.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
@@ -65,11 +76,14 @@ fn missing_and_unexecutable_commands() {
 /// Starts meshwait over the signal recorder and waits until the recorder's handlers are in.
 fn recorder(options: &[&str], fork: bool) -> (std::process::Child, Lines) {
     let mut cmd = no_gate();
-    cmd.args(options).args(["--", python(), &helper("sigrecorder.py")]);
+    cmd.args(options)
+        .args(["--", python(), &helper("sigrecorder.py")]);
     if fork {
         cmd.arg("--fork");
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let lines = Lines::from(&mut child);
     let mut expect = vec!["ready".to_string()];
@@ -105,7 +119,11 @@ fn every_catchable_signal_reaches_the_app_including_realtime() {
     let pid = child.id();
     for signal in catchable() {
         send(pid, signal);
-        assert_eq!(lines.next(LINE), Some(signal.to_string()), "signal {signal} was not forwarded");
+        assert_eq!(
+            lines.next(LINE),
+            Some(signal.to_string()),
+            "signal {signal} was not forwarded"
+        );
     }
     assert_eq!(finish(child), 0);
 }
@@ -117,7 +135,10 @@ fn sigchld_is_never_forwarded() {
     send(child.id(), libc::SIGUSR1);
     // Forwarding is in order, so USR1 arriving first proves CHLD was not sent.
     assert_eq!(lines.next(LINE), Some(libc::SIGUSR1.to_string()));
-    assert_eq!(lines.drain(Duration::from_millis(200)), Vec::<String>::new());
+    assert_eq!(
+        lines.drain(Duration::from_millis(200)),
+        Vec::<String>::new()
+    );
     assert_eq!(finish(child), 0);
 }
 
@@ -135,14 +156,23 @@ fn sigterm_becomes_the_stop_signal() {
 fn process_group_mode_reaches_the_whole_group() {
     let (child, lines) = recorder(&[], true);
     send(child.id(), libc::SIGUSR2);
-    assert_eq!(lines.drain(Duration::from_millis(300)), [libc::SIGUSR2.to_string()]);
+    assert_eq!(
+        lines.drain(Duration::from_millis(300)),
+        [libc::SIGUSR2.to_string()]
+    );
     assert_eq!(finish(child), 0);
 
     let (child, lines) = recorder(&["--process-group"], true);
     send(child.id(), libc::SIGUSR2);
     let mut got = lines.drain(Duration::from_millis(300));
     got.sort();
-    assert_eq!(got, [libc::SIGUSR2.to_string(), format!("child {}", libc::SIGUSR2)]);
+    assert_eq!(
+        got,
+        [
+            libc::SIGUSR2.to_string(),
+            format!("child {}", libc::SIGUSR2)
+        ]
+    );
     assert_eq!(finish(child), 0);
 }
 
@@ -211,7 +241,10 @@ fn orphans_are_reaped_as_subreaper() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.starts_with(&format!("adopted-by {meshwait_pid}\n")), "orphans not adopted by meshwait: {text}");
+    assert!(
+        text.starts_with(&format!("adopted-by {meshwait_pid}\n")),
+        "orphans not adopted by meshwait: {text}"
+    );
     assert!(text.contains("unreaped 0 alive 0"), "{text}");
 }
 
@@ -222,7 +255,15 @@ fn as_pid1(args: &[&str]) -> Option<std::process::Output> {
         return None;
     }
     let out = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", MESHWAIT, "--mesh", "none", "--"])
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            MESHWAIT,
+            "--mesh",
+            "none",
+            "--",
+        ])
         .args(args)
         .output()
         .ok()?;
@@ -231,9 +272,15 @@ fn as_pid1(args: &[&str]) -> Option<std::process::Output> {
 
 #[test]
 fn orphans_are_reaped_as_pid1() {
-    let Some(out) = as_pid1(&[python(), &helper("orphans.py"), "3"]) else { return };
+    let Some(out) = as_pid1(&[python(), &helper("orphans.py"), "3"]) else {
+        return;
+    };
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.starts_with("adopted-by 1\n"), "{text}");
     assert!(text.contains("unreaped 0 alive 0"), "{text}");
 }
@@ -245,7 +292,17 @@ fn as_pid1_signals_are_not_dropped() {
         return;
     }
     let mut unshare = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", MESHWAIT, "--mesh", "none", "--", python(), &helper("sigrecorder.py")])
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            MESHWAIT,
+            "--mesh",
+            "none",
+            "--",
+            python(),
+            &helper("sigrecorder.py"),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -253,9 +310,16 @@ fn as_pid1_signals_are_not_dropped() {
         .unwrap();
     let lines = Lines::from(&mut unshare);
     assert_eq!(lines.next(LINE).as_deref(), Some("ready"));
-    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
     let pid1: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
-    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGRTMIN() + 2] {
+    for signal in [
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGUSR1,
+        libc::SIGRTMIN() + 2,
+    ] {
         send(pid1, signal);
         assert_eq!(lines.next(LINE), Some(signal.to_string()));
     }
@@ -270,7 +334,17 @@ fn stop_signal_during_the_gate_as_pid1_exits_143() {
             None
         } else {
             let mut unshare = Command::new("unshare")
-                .args(["--pid", "--fork", MESHWAIT, "--ready-url", "http://127.0.0.1:1/", "--timeout", "0", "--", "true"])
+                .args([
+                    "--pid",
+                    "--fork",
+                    MESHWAIT,
+                    "--ready-url",
+                    "http://127.0.0.1:1/",
+                    "--timeout",
+                    "0",
+                    "--",
+                    "true",
+                ])
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -315,16 +389,25 @@ fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sending SIGTERM to processes the app left behind count=2"), "{err}");
+    assert!(
+        err.contains("sending SIGTERM to processes the app left behind count=2"),
+        "{err}"
+    );
     assert!(err.contains("grace over; sending SIGKILL count=1"), "{err}");
     for pid in std::fs::read_to_string(&pids).unwrap().split_whitespace() {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "leftover {pid} still exists");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "leftover {pid} still exists"
+        );
     }
 }
 
 #[test]
 fn no_grace_wait_when_nothing_is_left() {
-    let out = no_gate().args(["--cleanup-grace", "30s", "--", "true"]).output().unwrap();
+    let out = no_gate()
+        .args(["--cleanup-grace", "30s", "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("left behind"));
 }
@@ -337,7 +420,12 @@ fn stdin_and_stdout_are_the_apps() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello mesh\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello mesh\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO MESH\n");
 }

@@ -36,7 +36,9 @@ pub fn python() -> &'static str {
 }
 
 pub fn helper(name: &str) -> String {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "helpers", name].iter().collect();
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "helpers", name]
+        .iter()
+        .collect();
     path.to_string_lossy().into_owned()
 }
 
@@ -76,7 +78,11 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 pub fn send(pid: u32, signal: i32) {
-    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill({pid}, {signal})");
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, signal) },
+        0,
+        "kill({pid}, {signal})"
+    );
 }
 
 pub fn stderr_of(child: &mut Child) -> String {
@@ -165,7 +171,11 @@ impl ReadyServer {
                 let Ok(conn) = conn else { continue };
                 let reply = {
                     let mut s = st.lock().unwrap();
-                    let reply = if s.script.is_empty() { s.then.clone() } else { s.script.remove(0) };
+                    let reply = if s.script.is_empty() {
+                        s.then.clone()
+                    } else {
+                        s.script.remove(0)
+                    };
                     s.served.push(reply.clone());
                     reply
                 };
@@ -227,7 +237,10 @@ fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>) {
         }
         Reply::Reset => {
             read_request(&mut conn);
-            let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
             use std::os::fd::AsRawFd;
             unsafe {
                 libc::setsockopt(
@@ -248,7 +261,9 @@ fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>) {
 
 /// Spawns meshwait with piped stdout and stderr.
 pub fn spawn(mut cmd: Command) -> Child {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.spawn().expect("spawn meshwait")
 }
 

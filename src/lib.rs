@@ -1,0 +1,24 @@
+//! meshwait: gate an app until its service-mesh sidecar is ready, then supervise it as PID 1.
+//!
+//! The binary (`main.rs`) is a thin C entry point; everything else lives here so it can be unit
+//! tested. Data flows one way: `cli` → `plan` → `gate` → `launch`/`supervise` → `shutdown`,
+//! orchestrated by `lifecycle`.
+
+mod cli;
+pub mod exit_code;
+mod gate;
+mod launch;
+mod lifecycle;
+mod logging;
+mod mesh;
+mod plan;
+mod probe;
+mod ready_url;
+mod reaper;
+mod shutdown;
+mod signal_name;
+mod signals;
+mod supervise;
+
+pub use lifecycle::main as run;
+pub use signals::{Inherited, block_all};
