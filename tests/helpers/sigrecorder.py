@@ -10,9 +10,14 @@ import sys
 UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 
 
+def say(text):
+    # One write(2) per line: two processes share this pipe, and print() may split a line.
+    os.write(1, (text + "\n").encode())
+
+
 def install(prefix, exit_on_term):
     def handler(signum, _frame):
-        print(f"{prefix}{signum}", flush=True)
+        say(f"{prefix}{signum}")
         if exit_on_term and signum == signal.SIGTERM:
             os._exit(0)
 
@@ -28,10 +33,10 @@ def install(prefix, exit_on_term):
 if "--fork" in sys.argv:
     if os.fork() == 0:
         install("child ", exit_on_term=True)
-        print("child ready", flush=True)
+        say("child ready")
         while True:
             signal.pause()
 
 install("", exit_on_term=False)
-print("ready", flush=True)
+say("ready")
 sys.stdin.read()
