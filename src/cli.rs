@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::mesh::Mesh;
@@ -70,7 +71,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub gate: GateArgs,
     /// Skip the readiness gate; signal forwarding and reaping stay.
-    #[arg(long, env = "MESHWAIT_NO_WAIT")]
+    #[arg(long, env = "MESHWAIT_NO_WAIT", value_parser = BoolishValueParser::new())]
     pub no_wait: bool,
     /// What the app receives when meshwait receives SIGTERM (`TERM`, `SIGQUIT`, `3`).
     #[arg(
@@ -81,7 +82,7 @@ pub struct RunArgs {
     )]
     pub stop_signal: Signal,
     /// Deliver forwarded signals to the app's whole process group, not just the app.
-    #[arg(long, env = "MESHWAIT_PROCESS_GROUP")]
+    #[arg(long, env = "MESHWAIT_PROCESS_GROUP", value_parser = BoolishValueParser::new())]
     pub process_group: bool,
     /// After the app exits: how long processes left in its group get between SIGTERM and SIGKILL.
     #[arg(long, env = "MESHWAIT_CLEANUP_GRACE", value_name = "DURATION", default_value = "2s", value_parser = duration)]
@@ -96,7 +97,7 @@ pub struct ReadyArgs {
     #[command(flatten)]
     pub gate: GateArgs,
     /// Keep probing until ready or --timeout, like `run` without a command.
-    #[arg(long, env = "MESHWAIT_READY_WAIT")]
+    #[arg(long, env = "MESHWAIT_READY_WAIT", value_parser = BoolishValueParser::new())]
     pub wait: bool,
 }
 

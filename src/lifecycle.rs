@@ -16,6 +16,7 @@ use crate::supervise;
 
 /// Runs meshwait with `args` (argv, program name first) and returns the exit status.
 pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
+    forget_empty_settings();
     let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -48,6 +49,19 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
         }
     };
     runtime.block_on(execute(plan, inherited))
+}
+
+/// Treats `MESHWAIT_X=""` as unset: templated manifests (`value: {{ .Values.x | quote }}`) write
+/// empty strings when they mean "use the default".
+fn forget_empty_settings() {
+    let empty: Vec<OsString> = std::env::vars_os()
+        .filter(|(key, value)| key.to_string_lossy().starts_with("MESHWAIT_") && value.is_empty())
+        .map(|(key, _)| key)
+        .collect();
+    for key in empty {
+        // SAFETY: called before the runtime starts, while meshwait has exactly one thread.
+        unsafe { std::env::remove_var(key) };
+    }
 }
 
 async fn execute(plan: Plan, inherited: Inherited) -> i32 {

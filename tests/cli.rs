@@ -147,3 +147,55 @@ fn help_and_version_exit_0() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("meshwait "));
 }
+
+#[test]
+fn boolean_variables_accept_the_usual_spellings() {
+    let spellings = [
+        ("true", true),
+        ("1", true),
+        ("yes", true),
+        ("on", true),
+        ("false", false),
+        ("0", false),
+        ("off", false),
+    ];
+    for (value, skips_gate) in spellings {
+        let out = meshwait()
+            .env("MESHWAIT_NO_WAIT", value)
+            .env("MESHWAIT_READY_URL", "http://127.0.0.1:1/")
+            .env("MESHWAIT_TIMEOUT", "50ms")
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        let expected = if skips_gate { 0 } else { 69 };
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "MESHWAIT_NO_WAIT={value}"
+        );
+    }
+    let out = meshwait()
+        .env("MESHWAIT_NO_WAIT", "perhaps")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn empty_variables_mean_the_default() {
+    let out = meshwait()
+        .env("MESHWAIT_MESH", "none")
+        .env("MESHWAIT_READY_URL", "")
+        .env("MESHWAIT_TIMEOUT", "")
+        .env("MESHWAIT_STOP_SIGNAL", "")
+        .args(["--", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
