@@ -32,7 +32,7 @@ pub enum GateEnd {
 }
 
 /// Signals that end meshwait during the gate, before any app exists to receive them.
-fn stops_the_gate(signal: i32) -> bool {
+pub fn stops_the_gate(signal: i32) -> bool {
     matches!(
         signal,
         libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT

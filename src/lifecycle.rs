@@ -73,7 +73,7 @@ async fn execute(plan: Plan, inherited: Inherited) -> i32 {
         }
     };
     match plan {
-        Plan::Ready { gate, wait: false } => probe_once(&gate).await,
+        Plan::Ready { gate, wait: false } => probe_once(&gate, &mut signals).await,
         Plan::Ready { gate, wait: true } => match gate_outcome(&gate, &mut signals).await {
             Ok(()) => exit_code::OK,
             Err(code) => code,
@@ -83,8 +83,22 @@ async fn execute(plan: Plan, inherited: Inherited) -> i32 {
 }
 
 /// `meshwait ready`: one probe, the answer on stdout, 0 or 1.
-async fn probe_once(gate: &GatePlan) -> i32 {
-    let outcome = probe::probe(&gate.url, gate.request_timeout).await;
+async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
+    let probe = probe::probe(&gate.url, gate.request_timeout);
+    tokio::pin!(probe);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut probe => break outcome,
+            received = signals.next() => {
+                // Every signal is blocked, so without this a TERM would wait for the probe.
+                if let Ok(r) = received {
+                    if !r.self_inflicted() && gate::stops_the_gate(r.signal.raw()) {
+                        return exit_code::for_signal(r.signal.raw());
+                    }
+                }
+            }
+        }
+    };
     if outcome.is_ready() {
         println!("ready: {} ({outcome})", gate.url);
         exit_code::OK
@@ -135,9 +149,17 @@ async fn run_app(run: RunPlan, inherited: Inherited, signals: &mut Signals) -> i
             return e.code;
         }
     };
-    tracing::debug!(pid = app.pid.as_raw(), program = %run.program.to_string_lossy(), "app started");
+    tracing::info!(
+        pid = app.pid.as_raw(),
+        "started {}",
+        run.program.to_string_lossy()
+    );
     let ended = supervise::supervise(app, &run, signals).await;
-    tracing::debug!(pid = app.pid.as_raw(), status = ?ended, "app exited");
+    tracing::info!(
+        pid = app.pid.as_raw(),
+        exit_code = ended.exit_code(),
+        "app {ended}"
+    );
     shutdown::cleanup(app, run.cleanup_grace, signals).await;
     ended.exit_code()
 }

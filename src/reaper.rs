@@ -17,6 +17,18 @@ pub enum Ended {
     Signalled(i32),
 }
 
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Ended::Exited(code) => write!(f, "exited with code {code}"),
+            Ended::Signalled(n) => match crate::signal_name::Signal::from_raw(n) {
+                Some(signal) => write!(f, "was killed by {signal}"),
+                None => write!(f, "was killed by signal {n}"),
+            },
+        }
+    }
+}
+
 impl Ended {
     /// The shell convention: the exit code, or 128+N for death by signal N.
     pub fn exit_code(self) -> i32 {

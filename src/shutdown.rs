@@ -27,22 +27,22 @@ pub struct Cleanup {
 
 pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> Cleanup {
     reaper::reap(None);
-    let left = leftovers(app.group);
+    let left = Leftovers::find(app.group);
     if left.is_empty() {
         return Cleanup::default();
     }
     tracing::info!(
-        count = left.len(),
+        count = left.count(),
         grace_ms = grace.as_millis() as u64,
         "sending SIGTERM to processes the app left behind"
     );
-    deliver(app.group, &left, Signal::TERM);
+    left.deliver(Signal::TERM);
     let deadline = Instant::now() + grace;
     loop {
         reaper::reap(None);
-        if leftovers(app.group).is_empty() {
+        if Leftovers::find(app.group).is_empty() {
             return Cleanup {
-                terminated: left.len(),
+                terminated: left.count(),
                 killed: false,
             };
         }
@@ -59,38 +59,65 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> C
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    let still = leftovers(app.group);
-    tracing::warn!(count = still.len(), "grace over; sending SIGKILL");
-    deliver(
-        app.group,
-        &still,
-        Signal::from_raw(libc::SIGKILL).unwrap_or(Signal::TERM),
-    );
+    let still = Leftovers::find(app.group);
+    tracing::warn!(count = still.count(), "grace over; sending SIGKILL");
+    still.deliver(Signal::KILL);
     // Collect what we just killed so nothing is left as a zombie if we are not PID 1.
     let until = Instant::now() + RECHECK * 4;
-    while !leftovers(app.group).is_empty() && Instant::now() < until {
+    while !Leftovers::find(app.group).is_empty() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(5)).await;
         reaper::reap(None);
     }
     Cleanup {
-        terminated: left.len(),
+        terminated: left.count(),
         killed: true,
     }
 }
 
-/// Live processes in the app's group plus our own remaining children (orphans reparented to us).
-fn leftovers(group: Pid) -> BTreeSet<i32> {
-    let mut pids = children();
-    pids.extend(group_members(group));
-    pids
+/// Live processes in the app's group, and our own remaining children outside it (orphans
+/// reparented to us that moved to another group or session).
+struct Leftovers {
+    group: Pid,
+    in_group: BTreeSet<i32>,
+    outside: BTreeSet<i32>,
 }
 
-fn deliver(group: Pid, pids: &BTreeSet<i32>, signal: Signal) {
-    let _ = signals::send(Pid::from_raw(-group.as_raw()), signal);
-    for pid in pids {
-        match signals::send(Pid::from_raw(*pid), signal) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(pid, error = %e, "could not signal a leftover process"),
+impl Leftovers {
+    fn find(group: Pid) -> Leftovers {
+        let in_group = group_members(group);
+        let outside = children()
+            .into_iter()
+            .filter(|pid| !in_group.contains(pid))
+            .collect();
+        Leftovers {
+            group,
+            in_group,
+            outside,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.in_group.is_empty() && self.outside.is_empty()
+    }
+
+    fn count(&self) -> usize {
+        self.in_group.len() + self.outside.len()
+    }
+
+    /// One signal per process: the group gets one kill(-pgid), the others one each. Sending a
+    /// group member the signal twice would read as "stop now" to apps that escalate on a repeat.
+    fn deliver(&self, signal: Signal) {
+        let mut targets: Vec<Pid> = self.outside.iter().map(|pid| Pid::from_raw(*pid)).collect();
+        if !self.in_group.is_empty() {
+            targets.push(Pid::from_raw(-self.group.as_raw()));
+        }
+        for target in targets {
+            match signals::send(target, signal) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => {
+                    tracing::warn!(target = target.as_raw(), error = %e, "could not signal a leftover process")
+                }
+            }
         }
     }
 }

@@ -44,6 +44,7 @@ pub struct Signal(i32);
 
 impl Signal {
     pub const TERM: Signal = Signal(libc::SIGTERM);
+    pub const KILL: Signal = Signal(libc::SIGKILL);
 
     /// Wraps a raw number from the kernel; `None` outside `1..=SIGRTMAX`.
     pub fn from_raw(n: i32) -> Option<Signal> {
