@@ -430,23 +430,3 @@ fn stdin_and_stdout_are_the_apps() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO MESH\n");
 }
-
-#[test]
-fn leftovers_get_exactly_one_sigterm() {
-    let dir = scratch_dir("oneterm");
-    let log = dir.join("terms");
-    let ready = dir.join("ready");
-    // The leftover records every TERM and keeps running, so it also sees the SIGKILL path.
-    let script = format!(
-        "(trap 'echo term >> {log}' TERM; touch {ready}; while :; do sleep 0.02; done) & \
-         while [ ! -e {ready} ]; do sleep 0.01; done; exit 0",
-        log = log.display(),
-        ready = ready.display()
-    );
-    let out = no_gate()
-        .args(["--cleanup-grace", "500ms", "--", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "term\n");
-}
