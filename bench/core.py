@@ -46,6 +46,7 @@ TARGET_READY_P99_MS = 60.0
 TARGET_PROBES_PER_S = 20.0
 TARGET_SIGNAL_RATIO = 1.2
 
+WRAPPER_NAMES = ("meshwait", "tini", "tini-static", "dumb-init", "catatonit")
 MESHWAIT_INTERVAL = "50ms"  # the default, passed explicitly so the figure says what it measured
 
 
@@ -220,15 +221,18 @@ def ratio(mine, theirs):
     return f"{mine / theirs:.2f}x"
 
 
-def print_table(title, headers, rows, notes=()):
+def print_table(title, headers, rows, notes=(), left=(0,)):
+    """Numbers right-aligned, the columns in `left` (names, paths) left-aligned."""
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     print(f"\n{title}")
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))
+    line = fmt(headers)
     print(line)
     print("-" * len(line))
     for row in rows:
-        cells = [str(c) for c in row]
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+        print(fmt([str(c) for c in row]))
     for note in notes:
         print(f"  note: {note}")
     sys.stdout.flush()
@@ -243,12 +247,22 @@ def proc_status(pid):
 
 
 def context_switches(pid):
-    """Voluntary + involuntary context switches of every thread of pid."""
+    """Voluntary + involuntary context switches of every thread of pid; None if it is gone."""
     total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        status = proc_status(f"{pid}/task/{tid}")
-        total += int(status["voluntary_ctxt_switches"]) + int(status["nonvoluntary_ctxt_switches"])
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            status = proc_status(f"{pid}/task/{tid}")
+            total += int(status["voluntary_ctxt_switches"]) + int(status["nonvoluntary_ctxt_switches"])
+    except (OSError, KeyError, ValueError):
+        return None
     return total
+
+
+def is_traced(pid):
+    try:
+        return proc_status(pid).get("TracerPid", "0") != "0"
+    except OSError:
+        return False
 
 
 def elf_is_static(path):
@@ -319,20 +333,20 @@ def figure_size(meshwait, results):
     rows = []
     for name, path in candidates:
         if not path or not os.path.exists(path):
-            rows.append([name, "not found", "", "", "", ""])
+            rows.append([name, "", "", "", "", "not found"])
             continue
         size = os.path.getsize(path)
         sizes[name] = size
         static = elf_is_static(path)
-        rows.append([name, str(path), f"{size:,}", f"{size / 1e6:.3f}",
-                     {True: "yes", False: "no", None: "?"}[static], None])
+        rows.append([name, f"{size:,}", f"{size / 1e6:.3f}",
+                     {True: "yes", False: "no", None: "?"}[static], None, str(path)])
         if name == "meshwait":
             results["size"] = (size, static)
     for row in rows:
-        if row[-1] is None:
-            row[-1] = ratio(sizes.get("meshwait"), sizes[row[0]])
+        if row[4] is None:
+            row[4] = ratio(sizes.get("meshwait"), sizes[row[0]])
     print_table("Figure 1. Binary size (bytes on disk; one value, it does not vary between runs)",
-                ["binary", "path", "bytes", "MB", "static", "meshwait / this"], rows,
+                ["binary", "bytes", "MB", "static", "meshwait / this", "path"], rows, left=(0, 5),
                 notes=["tini and dumb-init are dynamically linked: their size excludes libc."])
 
 
@@ -358,10 +372,11 @@ def figure_rss(kids, argvs, repeats, results):
         kids.stop(list(procs.values()))
     base = median(samples["meshwait"]) if samples.get("meshwait") else None
     rows = []
-    for name in argvs:
+    for name in WRAPPER_NAMES:
         s = samples.get(name)
         if not s:
-            rows.append([name, "not measured: " + errors.get(name, "no sample"), "", "", "", ""])
+            why = errors.get(name, "no sample") if name in argvs else "not installed"
+            rows.append([name, "not measured: " + why, "", "", "", ""])
             continue
         rows.append([name, len(s), min(s), median(s), max(s), ratio(base, median(s))])
     if samples.get("meshwait"):
@@ -375,12 +390,15 @@ def figure_rss(kids, argvs, repeats, results):
 # --------------------------------------------------------------------------------------------
 
 def count_strace_syscalls(path, begin, end):
-    """Completed syscalls whose timestamp lies in [begin, end] in an `strace -f -ttt` log.
+    """Syscalls that returned within [begin, end] in an `strace -f -ttt -T` log.
 
-    Lines that only open a syscall ("<unfinished ...>") or end it by our detaching
-    ("<detached ...>") are not completions; "+++"/"---" lines are events, not syscalls.
-    The window starts after attaching settles, so the one restart the attach itself forces
-    (tini's rt_sigtimedwait returns early) is not counted against anyone.
+    A returned syscall's line carries its entry time and, with -T, its duration; their sum is
+    when it returned (a "<... resumed>" line is already stamped at the return). Counting returns
+    rather than entries means a wait that started before the window and woke inside it counts
+    once, and one still blocked when we detach ("<detached ...>") does not. "<unfinished ...>"
+    lines only open a syscall; "+++"/"---" lines are events, not syscalls. The window opens after
+    the attach has settled, so the restart the attach itself forces (tini's rt_sigtimedwait
+    returns early) is not counted against anyone.
     """
     count = 0
     for line in Path(path).read_text(errors="replace").splitlines():
@@ -394,6 +412,12 @@ def count_strace_syscalls(path, begin, end):
         rest = parts[2]
         if rest.startswith(("+++", "---")) or "<unfinished ...>" in rest or "<detached ...>" in rest:
             continue
+        if not rest.startswith("<..."):
+            head, _, duration = rest.rstrip().rpartition("<")
+            try:
+                stamp += float(duration.rstrip(">"))
+            except ValueError:
+                pass  # no -T field (e.g. "= ?"): keep the entry time
         if begin <= stamp <= end:
             count += 1
     return count
@@ -423,17 +447,19 @@ def figure_idle(kids, argvs, window, repeats, scratch, results):
             after = {n: context_switches(p.pid) for n, p in live.items()}
             elapsed = time.monotonic() - t0
             for n in live:
-                switches[n].append((after[n] - before[n]) / elapsed)
+                if before[n] is None or after[n] is None:
+                    errors[n] = f"exited during the window: {errtail(live[n])}"
+                else:
+                    switches[n].append((after[n] - before[n]) / elapsed)
 
             if strace_error:
                 continue
             tracers = {}
             for n, p in live.items():
                 log = scratch / f"strace.{n}.{rep}"
-                tracers[n] = (kids.spawn([strace, "-f", "-qq", "-ttt", "-o", str(log), "-p", str(p.pid)]), log)
+                tracers[n] = (kids.spawn([strace, "-f", "-qq", "-ttt", "-T", "-o", str(log), "-p", str(p.pid)]), log)
             for n, p in live.items():
-                attached = lambda pid=p.pid: proc_status(pid).get("TracerPid", "0") != "0"
-                if not wait_until(attached, 5):
+                if not wait_until(lambda pid=p.pid: is_traced(pid), 5):
                     errors[n] = f"strace could not attach: {errtail(tracers[n][0])}"
             time.sleep(0.3)  # let the attach-induced restarts pass before the window opens
             begin = time.time()
@@ -456,10 +482,11 @@ def figure_idle(kids, argvs, window, repeats, scratch, results):
             kids.stop(list(procs.values()))
 
     rows = []
-    for name in argvs:
+    for name in WRAPPER_NAMES:
         sw, sc = switches.get(name), syscalls.get(name)
         if not sw and not sc:
-            rows.append([name, "not measured: " + errors.get(name, "no sample"), "", "", "", "", ""])
+            why = errors.get(name, "no sample") if name in argvs else "not installed"
+            rows.append([name, "not measured: " + why, "", "", "", "", ""])
             continue
         fmt = lambda xs: [f"{min(xs):.2f}", f"{median(xs):.2f}", f"{max(xs):.2f}"] if xs else ["n/a"] * 3
         sc_cells = fmt(sc) if sc else [f"n/a ({errors.get(name) or strace_error})", "", ""]
@@ -470,7 +497,7 @@ def figure_idle(kids, argvs, window, repeats, scratch, results):
     print_table(f"Figure 3. Idle wakeups while supervising sleep ({repeats} x {window:g} s windows per column)",
                 ["wrapper", "ctx sw/s min", "median", "max", "syscalls/s min", "median", "max"], rows,
                 notes=["ctx sw/s: context switches from /proc with no tracer attached (each one is a wakeup).",
-                       "syscalls/s: completed syscalls seen by `strace -f -p` after attaching settled."])
+                       "syscalls/s: syscalls returning under `strace -f -p`, counted after attaching settled."])
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,6 +620,9 @@ def readiness_run(kids, server, run, argv_for_url):
         # Gaps between consecutive 503 probes: the steady rate without the first-probe fencepost.
         "gaps_s": [(b - a) / 1e9 for a, b in zip(not_ready, not_ready[1:])],
         "ready_answers": len(ready),
+        # From the server taking the first probe it answers 200 to, to the app running: the gate's own reaction time,
+        # without the wait for the next probe.
+        "react_ms": (app_ns - ready[0]) / 1e6 if ready else None,
     }
 
 
@@ -600,10 +630,11 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
     poll = scratch / "poll_loop.py"
     poll.write_text(POLL_LOOP)
     methods = collections.OrderedDict()
-    if meshwait and os.access(meshwait, os.X_OK):
-        methods[f"meshwait --interval {MESHWAIT_INTERVAL}"] = (
-            runs, lambda url: [str(meshwait), "--ready-url", url, "--interval", MESHWAIT_INTERVAL,
-                               "--", "date", "+%s%N"])
+    have_meshwait = bool(meshwait) and os.access(meshwait, os.X_OK)
+    methods[f"meshwait --interval {MESHWAIT_INTERVAL}"] = (
+        runs if have_meshwait else 0,
+        lambda url: [str(meshwait), "--ready-url", url, "--interval", MESHWAIT_INTERVAL,
+                     "--", "date", "+%s%N"])
     methods["poll 500 ms (pilot-agent wait)"] = (
         anchor_runs, lambda url: [PYTHON, str(poll), url, "0.5"])
     methods["poll 1 s (shell loop)"] = (
@@ -632,24 +663,28 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
     for name in methods:
         got = outcomes.get(name, [])
         if not got:
-            why = failures[name][0] if failures.get(name) else "no runs"
-            rows.append([name, f"0/{len(failures[name])}", f"not measured: {why}", "", "", "", "", "", ""])
+            why = failures[name][0] if failures.get(name) else "not installed"
+            rows.append([name, f"0/{len(failures[name])}", f"not measured: {why}", "", "", "", "", "", "", ""])
             continue
         lat = [o["latency_ms"] for o in got]
         raw_rate = sum(o["probes"] for o in got) / sum(o["phase_s"] for o in got)
         gaps = [g for o in got for g in o["gaps_s"]]
         steady = len(gaps) / sum(gaps) if gaps else None
+        react = [o["react_ms"] for o in got if o["react_ms"] is not None]
         p50 = median(lat)
         if base is None and name.startswith("meshwait"):
             base = p50
             results["ready"] = (p50, pct(lat, 99), raw_rate, steady, len(lat))
         rows.append([name, f"{len(lat)}/{len(lat) + len(failures[name])}", f"{min(lat):.1f}", f"{p50:.1f}",
                      f"{pct(lat, 99):.1f}", f"{max(lat):.1f}", f"{raw_rate:.2f}",
-                     f"{steady:.2f}" if steady else "n/a", ratio(base, p50)])
+                     f"{steady:.2f}" if steady else "n/a",
+                     f"{median(react):.1f} / {max(react):.1f}" if react else "n/a", ratio(base, p50)])
     notes = [
         "latency = app's `date +%s%N` - flip instant; flip uniform in 300-800 ms after the gate starts.",
         "probes/s (phase) = 503 answers / (flip - start), as specified; it includes the probe at t=0,",
         "  so a 50 ms poller shows ~20 + 1/phase. probes/s (steady) = 1 / mean gap between 503 probes.",
+        "200->exec: from the server taking the probe it answers 200 to, to the app's clock (the gate's own reaction).",
+        "p99 is nearest-rank: with fewer than 100 runs it is the maximum.",
         "fixed-period polling: the wait from flip to the next probe is ~uniform in [0, period),",
         "  so p50 cannot be below about period/2 (25 ms at 50 ms) plus probe + fork/exec time.",
     ]
@@ -661,7 +696,7 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
         notes.append(f"{len(extra)} run(s) saw more than one 200 answer (a probe in flight at the end).")
     print_table("Figure 4. Readiness -> app exec latency (ms), same local server and method for every row",
                 ["method", "ok/runs", "min", "p50", "p99", "max", "probes/s (phase)", "probes/s (steady)",
-                 "meshwait / this (p50)"], rows, notes)
+                 "200->exec p50 / max", "meshwait / this (p50)"], rows, notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -681,8 +716,8 @@ sys.stdin.buffer.read()
 def figure_signals(kids, argvs, count, warmup, scratch, results):
     app = scratch / "signal_app.py"
     app.write_text(SIGNAL_APP)
-    chosen = [n for n in ("meshwait", "tini", "dumb-init") if n in argvs]
-    missing = [n for n in ("meshwait", "tini", "dumb-init") if n not in argvs]
+    contestants = ("meshwait", "tini", "dumb-init")
+    chosen = [n for n in contestants if n in argvs]
     running, readers, errors = {}, {}, {}
     samples = collections.defaultdict(list)
     try:
@@ -724,12 +759,12 @@ def figure_signals(kids, argvs, count, warmup, scratch, results):
 
     tini_p50 = median(samples["tini"]) if samples.get("tini") else None
     rows = []
-    for name in chosen + missing:
+    for name in contestants:
         s = samples.get(name)
         if not s:
             rows.append([name, "not measured: " + errors.get(name, "not installed"), "", "", "", ""])
             continue
-        rows.append([name, len(s), f"{min(s):.0f}", f"{median(s):.0f}", f"{pct(s, 99):.0f}",
+        rows.append([name, len(s), f"{min(s):.1f}", f"{median(s):.1f}", f"{pct(s, 99):.1f}",
                      ratio(median(s), tini_p50)])
     if samples.get("meshwait"):
         results["signal"] = (median(samples["meshwait"]), tini_p50)
@@ -742,7 +777,7 @@ def figure_signals(kids, argvs, count, warmup, scratch, results):
 # Summary.
 # --------------------------------------------------------------------------------------------
 
-def summary(results):
+def summary(results, quick):
     def verdict(ok):
         return "not measured" if ok is None else ("met" if ok else "NOT MET")
 
@@ -773,28 +808,34 @@ def summary(results):
         rows.append(["0 idle wakeups/s", "n/a", verdict(None)])
     sig = results.get("signal")
     if sig and sig[1]:
-        rows.append(["signal latency p50 <= 1.2x tini", f"{sig[0]:.0f} us vs tini {sig[1]:.0f} us = {sig[0] / sig[1]:.2f}x",
+        rows.append(["signal latency p50 <= 1.2x tini", f"{sig[0]:.1f} us vs tini {sig[1]:.1f} us = {sig[0] / sig[1]:.3f}x",
                      verdict(sig[0] <= TARGET_SIGNAL_RATIO * sig[1])])
     else:
         rows.append(["signal latency p50 <= 1.2x tini", "n/a", verdict(None)])
-    print_table("Summary: meshwait against its targets", ["target", "measured", "verdict"], rows)
+    notes = ["--quick: one sample per figure; these verdicts are a smoke check, not a measurement."] if quick else []
+    print_table("Summary: meshwait against its targets", ["target", "measured", "verdict"], rows, notes)
 
 
 # --------------------------------------------------------------------------------------------
 
 def ensure_meshwait(path, is_default):
-    if os.access(path, os.X_OK):
-        return path
+    """The binary to measure. The default one is (re)built with cargo first: cargo does nothing
+    when it is fresh, and a binary older than the source would make every figure describe code
+    that no longer exists. An explicit --meshwait is measured as given."""
     if not is_default:
+        if os.access(path, os.X_OK):
+            return path
         print(f"meshwait not found at {path}; its rows will say 'not measured'.")
         return None
-    print("building meshwait (cargo build --release --target x86_64-unknown-linux-musl) ...", flush=True)
-    try:
-        subprocess.run(["cargo", "build", "--release", "--target", "x86_64-unknown-linux-musl"],
-                       cwd=REPO, timeout=900, check=True)
-    except (OSError, subprocess.SubprocessError) as e:
-        print(f"build failed ({e}); meshwait rows will say 'not measured'.")
-        return None
+    if shutil.which("cargo"):
+        print("cargo build --release --target x86_64-unknown-linux-musl ...", flush=True)
+        try:
+            subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "x86_64-unknown-linux-musl"],
+                           cwd=REPO, timeout=900, check=True, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as e:
+            print(f"build failed ({e}); measuring whatever binary is there, if any.")
+    elif not os.access(path, os.X_OK):
+        print("cargo not found and no binary; meshwait rows will say 'not measured'.")
     return path if os.access(path, os.X_OK) else None
 
 
@@ -865,7 +906,7 @@ def main():
             finally:
                 kids.stop([p for p in kids.procs if p.poll() is None])
             print(f"  ({name}: {time.monotonic() - t0:.1f} s)", flush=True)
-        summary(results)
+        summary(results, args.quick)
     except Watchdog as e:
         print(f"\nbenchmark aborted: {e}; partial results above.")
         return 2

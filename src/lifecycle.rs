@@ -2,6 +2,8 @@
 
 use std::ffi::OsString;
 
+use tokio::runtime::Runtime;
+
 use crate::cli::{Cli, OnTimeout};
 use crate::exit_code;
 use crate::gate::{self, GateEnd};
@@ -48,7 +50,25 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
             return exit_code::OS_ERROR;
         }
     };
-    runtime.block_on(execute(plan, inherited))
+    // Signals::open registers with the runtime's reactor, so it needs the runtime entered.
+    let _context = runtime.enter();
+    let mut signals = match Signals::open(&Mask::everything()) {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open a signalfd");
+            return exit_code::OS_ERROR;
+        }
+    };
+    match plan {
+        Plan::Ready { gate, wait: false } => runtime.block_on(probe_once(&gate, &mut signals)),
+        Plan::Ready { gate, wait: true } => {
+            match runtime.block_on(gate_outcome(&gate, &mut signals)) {
+                Ok(()) => exit_code::OK,
+                Err(code) => code,
+            }
+        }
+        Plan::Run(run) => run_app(run, inherited, &runtime, &mut signals),
+    }
 }
 
 /// Treats `MESHWAIT_X=""` as unset: templated manifests (`value: {{ .Values.x | quote }}`) write
@@ -61,24 +81,6 @@ fn forget_empty_settings() {
     for key in empty {
         // SAFETY: called before the runtime starts, while meshwait has exactly one thread.
         unsafe { std::env::remove_var(key) };
-    }
-}
-
-async fn execute(plan: Plan, inherited: Inherited) -> i32 {
-    let mut signals = match Signals::open(&Mask::everything()) {
-        Ok(signals) => signals,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open a signalfd");
-            return exit_code::OS_ERROR;
-        }
-    };
-    match plan {
-        Plan::Ready { gate, wait: false } => probe_once(&gate, &mut signals).await,
-        Plan::Ready { gate, wait: true } => match gate_outcome(&gate, &mut signals).await {
-            Ok(()) => exit_code::OK,
-            Err(code) => code,
-        },
-        Plan::Run(run) => run_app(run, inherited, &mut signals).await,
     }
 }
 
@@ -133,12 +135,14 @@ async fn gate_outcome(gate: &GatePlan, signals: &mut Signals) -> Result<(), i32>
     }
 }
 
-async fn run_app(run: RunPlan, inherited: Inherited, signals: &mut Signals) -> i32 {
+/// The run path. The gate and the clean-up wait on timers and sockets as well as signals, so they
+/// run on the event loop; supervision waits for signals alone and blocks (see `supervise`).
+fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut Signals) -> i32 {
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped here");
     }
     if let Some(gate) = &run.gate {
-        if let Err(code) = gate_outcome(gate, signals).await {
+        if let Err(code) = runtime.block_on(gate_outcome(gate, signals)) {
             return code;
         }
     }
@@ -154,12 +158,12 @@ async fn run_app(run: RunPlan, inherited: Inherited, signals: &mut Signals) -> i
         "started {}",
         run.program.to_string_lossy()
     );
-    let ended = supervise::supervise(app, &run, signals).await;
+    let ended = supervise::supervise(app, &run, signals);
     tracing::info!(
         pid = app.pid.as_raw(),
         exit_code = ended.exit_code(),
         "app {ended}"
     );
-    shutdown::cleanup(app, run.cleanup_grace, signals).await;
+    runtime.block_on(shutdown::cleanup(app, run.cleanup_grace, signals));
     ended.exit_code()
 }

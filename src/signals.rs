@@ -81,22 +81,34 @@ pub struct Received {
     pub signal: Signal,
     /// The sender's pid (0 when the kernel itself sent it, e.g. a terminal hang-up).
     pub sender: u32,
-    code: i32,
+    self_inflicted: bool,
 }
 
 impl Received {
+    fn new(signo: i32, sender: u32, code: i32, own_pid: u32) -> io::Result<Received> {
+        let signal = Signal::from_raw(signo)
+            .ok_or_else(|| io::Error::other(format!("the kernel reported signal {signo}")))?;
+        Ok(Received {
+            signal,
+            sender,
+            self_inflicted: sender == own_pid && (code == libc::SI_USER || code == libc::SI_TKILL),
+        })
+    }
+
     /// True when meshwait caused this signal itself, e.g. SIGPIPE from writing logs to a closed
     /// pipe. Such signals are side effects of our own I/O and must never reach the app (forwarding
     /// them would invent signals the app was never sent).
     pub fn self_inflicted(&self) -> bool {
-        self.sender == std::process::id()
-            && (self.code == libc::SI_USER || self.code == libc::SI_TKILL)
+        self.self_inflicted
     }
 }
 
-/// The async stream of blocked signals.
+/// The blocked signals, readable asynchronously (signalfd) or by blocking (sigwaitinfo).
 pub struct Signals {
     fd: AsyncFd<OwnedFd>,
+    mask: Mask,
+    /// Cached: comparing every sender with getpid() would add a system call to each forward.
+    own_pid: u32,
 }
 
 impl Signals {
@@ -113,22 +125,48 @@ impl Signals {
         // is registered, so its raw fd stays the same open signalfd.
         let fd = unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
-        Ok(Signals { fd })
+        Ok(Signals {
+            fd,
+            mask: *mask,
+            own_pid: std::process::id(),
+        })
     }
 
     /// Waits for the next signal.
     pub async fn next(&mut self) -> io::Result<Received> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| read_one(fd.get_ref().as_raw_fd())) {
+            match guard.try_io(|fd| read_one(fd.get_ref().as_raw_fd(), self.own_pid)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
         }
     }
+
+    /// Blocks the thread until the next signal: one system call between the kernel and the
+    /// caller, with no event loop in between. For phases where a signal is the only event.
+    pub fn wait(&mut self) -> io::Result<Received> {
+        let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
+        loop {
+            // SAFETY: the mask is initialised and `info` is a valid out-pointer.
+            let signo = unsafe { libc::sigwaitinfo(&self.mask.0, info.as_mut_ptr()) };
+            if signo > 0 {
+                // SAFETY: filled by a successful sigwaitinfo.
+                let info = unsafe { info.assume_init() };
+                // SAFETY: si_pid is meaningful for every signal this process can be sent; for
+                // kernel-generated ones it reads 0.
+                let sender = unsafe { info.si_pid() } as u32;
+                return Received::new(signo, sender, info.si_code, self.own_pid);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
 }
 
-fn read_one(fd: RawFd) -> io::Result<Received> {
+fn read_one(fd: RawFd, own_pid: u32) -> io::Result<Received> {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: the buffer is exactly one signalfd_siginfo long.
@@ -144,13 +182,7 @@ fn read_one(fd: RawFd) -> io::Result<Received> {
     }
     // SAFETY: the kernel wrote a whole record.
     let info = unsafe { info.assume_init() };
-    let signal = Signal::from_raw(info.ssi_signo as i32)
-        .ok_or_else(|| io::Error::other(format!("signalfd reported signal {}", info.ssi_signo)))?;
-    Ok(Received {
-        signal,
-        sender: info.ssi_pid,
-        code: info.ssi_code,
-    })
+    Received::new(info.ssi_signo as i32, info.ssi_pid, info.ssi_code, own_pid)
 }
 
 /// kill(2) with any signal number: nix's `Signal` enum cannot express real-time signals.

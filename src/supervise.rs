@@ -11,14 +11,18 @@ use crate::signal_name::Signal;
 use crate::signals::{self, Received, Signals};
 
 /// Runs until the app's exit status is known.
-pub async fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended {
+///
+/// Deliberately synchronous: while the app runs, a signal is the only event there is, and waiting
+/// for it in sigwaitinfo gives the shortest path from the kernel to the forwarding kill(2) (no
+/// epoll wake-up, no task scheduling) and no timer at all, so an idle meshwait never wakes.
+pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
     if let Some(ended) = reaper::reap(Some(app.pid)).main {
         return ended;
     }
     loop {
-        match signals.next().await {
+        match signals.wait() {
             Ok(r) if r.self_inflicted() => {
                 tracing::debug!(signal = %r.signal, "not forwarding a signal meshwait caused itself");
             }
@@ -30,10 +34,11 @@ pub async fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> 
             }
             Ok(r) => forward(&r, app, plan),
             Err(e) => {
-                // Should never happen with a valid signalfd; pause so a persistent fault cannot
-                // turn into a busy loop, and keep reaping so the app's end is still noticed.
-                tracing::error!(error = %e, "reading signals failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Should never happen (sigwaitinfo only fails on a bad mask); pause so a
+                // persistent fault cannot become a busy loop, and keep reaping so the app's end
+                // is still noticed.
+                tracing::error!(error = %e, "waiting for signals failed");
+                std::thread::sleep(Duration::from_millis(100));
                 if let Some(ended) = reaper::reap(Some(app.pid)).main {
                     return ended;
                 }
