@@ -163,9 +163,19 @@ impl Cli {
     }
 }
 
+/// Longer than any wait a pod could mean, and far from the point where adding it to a clock
+/// overflows.
+const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 500ms, 90s, 2m"))
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 500ms, 90s, 2m"))?;
+    if d > LONGEST {
+        return Err(format!(
+            "'{text}' is longer than a year; use 0 to wait forever where allowed"
+        ));
+    }
+    Ok(d)
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

@@ -11,6 +11,9 @@ pub const NOT_READY: i32 = 1;
 pub const USAGE: i32 = 2;
 /// EX_UNAVAILABLE from sysexits.h: the proxy never became ready within `--timeout`.
 pub const PROXY_UNAVAILABLE: i32 = 69;
+/// EX_SOFTWARE from sysexits.h: the app is gone but its exit status never reached meshwait
+/// (another process reaped it). Should not happen; reported rather than waited on forever.
+pub const STATUS_LOST: i32 = 70;
 /// EX_OSERR from sysexits.h: the operating system refused something meshwait cannot work
 /// without (signalfd, the async runtime).
 pub const OS_ERROR: i32 = 71;

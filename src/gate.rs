@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::plan::GatePlan;
 use crate::probe::{self, Kind, Outcome};
@@ -31,21 +31,13 @@ pub enum GateEnd {
     Stopped(Signal),
 }
 
-/// Signals that end meshwait during the gate, before any app exists to receive them.
-pub fn stops_the_gate(signal: i32) -> bool {
-    matches!(
-        signal,
-        libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
-    )
-}
-
 pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd {
     let started = Instant::now();
     let deadline = plan.timeout.map(|t| started + t);
-    let mut ticker = tokio::time::interval(plan.interval);
-    // Fixed rate, no backoff and no burst: a slow probe delays the next one instead of being
-    // followed by a catch-up volley.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Fixed rate, no backoff, no burst: each probe starts `interval` after the previous one
+    // started, or as soon as it finished if it took longer. (tokio's Interval is not used: it
+    // keeps its old schedule after a late tick, so two starts can come closer than `interval`.)
+    let mut next_start = started;
     let mut narrator = Narrator::new(plan, started);
     let mut in_flight: Option<Pin<Box<dyn Future<Output = Outcome> + '_>>> = None;
     let mut probes = 0u64;
@@ -60,7 +52,7 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     // As PID 1 we inherit orphans even before the app exists (kubectl exec).
                     reaper::reap(None);
                 }
-                Ok(r) if stops_the_gate(r.signal.raw()) => {
+                Ok(r) if r.asks_to_stop() => {
                     tracing::warn!(
                         signal = %r.signal,
                         sender = r.sender,
@@ -84,10 +76,12 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                 narrator.not_ready(&outcome, probes);
                 last = Some(outcome);
             },
-            _ = ticker.tick(), if in_flight.is_none() => {
+            _ = tokio::time::sleep_until(next_start), if in_flight.is_none() => {
+                let now = Instant::now();
+                next_start = now + plan.interval;
                 probes += 1;
                 let limit = match deadline {
-                    Some(d) => plan.request_timeout.min(d.saturating_duration_since(Instant::now())),
+                    Some(d) => plan.request_timeout.min(d.saturating_duration_since(now)),
                     None => plan.request_timeout,
                 };
                 in_flight = Some(Box::pin(probe::probe(&plan.url, limit.max(Duration::from_millis(1)))));

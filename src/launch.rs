@@ -32,11 +32,12 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
     let block_everything = Mask::everything();
     let take_terminal = owns_foreground_terminal();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (pthread_sigmask, setpgid, tcsetpgrp, signal, getpid); it allocates nothing.
+    // (pthread_sigmask, setpgid, tcsetpgrp, sigismember, signal, getpid); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            // std has just emptied the mask. Block again while we move to a new process group,
-            // or tcsetpgrp from a background group would stop us with SIGTTOU.
+            // Block everything while we move to a new process group (tcsetpgrp from a background
+            // group would otherwise stop us with SIGTTOU), whatever std left in the mask; the
+            // inherited mask is put back explicitly below.
             block_everything.install()?;
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
@@ -46,10 +47,9 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
             if take_terminal {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
-            // std resets SIGPIPE to the default in every child; put back what we inherited.
-            if inherited.sigpipe_ignored {
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-            }
+            // std resets SIGPIPE to the default in every child, and meshwait un-ignored SIGCHLD
+            // for itself: put back every "ignore" meshwait inherited.
+            inherited.restore_ignored();
             // Last: from here on signals reach the app exactly as they would have reached it
             // without meshwait in between.
             inherited.mask.install()?;

@@ -1,6 +1,7 @@
 //! The one-way flow: command line → plan → gate → supervise → shutdown.
 
 use std::ffi::OsString;
+use std::io::Write;
 
 use tokio::runtime::Runtime;
 
@@ -34,25 +35,35 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     let plan = match Plan::from_cli(cli) {
         Ok(plan) => plan,
         Err(message) => {
-            eprintln!("error: {message}\n\nFor more information, try '--help'.");
+            say_error(&format!("{message}\n\nFor more information, try '--help'."));
             return exit_code::USAGE;
         }
     };
     // One thread: no worker may ever run with signals unblocked, forks stay simple, and an idle
-    // current-thread runtime sleeps in epoll_wait with no timer.
+    // current-thread runtime sleeps in epoll_wait with no timer. At most one blocking thread (name
+    // lookups for a non-local readiness host): a lookup stuck on a dead resolver then delays the
+    // next lookup instead of piling up threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(1)
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the event loop: {e}");
+            say_error(&format!("cannot start the event loop: {e}"));
             return exit_code::OS_ERROR;
         }
     };
+    let code = execute(plan, inherited, &runtime);
+    // Do not wait for a name lookup still running on the blocking thread: exit now.
+    runtime.shutdown_background();
+    code
+}
+
+fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
     // Signals::open registers with the runtime's reactor, so it needs the runtime entered.
     let _context = runtime.enter();
-    let mut signals = match Signals::open(&Mask::everything()) {
+    let mut signals = match Signals::open(&Mask::everything(), &inherited) {
         Ok(signals) => signals,
         Err(e) => {
             tracing::error!(error = %e, "cannot open a signalfd");
@@ -61,14 +72,21 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     };
     match plan {
         Plan::Ready { gate, wait: false } => runtime.block_on(probe_once(&gate, &mut signals)),
+        // A probe answers for the proxy only: `--on-timeout start` (often set for the whole
+        // container through the environment) must not turn "never ready" into success here.
         Plan::Ready { gate, wait: true } => {
-            match runtime.block_on(gate_outcome(&gate, &mut signals)) {
+            match runtime.block_on(gate_outcome(&gate, OnTimeout::Fail, &mut signals)) {
                 Ok(()) => exit_code::OK,
                 Err(code) => code,
             }
         }
-        Plan::Run(run) => run_app(run, inherited, &runtime, &mut signals),
+        Plan::Run(run) => run_app(run, inherited, runtime, &mut signals),
     }
+}
+
+/// Writes a usage or start-up error. Never panics: a closed stderr must not turn into an abort.
+fn say_error(message: &str) {
+    let _ = writeln!(std::io::stderr(), "error: {message}");
 }
 
 /// Treats `MESHWAIT_X=""` as unset: templated manifests (`value: {{ .Values.x | quote }}`) write
@@ -93,25 +111,34 @@ async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
             outcome = &mut probe => break outcome,
             received = signals.next() => {
                 // Every signal is blocked, so without this a TERM would wait for the probe.
-                if let Ok(r) = received {
-                    if !r.self_inflicted() && gate::stops_the_gate(r.signal.raw()) {
+                if let Ok(r) = received.as_ref() {
+                    if r.asks_to_stop() {
                         return exit_code::for_signal(r.signal.raw());
                     }
                 }
             }
         }
     };
+    // The answer is the exit code; the line is for people, so a closed stdout is no error.
+    let verdict = if outcome.is_ready() {
+        "ready"
+    } else {
+        "not ready"
+    };
+    let _ = writeln!(std::io::stdout(), "{verdict}: {} ({outcome})", gate.url);
     if outcome.is_ready() {
-        println!("ready: {} ({outcome})", gate.url);
         exit_code::OK
     } else {
-        println!("not ready: {} ({outcome})", gate.url);
         exit_code::NOT_READY
     }
 }
 
 /// Runs the gate; `Err` carries the exit code when meshwait must stop here.
-async fn gate_outcome(gate: &GatePlan, signals: &mut Signals) -> Result<(), i32> {
+async fn gate_outcome(
+    gate: &GatePlan,
+    on_timeout: OnTimeout,
+    signals: &mut Signals,
+) -> Result<(), i32> {
     match gate::wait_until_ready(gate, signals).await {
         GateEnd::Ready => Ok(()),
         GateEnd::Stopped(signal) => Err(exit_code::for_signal(signal.raw())),
@@ -121,7 +148,7 @@ async fn gate_outcome(gate: &GatePlan, signals: &mut Signals) -> Result<(), i32>
             last,
         } => {
             let why = gate::describe_timeout(gate, probes, waited, last.as_ref());
-            match gate.on_timeout {
+            match on_timeout {
                 OnTimeout::Fail => {
                     tracing::error!(exit_code = exit_code::PROXY_UNAVAILABLE, "{why}");
                     Err(exit_code::PROXY_UNAVAILABLE)
@@ -142,7 +169,7 @@ fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut 
         tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped here");
     }
     if let Some(gate) = &run.gate {
-        if let Err(code) = runtime.block_on(gate_outcome(gate, signals)) {
+        if let Err(code) = runtime.block_on(gate_outcome(gate, gate.on_timeout, signals)) {
             return code;
         }
     }

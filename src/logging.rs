@@ -20,6 +20,9 @@ pub fn init(args: &LogArgs) {
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(level_filter(args.effective_level()))
         .with_writer(std::io::stderr)
+        // A failed write (a closed stderr) is dropped. Reporting it would use eprintln!, which
+        // panics, and a panic in PID 1 would take the app's exit status down with it.
+        .log_internal_errors(false)
         .event_format(LineFormat::new(args.log_format, SystemTime))
         .finish();
     // Only fails if a subscriber is already set, which would be a bug in main, not user input.

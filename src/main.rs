@@ -6,6 +6,7 @@
 #![no_main]
 
 use std::ffi::{CStr, OsString, c_char, c_int};
+use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 
 /// # Safety
@@ -16,13 +17,29 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
     let inherited = match meshwait::block_all() {
         Ok(inherited) => inherited,
         Err(e) => {
-            eprintln!("error: cannot block signals: {e}");
+            let _ = writeln!(std::io::stderr(), "error: cannot block signals: {e}");
             return meshwait::exit_code::OS_ERROR;
         }
     };
+    open_missing_standard_fds();
     // SAFETY: per the C runtime's contract on argc/argv.
     let args = unsafe { collect_args(argc, argv) };
     meshwait::run(args, inherited)
+}
+
+/// Points a closed fd 0, 1 or 2 at /dev/null, as Rust's usual start-up code would have done.
+///
+/// Otherwise the next descriptor meshwait opens (its epoll instance) would become, say, fd 2,
+/// and log lines would be written into it.
+fn open_missing_standard_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only queries the descriptor.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // SAFETY: the path is a valid C string; open returns the lowest free descriptor,
+            // which is `fd` because every lower one is open by now.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
 }
 
 /// argv as OS strings. std's `env::args` is not filled in under `no_main` on every libc (musl).

@@ -154,6 +154,9 @@ async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
+            // "Refused" on any address is the meaningful answer (nothing listens yet); a
+            // pod without IPv6 answers ::1 with "cannot assign requested address" instead.
+            Err(e) if last.kind() == io::ErrorKind::ConnectionRefused => drop(e),
             Err(e) => last = e,
         }
     }

@@ -93,6 +93,9 @@ impl std::str::FromStr for ReadyUrl {
             .filter(|(_, p)| !p.contains(']'))
         {
             None | Some((_, "")) => 80,
+            Some((_, digits)) if !digits.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(bad(&format!("port '{digits}' is not a number")));
+            }
             Some((_, digits)) => digits
                 .parse::<u16>()
                 .map_err(|_| bad(&format!("port {digits} is out of range")))?,
@@ -100,19 +103,34 @@ impl std::str::FromStr for ReadyUrl {
         if port == 0 {
             return Err(bad("port 0 cannot be connected to"));
         }
-        let bracketless = raw_host.trim_start_matches('[').trim_end_matches(']');
         let host = if raw_host.eq_ignore_ascii_case("localhost") {
             Host::Localhost
-        } else if let Ok(ip) = bracketless.parse::<IpAddr>() {
+        } else if let Some(inside) = raw_host.strip_prefix('[') {
+            let literal = inside.trim_end_matches(']');
+            if literal.contains('%') {
+                return Err(bad(
+                    "IPv6 zone identifiers are not supported; use http://[::1]:PORT or localhost",
+                ));
+            }
+            match literal.parse::<Ipv6Addr>() {
+                Ok(ip) => Host::Ip(IpAddr::V6(ip)),
+                Err(_) => return Err(bad(&format!("[{literal}] is not an IPv6 address"))),
+            }
+        } else if let Ok(ip) = raw_host.parse::<IpAddr>() {
             Host::Ip(ip)
         } else {
             Host::Name(raw_host.to_ascii_lowercase())
         };
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        // `http://host?x=1` has a query but no path; a request line needs one.
+        let path = match uri.path_and_query().map_or("", |p| p.as_str()) {
+            "" => "/".to_string(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_string(),
+        };
         Ok(ReadyUrl {
             host,
             port,
-            path: if path.is_empty() { "/".into() } else { path },
+            path,
             authority: authority.as_str().to_string(),
             text: text.to_string(),
         })
@@ -149,6 +167,9 @@ mod tests {
         assert!(named.fixed_addrs().is_none());
         let upper: ReadyUrl = "http://LOCALHOST:1/".parse().unwrap();
         assert_eq!(upper.host, Host::Localhost);
+        let query_only: ReadyUrl = "http://localhost:18080?x=1".parse().unwrap();
+        assert_eq!(query_only.path, "/?x=1");
+        assert_eq!(query_only.port, 18080);
     }
 
     #[test]
@@ -164,6 +185,9 @@ mod tests {
             ("http://user:pw@localhost:1/", "credentials"),
             ("http://localhost:99999/", "port 99999 is out of range"),
             ("http://localhost:0/", "port 0"),
+            ("http://localhost:+80/", "port '+80' is not a number"),
+            ("http://[fe80::1%25lo]:15020/", "zone identifiers"),
+            ("http://[zzz]:1/", "not an IPv6 address"),
             ("http:// bad host/", "not a URL"),
             ("", "not a URL"),
         ] {

@@ -15,6 +15,8 @@ use crate::exit_code;
 pub enum Ended {
     Exited(i32),
     Signalled(i32),
+    /// The app is gone but its status never reached us (something else reaped it).
+    Lost,
 }
 
 impl std::fmt::Display for Ended {
@@ -25,6 +27,7 @@ impl std::fmt::Display for Ended {
                 Some(signal) => write!(f, "was killed by {signal}"),
                 None => write!(f, "was killed by signal {n}"),
             },
+            Ended::Lost => write!(f, "ended, but its exit status was lost"),
         }
     }
 }
@@ -35,6 +38,7 @@ impl Ended {
         match self {
             Ended::Exited(code) => code,
             Ended::Signalled(signal) => exit_code::for_signal(signal),
+            Ended::Lost => exit_code::STATUS_LOST,
         }
     }
 }

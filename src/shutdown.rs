@@ -49,10 +49,8 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> C
         tokio::select! {
             received = signals.next() => {
                 // A second stop request means "now": skip the rest of the grace.
-                if let Ok(r) = received {
-                    if !r.self_inflicted() && matches!(r.signal.raw(), libc::SIGTERM | libc::SIGINT | libc::SIGQUIT) {
-                        break;
-                    }
+                if received.is_ok_and(|r| r.asks_to_stop()) {
+                    break;
                 }
             }
             _ = tokio::time::sleep(RECHECK) => {}

@@ -84,7 +84,13 @@ impl std::str::FromStr for Signal {
             )
         };
         let trimmed = text.trim();
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
         if let Ok(n) = trimmed.parse::<i32>() {
+            if (32..min).contains(&n) {
+                return Err(format!(
+                    "signal {n} is reserved by the C library; real-time signals start at {min} (RTMIN)"
+                ));
+            }
             return Signal::from_raw(n).ok_or_else(bad);
         }
         let upper = trimmed.to_ascii_uppercase();
@@ -92,7 +98,6 @@ impl std::str::FromStr for Signal {
         if let Some((_, n)) = NAMED.iter().find(|(known, _)| *known == name) {
             return Ok(Signal(*n));
         }
-        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
         let offset = |rest: &str, sign: char| -> Option<i32> {
             if rest.is_empty() {
                 return Some(0);
@@ -103,9 +108,9 @@ impl std::str::FromStr for Signal {
                 .filter(|n| *n >= 0)
         };
         let n = if let Some(rest) = name.strip_prefix("RTMIN") {
-            offset(rest, '+').map(|k| min + k)
+            offset(rest, '+').and_then(|k| min.checked_add(k))
         } else if let Some(rest) = name.strip_prefix("RTMAX") {
-            offset(rest, '-').map(|k| max - k)
+            offset(rest, '-').and_then(|k| max.checked_sub(k))
         } else {
             None
         };
@@ -140,6 +145,13 @@ mod tests {
         assert!(parse("RTMIN+99").is_err());
         assert!(parse("RTMIN-1").is_err());
         assert!(parse("RTMAX+1").is_err());
+        assert!(parse("RTMIN+2147483647").is_err());
+        assert!(parse("RTMAX-2147483647").is_err());
+        assert!(
+            parse("32")
+                .unwrap_err()
+                .contains("reserved by the C library")
+        );
     }
 
     #[test]

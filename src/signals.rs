@@ -6,7 +6,7 @@
 //! kernel/signal.c), so nothing that arrives before or during the readiness gate is lost. Real-time
 //! signals stay queued one instance each, with the sender's pid, so each one is forwarded exactly
 //! once. No code runs in signal context, so there is nothing async-signal-unsafe to get wrong, and
-//! while nothing arrives the process sleeps in epoll_wait without a timer (zero idle wakeups).
+//! while nothing arrives the process sleeps without a timer (zero idle wakeups).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -37,6 +37,26 @@ impl Mask {
         }
     }
 
+    fn empty() -> Mask {
+        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set.
+        unsafe {
+            libc::sigemptyset(set.as_mut_ptr());
+            Mask(set.assume_init())
+        }
+    }
+
+    fn add(&mut self, signal: i32) {
+        // SAFETY: the set is initialised; sigaddset rejects numbers out of range.
+        unsafe { libc::sigaddset(&mut self.0, signal) };
+    }
+
+    /// Async-signal-safe (sigismember only reads the set).
+    pub fn contains(&self, signal: i32) -> bool {
+        // SAFETY: the set is initialised.
+        unsafe { libc::sigismember(&self.0, signal) == 1 }
+    }
+
     /// Installs this mask on the calling thread and returns the one it replaces.
     ///
     /// Only pthread_sigmask: safe to call between fork and exec.
@@ -56,23 +76,54 @@ impl Mask {
 #[derive(Clone, Copy)]
 pub struct Inherited {
     pub mask: Mask,
-    /// SIGPIPE's disposition: Rust's `Command` resets it to the default in every child, which
-    /// would silently change an app started under `nohup`-style ignoring.
-    pub sigpipe_ignored: bool,
+    /// Signals whose disposition was "ignore". Ignored dispositions survive exec, so without
+    /// meshwait the app would have inherited them; `launch` hands them on.
+    pub ignored: Mask,
+}
+
+impl Inherited {
+    /// Re-applies the inherited "ignore" dispositions. Async-signal-safe (sigismember, signal),
+    /// for use between fork and exec, where std has just reset SIGPIPE to the default.
+    pub fn restore_ignored(&self) {
+        for n in 1..=libc::SIGRTMAX() {
+            if self.ignored.contains(n) {
+                // SAFETY: setting SIG_IGN has no memory-safety preconditions.
+                unsafe { libc::signal(n, libc::SIG_IGN) };
+            }
+        }
+    }
 }
 
 /// Blocks every signal and records what was there before. Call first thing in `main`.
 pub fn block_all() -> io::Result<Inherited> {
     let mask = Mask::everything().install()?;
-    let mut action = MaybeUninit::<libc::sigaction>::uninit();
-    // SAFETY: a null new action only queries the current disposition.
-    let rc = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), action.as_mut_ptr()) };
-    // SAFETY: filled on success.
-    let sigpipe_ignored = rc == 0 && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN;
-    Ok(Inherited {
-        mask,
-        sigpipe_ignored,
-    })
+    let mut ignored = Mask::empty();
+    for n in 1..=libc::SIGRTMAX() {
+        let mut action = MaybeUninit::<libc::sigaction>::uninit();
+        // SAFETY: a null new action only queries the current disposition.
+        let rc = unsafe { libc::sigaction(n, std::ptr::null(), action.as_mut_ptr()) };
+        // SAFETY: filled on success.
+        if rc == 0 && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN {
+            ignored.add(n);
+        }
+    }
+    // An ignored SIGCHLD makes the kernel discard our children's exit statuses (no zombies, so
+    // waitpid finds nothing and the app's exit code would be lost). meshwait takes the default
+    // for itself; the app still gets "ignored" back through `restore_ignored`.
+    if ignored.contains(libc::SIGCHLD) {
+        // SAFETY: setting SIG_DFL has no memory-safety preconditions.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    }
+    Ok(Inherited { mask, ignored })
+}
+
+/// The signals that ask meshwait itself to stop when there is no app to forward them to (during
+/// the gate), or to hurry (a second request during clean-up).
+fn is_stop_signal(signal: i32) -> bool {
+    matches!(
+        signal,
+        libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT
+    )
 }
 
 /// One signal as the kernel reported it.
@@ -82,17 +133,26 @@ pub struct Received {
     /// The sender's pid (0 when the kernel itself sent it, e.g. a terminal hang-up).
     pub sender: u32,
     self_inflicted: bool,
+    inherited_ignored: bool,
 }
 
 impl Received {
-    fn new(signo: i32, sender: u32, code: i32, own_pid: u32) -> io::Result<Received> {
+    fn new(signo: i32, sender: u32, code: i32, context: &Context) -> io::Result<Received> {
         let signal = Signal::from_raw(signo)
             .ok_or_else(|| io::Error::other(format!("the kernel reported signal {signo}")))?;
         Ok(Received {
             signal,
             sender,
-            self_inflicted: sender == own_pid && (code == libc::SI_USER || code == libc::SI_TKILL),
+            self_inflicted: sender == context.own_pid
+                && (code == libc::SI_USER || code == libc::SI_TKILL),
+            inherited_ignored: context.ignored.contains(signo),
         })
+    }
+
+    /// TERM, INT, HUP or QUIT from someone else, and not one meshwait was started ignoring (a
+    /// HUP under `nohup` is not a request to stop).
+    pub fn asks_to_stop(&self) -> bool {
+        !self.self_inflicted && !self.inherited_ignored && is_stop_signal(self.signal.raw())
     }
 
     /// True when meshwait caused this signal itself, e.g. SIGPIPE from writing logs to a closed
@@ -107,13 +167,19 @@ impl Received {
 pub struct Signals {
     fd: AsyncFd<OwnedFd>,
     mask: Mask,
+    context: Context,
+}
+
+/// What classifying a received signal needs to know.
+struct Context {
     /// Cached: comparing every sender with getpid() would add a system call to each forward.
     own_pid: u32,
+    ignored: Mask,
 }
 
 impl Signals {
     /// Opens a signalfd for everything in `mask`. The signals must already be blocked.
-    pub fn open(mask: &Mask) -> io::Result<Signals> {
+    pub fn open(mask: &Mask, inherited: &Inherited) -> io::Result<Signals> {
         // SAFETY: the set is initialised; the result is checked.
         let raw = unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
         if raw < 0 {
@@ -128,7 +194,10 @@ impl Signals {
         Ok(Signals {
             fd,
             mask: *mask,
-            own_pid: std::process::id(),
+            context: Context {
+                own_pid: std::process::id(),
+                ignored: inherited.ignored,
+            },
         })
     }
 
@@ -136,7 +205,7 @@ impl Signals {
     pub async fn next(&mut self) -> io::Result<Received> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| read_one(fd.get_ref().as_raw_fd(), self.own_pid)) {
+            match guard.try_io(|fd| read_one(fd.get_ref().as_raw_fd(), &self.context)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -156,7 +225,7 @@ impl Signals {
                 // SAFETY: si_pid is meaningful for every signal this process can be sent; for
                 // kernel-generated ones it reads 0.
                 let sender = unsafe { info.si_pid() } as u32;
-                return Received::new(signo, sender, info.si_code, self.own_pid);
+                return Received::new(signo, sender, info.si_code, &self.context);
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -166,7 +235,7 @@ impl Signals {
     }
 }
 
-fn read_one(fd: RawFd, own_pid: u32) -> io::Result<Received> {
+fn read_one(fd: RawFd, context: &Context) -> io::Result<Received> {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: the buffer is exactly one signalfd_siginfo long.
@@ -182,7 +251,7 @@ fn read_one(fd: RawFd, own_pid: u32) -> io::Result<Received> {
     }
     // SAFETY: the kernel wrote a whole record.
     let info = unsafe { info.assume_init() };
-    Received::new(info.ssi_signo as i32, info.ssi_pid, info.ssi_code, own_pid)
+    Received::new(info.ssi_signo as i32, info.ssi_pid, info.ssi_code, context)
 }
 
 /// kill(2) with any signal number: nix's `Signal` enum cannot express real-time signals.

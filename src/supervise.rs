@@ -18,17 +18,17 @@ use crate::signals::{self, Received, Signals};
 pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
-    if let Some(ended) = reaper::reap(Some(app.pid)).main {
+    if let Some(ended) = finished(app) {
         return ended;
     }
     loop {
         match signals.wait() {
-            Ok(r) if r.self_inflicted() => {
-                tracing::debug!(signal = %r.signal, "not forwarding a signal meshwait caused itself");
-            }
+            // Not logged: logging into a closed stderr is what raises these, so a log line
+            // here would raise the next one, forever.
+            Ok(r) if r.self_inflicted() => {}
             // Never forwarded: it reports our own children, and the app has its own.
             Ok(r) if r.signal.raw() == libc::SIGCHLD => {
-                if let Some(ended) = reaper::reap(Some(app.pid)).main {
+                if let Some(ended) = finished(app) {
                     return ended;
                 }
             }
@@ -39,11 +39,23 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended 
                 // is still noticed.
                 tracing::error!(error = %e, "waiting for signals failed");
                 std::thread::sleep(Duration::from_millis(100));
-                if let Some(ended) = reaper::reap(Some(app.pid)).main {
+                if let Some(ended) = finished(app) {
                     return ended;
                 }
             }
         }
+    }
+}
+
+/// Reaps what has exited; `Some` once the app's end is known, or known to be unknowable.
+fn finished(app: Launched) -> Option<Ended> {
+    let reaped = reaper::reap(Some(app.pid));
+    match reaped.main {
+        Some(ended) => Some(ended),
+        // No children at all, so the app is gone, and its status went elsewhere: waiting on
+        // would mean waiting forever.
+        None if reaped.none_left => Some(Ended::Lost),
+        None => None,
     }
 }
 

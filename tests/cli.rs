@@ -21,7 +21,19 @@ fn bad_input_exits_2_with_a_message_naming_it() {
             &["--interval", "0", "--", "true"],
             "must be greater than zero",
         ),
-        (&["--request-timeout", "-1s", "--", "true"], "-1"),
+        (
+            &["--request-timeout=-1s", "--", "true"],
+            "'-1s' is not a duration",
+        ),
+        (&["--timeout", "2y", "--", "true"], "longer than a year"),
+        (
+            &["--stop-signal", "33", "--", "true"],
+            "reserved by the C library",
+        ),
+        (
+            &["--ready-url", "http://[zzz]:1/", "--", "true"],
+            "not an IPv6 address",
+        ),
         (
             &[
                 "--ready-url",

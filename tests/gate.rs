@@ -15,9 +15,11 @@ fn gated(url: &str, script: &str) -> std::process::Command {
 
 fn gated_with(url: &str, options: &[&str], script: &str) -> std::process::Command {
     let mut cmd = meshwait();
-    cmd.args(["--ready-url", url, "--interval", "20ms"])
-        .args(options)
-        .args(["--", "sh", "-c", script]);
+    cmd.args(["--ready-url", url]).args(options);
+    if !options.contains(&"--interval") {
+        cmd.args(["--interval", "20ms"]);
+    }
+    cmd.args(["--", "sh", "-c", script]);
     cmd
 }
 
@@ -327,4 +329,53 @@ fn environment_configures_the_gate() {
         "{last}"
     );
     assert!(server.served().len() >= 3);
+}
+
+#[test]
+fn a_hangup_meshwait_was_started_ignoring_does_not_stop_the_gate() {
+    use std::os::unix::process::CommandExt;
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ""));
+    let mut cmd = gated(&server.url(), "exit 0");
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN); // as under nohup
+            Ok(())
+        });
+    }
+    let mut child = spawn(cmd);
+    assert!(eventually(Duration::from_secs(5), || !server
+        .served()
+        .is_empty()));
+    send(child.id(), libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "an ignored SIGHUP stopped the gate"
+    );
+    send(child.id(), libc::SIGTERM);
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(143)
+    );
+}
+
+#[test]
+fn probe_starts_are_never_closer_than_the_interval() {
+    // Each answer takes a little longer than the interval: the schedule must slip, not catch up.
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Delayed(12, 503));
+    let mut child = spawn(gated_with(&server.url(), &["--interval", "10ms"], "exit 0"));
+    assert!(eventually(Duration::from_secs(5), || server.served().len() >= 15));
+    server.set(Reply::Status(200, ""));
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+    let arrivals = server.arrivals();
+    let closest = arrivals.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    // Server-side accept times carry scheduling jitter; 9 ms leaves 1 ms for it. A catch-up
+    // schedule produces gaps of a few milliseconds here.
+    assert!(
+        closest >= Duration::from_millis(9),
+        "two probes {closest:?} apart"
+    );
 }

@@ -222,7 +222,7 @@ fn the_app_gets_the_signal_mask_and_dispositions_meshwait_inherited() {
     assert_eq!(wrapped[0], "SigBlk:\t0000000000000000");
 
     let blocked = [libc::SIGUSR2, libc::SIGRTMIN() + 1];
-    let ignored = [libc::SIGUSR1, libc::SIGPIPE, libc::SIGHUP];
+    let ignored = [libc::SIGUSR1, libc::SIGPIPE, libc::SIGHUP, libc::SIGCHLD];
     let (direct, wrapped) = signal_state(&blocked, &ignored);
     assert_eq!(wrapped, direct);
     let mask = |sigs: &[i32]| sigs.iter().fold(0u64, |m, s| m | 1 << (s - 1));
@@ -405,10 +405,13 @@ fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
 
 #[test]
 fn no_grace_wait_when_nothing_is_left() {
+    // A behaviour bound, not a speed target: with nothing left, the 30 s grace must not be used.
+    let started = std::time::Instant::now();
     let out = no_gate()
         .args(["--cleanup-grace", "30s", "--", "true"])
         .output()
         .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("left behind"));
 }
@@ -429,4 +432,59 @@ fn stdin_and_stdout_are_the_apps() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO MESH\n");
+}
+
+/// Runs `cmd` with `signal` ignored, as `nohup` or a careless parent would leave it.
+fn ignoring(mut cmd: Command, signal: i32) -> Command {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(signal, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn an_inherited_ignored_sigchld_does_not_lose_the_exit_code() {
+    // With SIGCHLD ignored the kernel discards children's statuses; meshwait must undo that for
+    // itself (the app still inherits "ignored": see the signal-state test).
+    let mut cmd = no_gate();
+    cmd.args(["--", "sh", "-c", "sleep 0.1; exit 7"]);
+    let mut child = ignoring(cmd, libc::SIGCHLD).spawn().unwrap();
+    assert_eq!(wait_bounded(&mut child, LINE).code(), Some(7));
+}
+
+#[test]
+fn a_closed_stderr_neither_kills_meshwait_nor_reaches_the_app_as_sigpipe() {
+    let (mut child, lines) = recorder(&["-vv"], false);
+    drop(child.stderr.take());
+    // Each forward now logs into a closed pipe: EPIPE and a SIGPIPE meshwait caused itself.
+    for _ in 0..3 {
+        send(child.id(), libc::SIGUSR1);
+        assert_eq!(lines.next(LINE), Some(libc::SIGUSR1.to_string()));
+    }
+    assert_eq!(
+        lines.drain(Duration::from_millis(200)),
+        Vec::<String>::new()
+    );
+    drop(child.stdin.take());
+    assert_eq!(wait_bounded(&mut child, LINE).code(), Some(0));
+}
+
+#[test]
+fn closed_standard_descriptors_are_survived() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = no_gate();
+    cmd.args(["-v", "--", "sh", "-c", "exit 5"]);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(0);
+            libc::close(2);
+            Ok(())
+        });
+    }
+    let mut child = cmd.stdout(Stdio::null()).spawn().unwrap();
+    assert_eq!(wait_bounded(&mut child, LINE).code(), Some(5));
 }

@@ -137,12 +137,15 @@ pub enum Reply {
     Reset,
     /// Answer with bytes that are not HTTP.
     Garbage,
+    /// Answer with this status after this many milliseconds.
+    Delayed(u64, u16),
 }
 
 struct State {
     script: Vec<Reply>,
     then: Reply,
     served: Vec<Reply>,
+    arrivals: Vec<Instant>,
 }
 
 /// A tiny readiness server: replies from a script, then a default the test can change.
@@ -160,6 +163,7 @@ impl ReadyServer {
             script,
             then,
             served: Vec::new(),
+            arrivals: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
@@ -171,6 +175,7 @@ impl ReadyServer {
                 let Ok(conn) = conn else { continue };
                 let reply = {
                     let mut s = st.lock().unwrap();
+                    s.arrivals.push(Instant::now());
                     let reply = if s.script.is_empty() {
                         s.then.clone()
                     } else {
@@ -197,6 +202,11 @@ impl ReadyServer {
 
     pub fn served(&self) -> Vec<Reply> {
         self.state.lock().unwrap().served.clone()
+    }
+
+    /// When each connection was accepted.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.state.lock().unwrap().arrivals.clone()
     }
 }
 
@@ -251,6 +261,14 @@ fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>) {
                     std::mem::size_of::<libc::linger>() as libc::socklen_t,
                 );
             }
+        }
+        Reply::Delayed(ms, code) => {
+            read_request(&mut conn);
+            thread::sleep(Duration::from_millis(ms));
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
         }
         Reply::Garbage => {
             read_request(&mut conn);

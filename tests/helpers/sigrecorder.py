@@ -2,8 +2,12 @@
 
 With --fork it also starts one child that prints "child N" for each signal and exits on SIGTERM,
 so tests can tell signals sent to the app from signals sent to its process group.
+
+Signals are noticed through a wakeup fd and select(): a signal that lands just before a blocking
+read would otherwise have its Python handler postponed until the read returns.
 """
 import os
+import select
 import signal
 import sys
 
@@ -28,15 +32,27 @@ def install(prefix, exit_on_term):
             signal.signal(n, handler)
         except (OSError, ValueError, RuntimeError):
             pass  # numbers libc reserves for itself
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    return wake_r
 
 
-if "--fork" in sys.argv:
-    if os.fork() == 0:
-        install("child ", exit_on_term=True)
-        say("child ready")
-        while True:
-            signal.pause()
+def serve(wake_r, watch_stdin):
+    fds = [wake_r, 0] if watch_stdin else [wake_r]
+    while True:
+        ready, _, _ = select.select(fds, [], [])  # handlers run as soon as select returns
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        if 0 in ready and not os.read(0, 4096):
+            return
 
-install("", exit_on_term=False)
+
+if "--fork" in sys.argv and os.fork() == 0:
+    wake = install("child ", exit_on_term=True)
+    say("child ready")
+    serve(wake, watch_stdin=False)
+
+wake = install("", exit_on_term=False)
 say("ready")
-sys.stdin.read()
+serve(wake, watch_stdin=True)
