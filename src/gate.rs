@@ -66,7 +66,12 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     tracing::error!(error = %e, "reading signals failed");
                 }
             },
-            outcome = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+            outcome = async {
+                match in_flight.as_mut() {
+                    Some(probe) => probe.await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => {
                 in_flight = None;
                 if outcome.is_ready() {
                     let waited = started.elapsed();
