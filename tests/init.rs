@@ -249,33 +249,43 @@ fn orphans_are_reaped_as_subreaper() {
     assert!(text.contains("unreaped 0 alive 0"), "{text}");
 }
 
-/// Runs meshwait as PID 1 of a new PID namespace; `None` when that is not possible here.
-fn as_pid1(args: &[&str]) -> Option<std::process::Output> {
+/// `unshare` running meshwait, with `args`, as PID 1 of a new PID namespace (with its own /proc);
+/// `None` when that is not possible here.
+fn as_pid1(args: &[&str]) -> Option<Command> {
     if !is_root() {
         eprintln!("skipped: PID namespaces need root");
         return None;
     }
-    let out = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            MESHWAIT,
-            "--mesh",
-            "none",
-            "--",
-        ])
-        .args(args)
-        .output()
-        .ok()?;
-    Some(out)
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", MESHWAIT])
+        .args(args);
+    Some(cmd)
+}
+
+/// The pid (in our namespace) of the meshwait that `unshare` started, once it runs meshwait.
+fn pid1_of(unshare: &std::process::Child) -> u32 {
+    let children = format!("/proc/{0}/task/{0}/children", unshare.id());
+    let mut pid = 0;
+    let found = eventually(LINE, || {
+        pid = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+            .unwrap_or(0);
+        pid != 0
+            && std::fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|exe| exe.to_string_lossy().contains("meshwait"))
+    });
+    assert!(found, "unshare did not start meshwait");
+    pid
 }
 
 #[test]
 fn orphans_are_reaped_as_pid1() {
-    let Some(out) = as_pid1(&[python(), &helper("orphans.py"), "3"]) else {
+    let Some(mut cmd) = as_pid1(&["--mesh", "none", "--", python(), &helper("orphans.py"), "3"])
+    else {
         return;
     };
+    let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -288,22 +298,11 @@ fn orphans_are_reaped_as_pid1() {
 
 #[test]
 fn as_pid1_signals_are_not_dropped() {
-    if !is_root() {
-        eprintln!("skipped: PID namespaces need root");
+    let recorder = helper("sigrecorder.py");
+    let Some(mut cmd) = as_pid1(&["--mesh", "none", "--", python(), &recorder]) else {
         return;
-    }
-    let mut unshare = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            MESHWAIT,
-            "--mesh",
-            "none",
-            "--",
-            python(),
-            &helper("sigrecorder.py"),
-        ])
+    };
+    let mut unshare = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -311,9 +310,7 @@ fn as_pid1_signals_are_not_dropped() {
         .unwrap();
     let lines = Lines::from(&mut unshare);
     assert_eq!(lines.next(LINE).as_deref(), Some("ready"));
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
-    let pid1: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let pid1 = pid1_of(&unshare);
     for signal in [
         libc::SIGTERM,
         libc::SIGINT,
@@ -330,46 +327,23 @@ fn as_pid1_signals_are_not_dropped() {
 
 #[test]
 fn stop_signal_during_the_gate_as_pid1_exits_143() {
-    let Some(out) = ({
-        if !is_root() {
-            None
-        } else {
-            let mut unshare = Command::new("unshare")
-                .args([
-                    "--pid",
-                    "--fork",
-                    MESHWAIT,
-                    "--ready-url",
-                    "http://127.0.0.1:1/",
-                    "--timeout",
-                    "0",
-                    "--",
-                    "true",
-                ])
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let children = format!("/proc/{0}/task/{0}/children", unshare.id());
-            let mut pid1 = 0;
-            assert!(eventually(LINE, || {
-                pid1 = std::fs::read_to_string(&children)
-                    .ok()
-                    .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
-                    .unwrap_or(0);
-                pid1 != 0
-                    && std::fs::read_link(format!("/proc/{pid1}/exe"))
-                        .is_ok_and(|exe| exe.to_string_lossy().contains("meshwait"))
-            }));
-            // Let it reach the gate; a default-disposition PID 1 would drop this signal and hang.
-            std::thread::sleep(Duration::from_millis(200));
-            send(pid1, libc::SIGTERM);
-            Some(wait_bounded(&mut unshare, LINE))
-        }
-    }) else {
-        eprintln!("skipped: PID namespaces need root");
+    let gate = [
+        "--ready-url",
+        "http://127.0.0.1:1/",
+        "--timeout",
+        "0",
+        "--",
+        "true",
+    ];
+    let Some(mut cmd) = as_pid1(&gate) else {
         return;
     };
-    assert_eq!(out.code(), Some(143));
+    let mut unshare = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let pid1 = pid1_of(&unshare);
+    // Let it reach the gate; a default-disposition PID 1 would drop this signal and hang.
+    std::thread::sleep(Duration::from_millis(200));
+    send(pid1, libc::SIGTERM);
+    assert_eq!(wait_bounded(&mut unshare, LINE).code(), Some(143));
 }
 
 #[test]
