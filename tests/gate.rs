@@ -257,35 +257,22 @@ fn ready_subcommand_probes_once() {
 
 #[test]
 fn ready_wait_gates_without_a_command() {
-    let server = ReadyServer::start(
-        "127.0.0.1:0",
-        vec![Reply::Status(503, ""), Reply::Status(503, "")],
-        Reply::Status(200, ""),
-    );
-    let out = meshwait()
-        .args([
-            "ready",
-            "--wait",
-            "--interval",
-            "10ms",
-            "--ready-url",
-            &server.url(),
-        ])
-        .output()
-        .unwrap();
+    let ready_wait = |url: &str| {
+        let mut cmd = meshwait();
+        cmd.args(["ready", "--wait", "--interval", "10ms", "--timeout", "1s"])
+            .args(["--ready-url", url]);
+        cmd
+    };
+    let script = vec![Reply::Status(503, ""), Reply::Status(503, "")];
+    let server = ReadyServer::start("127.0.0.1:0", script, Reply::Status(200, ""));
+    let out = ready_wait(&server.url()).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(server.served().len(), 3);
-    let out = meshwait()
-        .args([
-            "ready",
-            "--wait",
-            "--interval",
-            "10ms",
-            "--timeout",
-            "100ms",
-            "--ready-url",
-            "http://127.0.0.1:1/",
-        ])
+    let out = ready_wait("http://127.0.0.1:1/").output().unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    // A probe answers for the proxy alone, even when the container says "start anyway".
+    let out = ready_wait("http://127.0.0.1:1/")
+        .env("MESHWAIT_ON_TIMEOUT", "start")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(69));
