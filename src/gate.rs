@@ -50,7 +50,7 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                 Ok(r) if r.self_inflicted() => {}
                 Ok(r) if r.signal.raw() == libc::SIGCHLD => {
                     // As PID 1 we inherit orphans even before the app exists (kubectl exec).
-                    reaper::reap(None);
+                    reaper::reap(None, false);
                 }
                 Ok(r) if r.asks_to_stop() => {
                     tracing::warn!(

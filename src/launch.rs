@@ -23,6 +23,8 @@ pub struct Launched {
     pub pid: Pid,
     /// The app leads its own process group, so the group id is its pid.
     pub group: Pid,
+    /// The app's group was given meshwait's terminal (interactive use from a shell).
+    pub has_terminal: bool,
 }
 
 /// Starts the app. Returns once the exec has succeeded or failed (std waits on a CLOEXEC pipe).
@@ -61,7 +63,11 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
             let pid = Pid::from_raw(child.id() as i32);
             // `child` is dropped without wait(): the reaper owns all waitpid calls.
             drop(child);
-            Ok(Launched { pid, group: pid })
+            Ok(Launched {
+                pid,
+                group: pid,
+                has_terminal: take_terminal,
+            })
         }
         Err(e) => Err(explain(&plan.program.to_string_lossy(), &e)),
     }

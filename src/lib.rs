@@ -7,6 +7,7 @@
 mod cli;
 pub mod exit_code;
 mod gate;
+mod job_control;
 mod launch;
 mod lifecycle;
 mod logging;

@@ -52,6 +52,8 @@ pub struct Reaped {
     pub others: usize,
     /// No children are left at all.
     pub none_left: bool,
+    /// The watched child was stopped by this signal (only reported when asked for).
+    pub main_stopped: Option<i32>,
 }
 
 /// Makes meshwait the reaper of its orphaned descendants when it is not PID 1.
@@ -65,15 +67,21 @@ pub fn become_subreaper() -> nix::Result<()> {
     nix::sys::prctl::set_child_subreaper(true)
 }
 
-/// Collects every exited child without blocking; `main` is the pid whose status matters.
-pub fn reap(main: Option<Pid>) -> Reaped {
+/// Collects every exited child without blocking; `main` is the pid whose status matters. With
+/// `stops`, a stop of `main` is reported too.
+pub fn reap(main: Option<Pid>, stops: bool) -> Reaped {
+    let flags = if stops {
+        libc::WNOHANG | libc::WUNTRACED
+    } else {
+        libc::WNOHANG
+    };
     let mut found = Reaped::default();
     loop {
         let mut status = 0;
         // libc rather than nix's waitpid: nix converts the signal into its `Signal` enum, which has
         // no real-time signals, and fails *after* the zombie is gone, losing the app's status.
         // SAFETY: status is a valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
         if pid == 0 {
             return found;
         }
@@ -90,7 +98,9 @@ pub fn reap(main: Option<Pid>) -> Reaped {
         } else if libc::WIFSIGNALED(status) {
             Ended::Signalled(libc::WTERMSIG(status))
         } else {
-            // Stops and continues are only reported with WUNTRACED/WCONTINUED, which we never pass.
+            if libc::WIFSTOPPED(status) && Some(pid) == main.map(Pid::as_raw) {
+                found.main_stopped = Some(libc::WSTOPSIG(status));
+            }
             continue;
         };
         if Some(pid) == main.map(Pid::as_raw) {

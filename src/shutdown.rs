@@ -26,7 +26,7 @@ pub struct Cleanup {
 }
 
 pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> Cleanup {
-    reaper::reap(None);
+    reaper::reap(None, false);
     let left = Leftovers::find(app.group);
     if left.is_empty() {
         return Cleanup::default();
@@ -39,7 +39,7 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> C
     left.deliver(Signal::TERM);
     let deadline = Instant::now() + grace;
     loop {
-        reaper::reap(None);
+        reaper::reap(None, false);
         if Leftovers::find(app.group).is_empty() {
             return Cleanup {
                 terminated: left.count(),
@@ -64,7 +64,7 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> C
     let until = Instant::now() + RECHECK * 4;
     while !Leftovers::find(app.group).is_empty() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(5)).await;
-        reaper::reap(None);
+        reaper::reap(None, false);
     }
     Cleanup {
         terminated: left.count(),

@@ -45,6 +45,8 @@ pub struct Signal(i32);
 impl Signal {
     pub const TERM: Signal = Signal(libc::SIGTERM);
     pub const KILL: Signal = Signal(libc::SIGKILL);
+    pub const STOP: Signal = Signal(libc::SIGSTOP);
+    pub const CONT: Signal = Signal(libc::SIGCONT);
 
     /// Wraps a raw number from the kernel; `None` outside `1..=SIGRTMAX`.
     pub fn from_raw(n: i32) -> Option<Signal> {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use nix::unistd::Pid;
 
+use crate::job_control;
 use crate::launch::Launched;
 use crate::plan::RunPlan;
 use crate::reaper::{self, Ended};
@@ -49,7 +50,10 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended 
 
 /// Reaps what has exited; `Some` once the app's end is known, or known to be unknowable.
 fn finished(app: Launched) -> Option<Ended> {
-    let reaped = reaper::reap(Some(app.pid));
+    let reaped = reaper::reap(Some(app.pid), app.has_terminal);
+    if let Some(stop) = reaped.main_stopped {
+        job_control::follow_stop(app, stop);
+    }
     match reaped.main {
         Some(ended) => Some(ended),
         // No children at all, so the app is gone, and its status went elsewhere: waiting on

@@ -1,0 +1,68 @@
+"""Test driver: an interactive bash on a pseudo-terminal runs `meshwait -- sleep`, then Ctrl-Z,
+`fg` and Ctrl-C, the way a person at a terminal would.
+
+Prints "stopped" when bash reported the job stopped after Ctrl-Z (or "not-stopped" with what the
+terminal showed), then "exit N" with meshwait's exit status after fg and Ctrl-C.
+"""
+import os
+import pty
+import re
+import select
+import sys
+import time
+
+meshwait = sys.argv[1]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], {"PATH": os.environ["PATH"], "TERM": "dumb"})
+
+
+def read_until(pattern, timeout=5.0):
+    seen = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+            match = re.search(pattern, seen)
+            if match:
+                return match, seen
+    return None, seen
+
+
+def run(line):
+    os.write(fd, line.encode() + b"\n")
+
+
+try:
+    run("PS1='PROMPT> '")
+    read_until(rb"PROMPT> ")
+    run(f"{meshwait} --mesh none -- sleep 30")
+    time.sleep(0.7)
+    os.write(fd, b"\x1a")  # Ctrl-Z
+    stopped, seen = read_until(rb"Stopped")
+    print("stopped" if stopped else f"not-stopped {seen!r}", flush=True)
+    if stopped:
+        read_until(rb"PROMPT> ")
+        run("fg")
+        time.sleep(0.7)
+        os.write(fd, b"\x03")  # Ctrl-C, to whichever group holds the terminal
+        read_until(rb"PROMPT> ")
+        run("echo status=$?")
+        status, seen = read_until(rb"status=(\d+)")
+        print(f"exit {status.group(1).decode()}" if status else f"no-status {seen!r}", flush=True)
+finally:
+    # Everything started on the terminal belongs to bash's session: end all of it, so a failed
+    # run leaves no stopped job behind.
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            try:
+                if os.getsid(int(entry)) == pid:
+                    os.kill(int(entry), 9)
+            except OSError:
+                pass
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
