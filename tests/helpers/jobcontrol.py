@@ -1,8 +1,10 @@
-"""Test driver: an interactive bash on a pseudo-terminal runs `meshwait -- sleep`, then Ctrl-Z,
-`fg` and Ctrl-C, the way a person at a terminal would.
+"""Test driver: an interactive bash on a pseudo-terminal runs `meshwait -- cat`, then Ctrl-Z,
+`fg`, a line of input and Ctrl-D, the way a person at a terminal would.
 
 Prints "stopped" when bash reported the job stopped after Ctrl-Z (or "not-stopped" with what the
-terminal showed), then "exit N" with meshwait's exit status after fg and Ctrl-C.
+terminal showed), then "exit N" with meshwait's exit status. cat reads the terminal, so after `fg`
+it only gets its input (and the EOF that ends it) if the terminal was handed back to the app; if
+not, its read stops it with SIGTTIN and no exit status appears.
 """
 import os
 import pty
@@ -40,7 +42,7 @@ def run(line):
 try:
     run("PS1='PROMPT> '")
     read_until(rb"PROMPT> ")
-    run(f"{meshwait} --mesh none -- sleep 30")
+    run(f"{meshwait} --mesh none -- cat")
     time.sleep(0.7)
     os.write(fd, b"\x1a")  # Ctrl-Z
     stopped, seen = read_until(rb"Stopped")
@@ -49,7 +51,9 @@ try:
         read_until(rb"PROMPT> ")
         run("fg")
         time.sleep(0.7)
-        os.write(fd, b"\x03")  # Ctrl-C, to whichever group holds the terminal
+        run("ping")
+        time.sleep(0.3)
+        os.write(fd, b"\x04")  # Ctrl-D: end of input for cat
         read_until(rb"PROMPT> ")
         run("echo status=$?")
         status, seen = read_until(rb"status=(\d+)")
