@@ -23,8 +23,8 @@ pub struct Launched {
     pub pid: Pid,
     /// The app leads its own process group, so the group id is its pid.
     pub group: Pid,
-    /// The app's group was given meshwait's terminal (interactive use from a shell).
-    pub has_terminal: bool,
+    /// stdin is a terminal: interactive use, where job control (Ctrl-Z, `fg`, `bg`) applies.
+    pub on_terminal: bool,
 }
 
 /// Starts the app. Returns once the exec has succeeded or failed (std waits on a CLOEXEC pipe).
@@ -66,7 +66,8 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
             Ok(Launched {
                 pid,
                 group: pid,
-                has_terminal: take_terminal,
+                // SAFETY: isatty only queries fd 0.
+                on_terminal: unsafe { libc::isatty(libc::STDIN_FILENO) } == 1,
             })
         }
         Err(e) => Err(explain(&plan.program.to_string_lossy(), &e)),

@@ -50,7 +50,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended 
 
 /// Reaps what has exited; `Some` once the app's end is known, or known to be unknowable.
 fn finished(app: Launched) -> Option<Ended> {
-    let reaped = reaper::reap(Some(app.pid), app.has_terminal);
+    let reaped = reaper::reap(Some(app.pid), app.on_terminal);
     if let Some(stop) = reaped.main_stopped {
         job_control::follow_stop(app, stop);
     }

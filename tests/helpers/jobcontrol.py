@@ -14,6 +14,9 @@ import sys
 import time
 
 meshwait = sys.argv[1]
+# "ctrl-z": start in the foreground and press Ctrl-Z. "background": start with `&`; cat's first
+# read of the terminal then stops it (SIGTTIN), and meshwait must stop with it.
+mode = sys.argv[2] if len(sys.argv) > 2 else "ctrl-z"
 pid, fd = pty.fork()
 if pid == 0:
     os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], {"PATH": os.environ["PATH"], "TERM": "dumb"})
@@ -42,9 +45,14 @@ def run(line):
 try:
     run("PS1='PROMPT> '")
     read_until(rb"PROMPT> ")
-    run(f"{meshwait} --mesh none -- cat")
-    time.sleep(0.7)
-    os.write(fd, b"\x1a")  # Ctrl-Z
+    if mode == "background":
+        run(f"{meshwait} --mesh none -- cat &")
+        time.sleep(0.7)
+        run("")  # bash reports job state changes before the next prompt
+    else:
+        run(f"{meshwait} --mesh none -- cat")
+        time.sleep(0.7)
+        os.write(fd, b"\x1a")  # Ctrl-Z
     stopped, seen = read_until(rb"Stopped")
     print("stopped" if stopped else f"not-stopped {seen!r}", flush=True)
     if stopped:
