@@ -21,7 +21,9 @@ const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
     version,
     about = "Gate an app until its service-mesh sidecar is ready, then supervise it as PID 1.",
     after_help = "`meshwait [OPTIONS] [--] COMMAND [ARGS]...` is short for `meshwait run [OPTIONS] [--] COMMAND [ARGS]...`.\nEvery option can also be set with the MESHWAIT_* environment variable shown in brackets.",
-    subcommand_required = true
+    subcommand_required = true,
+    subcommand_value_name = "SUBCOMMAND",
+    override_usage = "meshwait [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait run [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait ready [--wait] [OPTIONS]"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -40,7 +42,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct GateArgs {
-    /// Which sidecar to wait for; sets the readiness URL and proxy UID.
+    /// Which sidecar to wait for; sets the readiness URL.
     #[arg(long, env = "MESHWAIT_MESH", value_enum, default_value_t = Mesh::Istio)]
     pub mesh: Mesh,
     /// Readiness URL, overriding the mesh preset (plain http; `localhost` tries 127.0.0.1 then ::1).
