@@ -166,8 +166,8 @@ impl Cli {
 }
 
 /// Longer than any wait a pod could mean, and far from the point where adding it to a clock
-/// overflows.
-const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+/// overflows. A year as humantime counts it (365.25 days), so `1y` itself is allowed.
+const LONGEST: Duration = Duration::from_secs(31_557_600);
 
 fn duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())

@@ -66,6 +66,11 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     tracing::error!(error = %e, "reading signals failed");
                 }
             },
+            // Before the in-flight probe: a probe cut short by the deadline times out at the
+            // same instant, and "no answer" must not replace the last real answer.
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                return GateEnd::TimedOut { probes, waited: started.elapsed(), last };
+            },
             outcome = async {
                 match in_flight.as_mut() {
                     Some(probe) => probe.await,
@@ -90,9 +95,6 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     None => plan.request_timeout,
                 };
                 in_flight = Some(Box::pin(probe::probe(&plan.url, limit.max(Duration::from_millis(1)))));
-            },
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                return GateEnd::TimedOut { probes, waited: started.elapsed(), last };
             },
         }
     }

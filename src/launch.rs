@@ -7,6 +7,7 @@ use std::process::Command;
 use nix::unistd::Pid;
 
 use crate::exit_code;
+use crate::job_control;
 use crate::plan::RunPlan;
 use crate::signals::{Inherited, Mask};
 
@@ -76,11 +77,9 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
 
 /// Whether meshwait's stdin is a terminal whose foreground group is meshwait's own.
 fn owns_foreground_terminal() -> bool {
-    // SAFETY: plain queries on fd 0.
-    unsafe {
-        libc::isatty(libc::STDIN_FILENO) == 1
-            && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
-    }
+    // SAFETY: plain queries on fd 0 and of our own group.
+    let (tty, own_group) = unsafe { (libc::isatty(libc::STDIN_FILENO) == 1, libc::getpgrp()) };
+    tty && job_control::foreground_is(Pid::from_raw(own_group))
 }
 
 fn explain(program: &str, e: &io::Error) -> LaunchError {

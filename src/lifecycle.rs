@@ -8,6 +8,7 @@ use tokio::runtime::Runtime;
 use crate::cli::{Cli, OnTimeout};
 use crate::exit_code;
 use crate::gate::{self, GateEnd};
+use crate::job_control;
 use crate::launch;
 use crate::logging;
 use crate::plan::{GatePlan, Plan, RunPlan};
@@ -186,6 +187,7 @@ fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut 
         run.program.to_string_lossy()
     );
     let ended = supervise::supervise(app, &run, signals);
+    job_control::reclaim_terminal(app);
     tracing::info!(
         pid = app.pid.as_raw(),
         exit_code = ended.exit_code(),

@@ -265,3 +265,15 @@ pub fn send_probe(group: nix::unistd::Pid) -> nix::Result<()> {
     // SAFETY: signal 0 only checks for existence and permission.
     nix::errno::Errno::result(unsafe { libc::kill(-group.as_raw(), 0) }).map(drop)
 }
+
+/// Removes a pending instance of `signal` (blocked, so it waits in the queue) without acting on it.
+pub fn discard_pending(signal: Signal) {
+    let mut only = Mask::empty();
+    only.add(signal.raw());
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid set and timeout; a null info pointer is allowed. EAGAIN (none pending) is fine.
+    unsafe { libc::sigtimedwait(&only.0, std::ptr::null_mut(), &zero) };
+}

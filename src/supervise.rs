@@ -51,15 +51,17 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended 
 /// Reaps what has exited; `Some` once the app's end is known, or known to be unknowable.
 fn finished(app: Launched) -> Option<Ended> {
     let reaped = reaper::reap(Some(app.pid), app.on_terminal);
-    if let Some(stop) = reaped.main_stopped {
-        job_control::follow_stop(app, stop);
-    }
-    match reaped.main {
-        Some(ended) => Some(ended),
+    match (reaped.main, reaped.main_stopped) {
+        (Some(ended), _) => Some(ended),
         // No children at all, so the app is gone, and its status went elsewhere: waiting on
         // would mean waiting forever.
-        None if reaped.none_left => Some(Ended::Lost),
-        None => None,
+        (None, _) if reaped.none_left => Some(Ended::Lost),
+        // Stopped, and (checked above) not dead by now.
+        (None, Some(stop)) => {
+            job_control::follow_stop(app, stop);
+            None
+        }
+        (None, None) => None,
     }
 }
 

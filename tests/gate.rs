@@ -331,15 +331,24 @@ fn a_hangup_meshwait_was_started_ignoring_does_not_stop_the_gate() {
 
 #[test]
 fn probe_starts_are_never_closer_than_the_interval() {
-    // Each answer takes a little longer than the interval: the schedule must slip, not catch up.
-    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Delayed(12, 503));
+    // Answers alternate between a little slower than the interval and instant: a schedule that
+    // catches up after a late probe starts the next one early (a few milliseconds apart here).
+    let script = (0..30)
+        .map(|i| {
+            if i % 2 == 0 {
+                Reply::Delayed(12, 503)
+            } else {
+                Reply::Status(503, "")
+            }
+        })
+        .collect();
+    let server = ReadyServer::start("127.0.0.1:0", script, Reply::Status(503, ""));
     let mut child = spawn(gated_with(&server.url(), &["--interval", "10ms"], "exit 0"));
-    assert!(eventually(Duration::from_secs(5), || server.served().len() >= 15));
+    assert!(eventually(Duration::from_secs(5), || server.served().len() >= 30));
     assert_eq!(turn_ready_and_wait(&server, &mut child), Some(0));
     let arrivals = server.arrivals();
     let closest = arrivals.windows(2).map(|w| w[1] - w[0]).min().unwrap();
-    // Server-side accept times carry scheduling jitter; 9 ms leaves 1 ms for it. A catch-up
-    // schedule produces gaps of a few milliseconds here.
+    // Server-side accept times carry scheduling jitter; 9 ms leaves 1 ms for it.
     assert!(
         closest >= Duration::from_millis(9),
         "two probes {closest:?} apart"

@@ -449,9 +449,11 @@ fn a_closed_stderr_neither_kills_meshwait_nor_reaches_the_app_as_sigpipe() {
 
 #[test]
 fn closed_standard_descriptors_are_survived() {
+    // With fd 2 closed, meshwait's next descriptor would become fd 2 and take its log lines;
+    // it must point fd 2 at /dev/null first, which the app then inherits.
     use std::os::unix::process::CommandExt;
     let mut cmd = no_gate();
-    cmd.args(["-v", "--", "sh", "-c", "exit 5"]);
+    cmd.args(["-v", "--", "sh", "-c", "readlink /proc/self/fd/2; exit 5"]);
     unsafe {
         cmd.pre_exec(|| {
             libc::close(0);
@@ -459,6 +461,7 @@ fn closed_standard_descriptors_are_survived() {
             Ok(())
         });
     }
-    let mut child = cmd.stdout(Stdio::null()).spawn().unwrap();
-    assert_eq!(wait_bounded(&mut child, LINE).code(), Some(5));
+    let out = cmd.stdout(Stdio::piped()).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/null\n");
 }

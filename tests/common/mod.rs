@@ -12,13 +12,24 @@ use std::time::{Duration, Instant};
 
 pub const MESHWAIT: &str = env!("CARGO_BIN_EXE_meshwait");
 
-/// A command running meshwait with a clean MESHWAIT_* environment.
+/// A command running meshwait with a clean MESHWAIT_* environment and default stop-signal
+/// dispositions: meshwait honours signals it inherited as ignored, and a test runner started by
+/// `nohup` or as a background job would otherwise hand those on.
 pub fn meshwait() -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(MESHWAIT);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MESHWAIT_") {
             cmd.env_remove(key);
         }
+    }
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
     }
     cmd
 }

@@ -1,41 +1,57 @@
-"""Test driver: an interactive bash on a pseudo-terminal runs `meshwait -- cat`, then Ctrl-Z,
-`fg`, a line of input and Ctrl-D, the way a person at a terminal would.
+"""Test driver: an interactive bash on a pseudo-terminal runs `meshwait -- APP...` as a job, the
+way a person at a terminal would: the job stops, `fg` resumes it, a line of input and Ctrl-D end it.
 
-Prints "stopped" when bash reported the job stopped after Ctrl-Z (or "not-stopped" with what the
-terminal showed), then "exit N" with meshwait's exit status. cat reads the terminal, so after `fg`
-it only gets its input (and the EOF that ends it) if the terminal was handed back to the app; if
-not, its read stops it with SIGTTIN and no exit status appears.
+    jobcontrol.py MESHWAIT MODE APP [ARGS...]
+
+MODE says how the job comes to stop:
+  ctrl-z       started in the foreground, then Ctrl-Z;
+  background   started with `&`; its first read of the terminal stops it (SIGTTIN);
+  self         the app stops itself (as editors do when they suspend).
+
+Prints "stopped" when bash reported the job stopped (or "not-stopped" with what the terminal
+showed), then "exit N" with meshwait's exit status, then "output ..." with every terminal line
+that starts with "app:". The app reads the terminal after `fg`, so it only gets its input (and
+the EOF that ends it) if the terminal was handed back to the app's process group.
 """
 import os
 import pty
 import re
 import select
+import shlex
 import sys
 import time
 
-meshwait = sys.argv[1]
-# "ctrl-z": start in the foreground and press Ctrl-Z. "background": start with `&`; cat's first
-# read of the terminal then stops it (SIGTTIN), and meshwait must stop with it.
-mode = sys.argv[2] if len(sys.argv) > 2 else "ctrl-z"
+meshwait, mode, app = sys.argv[1], sys.argv[2], sys.argv[3:]
 pid, fd = pty.fork()
 if pid == 0:
-    os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], {"PATH": os.environ["PATH"], "TERM": "dumb"})
+    env = {"PATH": os.environ["PATH"], "TERM": "dumb"}
+    os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)
+
+transcript = b""
+unread = b""  # read from the terminal but not yet matched
 
 
 def read_until(pattern, timeout=5.0):
-    seen = b""
+    """Waits for `pattern` in the terminal output after the previous match."""
+    global transcript, unread
     deadline = time.time() + timeout
-    while time.time() < deadline:
+    while True:
+        match = re.search(pattern, unread)
+        if match:
+            seen, unread = unread[: match.end()], unread[match.end():]
+            return match, seen
+        if time.time() >= deadline:
+            seen, unread = unread, b""
+            return None, seen
         ready, _, _ = select.select([fd], [], [], 0.05)
         if ready:
             try:
-                seen += os.read(fd, 4096)
+                chunk = os.read(fd, 4096)
             except OSError:
-                break
-            match = re.search(pattern, seen)
-            if match:
-                return match, seen
-    return None, seen
+                seen, unread = unread, b""
+                return None, seen
+            unread += chunk
+            transcript += chunk
 
 
 def run(line):
@@ -43,16 +59,18 @@ def run(line):
 
 
 try:
-    run("PS1='PROMPT> '")
+    run("PS1='P''ROMPT> '")  # quoted so the echoed command does not match the prompt
     read_until(rb"PROMPT> ")
+    job = f"{shlex.quote(meshwait)} --mesh none -- {shlex.join(app)}"
     if mode == "background":
-        run(f"{meshwait} --mesh none -- cat &")
+        run(job + " &")
         time.sleep(0.7)
         run("")  # bash reports job state changes before the next prompt
     else:
-        run(f"{meshwait} --mesh none -- cat")
+        run(job)
         time.sleep(0.7)
-        os.write(fd, b"\x1a")  # Ctrl-Z
+        if mode == "ctrl-z":
+            os.write(fd, b"\x1a")
     stopped, seen = read_until(rb"Stopped")
     print("stopped" if stopped else f"not-stopped {seen!r}", flush=True)
     if stopped:
@@ -61,11 +79,13 @@ try:
         time.sleep(0.7)
         run("ping")
         time.sleep(0.3)
-        os.write(fd, b"\x04")  # Ctrl-D: end of input for cat
+        os.write(fd, b"\x04")  # Ctrl-D: end of input
         read_until(rb"PROMPT> ")
         run("echo status=$?")
         status, seen = read_until(rb"status=(\d+)")
         print(f"exit {status.group(1).decode()}" if status else f"no-status {seen!r}", flush=True)
+    lines = re.findall(rb"^app:[^\r\n]*", transcript, re.M)
+    print("output", " | ".join(line.decode() for line in lines), flush=True)
 finally:
     # Everything started on the terminal belongs to bash's session: end all of it, so a failed
     # run leaves no stopped job behind.

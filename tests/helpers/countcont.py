@@ -1,0 +1,25 @@
+"""Test app for job control: copies the terminal to stdout until EOF, then prints how many
+SIGCONTs were delivered to it, as "app: conts=N". With --self-stop it first stops its own
+process group with SIGSTOP, as editors do when they suspend.
+
+Deliveries are counted from the wakeup fd, one byte per delivery at the C level, because
+Python-level handlers merge deliveries that arrive close together.
+"""
+import os
+import signal
+import sys
+
+wake_r, wake_w = os.pipe()
+os.set_blocking(wake_r, False)
+os.set_blocking(wake_w, False)
+signal.signal(signal.SIGCONT, lambda _signum, _frame: None)
+signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+if "--self-stop" in sys.argv:
+    os.kill(0, signal.SIGSTOP)
+for line in sys.stdin:
+    sys.stdout.write(line)
+try:
+    delivered = os.read(wake_r, 4096)
+except BlockingIOError:
+    delivered = b""
+print(f"app: conts={delivered.count(bytes([signal.SIGCONT]))}", flush=True)
