@@ -76,3 +76,13 @@ fn an_app_that_stops_itself_with_sigstop_stops_the_job() {
     };
     assert_stopped_and_resumed_once(&lines);
 }
+
+#[test]
+fn an_orphaned_job_is_hung_up_instead_of_stopped_for_ever() {
+    // Nobody can resume an orphaned process group, so meshwait must not stop in one: the app is
+    // sent SIGHUP and SIGCONT instead, as the kernel does to stopped members of orphaned groups.
+    let Some(lines) = session("orphaned", &[]) else {
+        return;
+    };
+    assert_eq!(lines, ["stopped-left 0"]);
+}

@@ -6,7 +6,10 @@ way a person at a terminal would: the job stops, `fg` resumes it, a line of inpu
 MODE says how the job comes to stop:
   ctrl-z       started in the foreground, then Ctrl-Z;
   background   started with `&`; its first read of the terminal stops it (SIGTTIN);
-  self         the app stops itself (as editors do when they suspend).
+  self         the app stops itself (as editors do when they suspend);
+  orphaned     started as `(job &)`, so meshwait's parent exits at once and its process group is
+               orphaned: no shell can resume it. Prints "stopped-left N", the number of stopped
+               processes left in the terminal's session a moment later, and nothing else.
 
 Prints "stopped" when bash reported the job stopped (or "not-stopped" with what the terminal
 showed), then "exit N" with meshwait's exit status, then "output ..." with every terminal line
@@ -62,6 +65,19 @@ try:
     run("PS1='P''ROMPT> '")  # quoted so the echoed command does not match the prompt
     read_until(rb"PROMPT> ")
     job = f"{shlex.quote(meshwait)} --mesh none -- {shlex.join(app)}"
+    if mode == "orphaned":
+        run(f"({job} </dev/tty &)")  # a background job in a subshell would get /dev/null
+        time.sleep(1.5)
+        left = 0
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and os.getsid(int(entry)) == pid:
+                    with open(f"/proc/{entry}/stat") as f:
+                        left += f.read().rsplit(")", 1)[1].split()[0] == "T"
+            except OSError:
+                pass
+        print(f"stopped-left {left}", flush=True)
+        sys.exit(0)
     if mode == "background":
         run(job + " &")
         time.sleep(0.7)
