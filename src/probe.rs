@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -145,9 +146,7 @@ async fn exchange(url: &ReadyUrl) -> Outcome {
 async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
     let addrs: Vec<SocketAddr> = match (&url.host, url.fixed_addrs()) {
         (_, Some(addrs)) => addrs,
-        (Host::Name(name), None) => tokio::net::lookup_host((name.as_str(), url.port))
-            .await?
-            .collect(),
+        (Host::Name(name), None) => resolve(name, url.port).await?,
         (_, None) => Vec::new(),
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
@@ -161,6 +160,27 @@ async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
         }
     }
     Err(last)
+}
+
+/// Set while a name lookup runs on the blocking thread. A probe that times out leaves its lookup
+/// running (getaddrinfo cannot be cancelled); with a dead resolver, starting another one per probe
+/// would queue lookups without bound, so a probe finding one still running fails at once instead.
+static LOOKUP_RUNNING: AtomicBool = AtomicBool::new(false);
+
+async fn resolve(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    if LOOKUP_RUNNING.swap(true, Ordering::AcqRel) {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the lookup of {name} from an earlier probe has not finished"),
+        ));
+    }
+    let target = (name.to_string(), port);
+    let lookup = tokio::task::spawn_blocking(move || {
+        let result = target.to_socket_addrs().map(Iterator::collect);
+        LOOKUP_RUNNING.store(false, Ordering::Release);
+        result
+    });
+    lookup.await.map_err(io::Error::other)?
 }
 
 fn describe(e: hyper::Error) -> String {

@@ -354,3 +354,86 @@ fn probe_starts_are_never_closer_than_the_interval() {
         "two probes {closest:?} apart"
     );
 }
+
+#[test]
+fn a_host_name_is_resolved_at_each_probe() {
+    // Needs a name this machine resolves to a loopback address; its own host name usually is.
+    use std::net::ToSocketAddrs;
+    let name = String::from_utf8(
+        std::process::Command::new("hostname")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let loopback = (name.as_str(), 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.find(|a| a.ip().is_loopback() && a.is_ipv4()));
+    let Some(addr) = loopback else {
+        eprintln!("skipped: host name {name:?} does not resolve to IPv4 loopback here");
+        return;
+    };
+    let server = ReadyServer::start(&format!("{}:0", addr.ip()), vec![], Reply::Status(200, ""));
+    let url = format!("http://{name}:{}/ready", server.addr.port());
+    let out = meshwait()
+        .args(["ready", "--ready-url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(server.served().len(), 1);
+}
+
+#[test]
+fn a_dead_resolver_neither_stalls_the_gate_nor_delays_the_exit() {
+    // A resolver that never answers, seen only by meshwait: a private mount namespace whose
+    // /etc/resolv.conf names a loopback address where a UDP socket swallows every query.
+    if !is_root() {
+        eprintln!("skipped: needs root for a private /etc/resolv.conf");
+        return;
+    }
+    let Ok(sink) = std::net::UdpSocket::bind("127.0.0.77:53") else {
+        eprintln!("skipped: cannot bind 127.0.0.77:53");
+        return;
+    };
+    let dir = scratch_dir("resolver");
+    let conf = dir.join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.77\noptions timeout:5 attempts:2\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec \"$@\"",
+        conf.display()
+    );
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--mount", "sh", "-c", &script, "sh", MESHWAIT, "ready", "--wait",
+        ])
+        .args([
+            "--ready-url",
+            "http://proxy.invalid:15020/ready",
+            "--interval",
+            "50ms",
+        ])
+        .args(["--request-timeout", "200ms", "--timeout", "1s"])
+        .output()
+        .unwrap();
+    drop(sink);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    // A behaviour bound, not a speed target: one stuck lookup takes 10 s here, and exiting must
+    // not wait for it (nor for lookups queued behind it).
+    assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
+    assert!(err.contains("has not finished"), "{err}");
+}
