@@ -18,18 +18,11 @@ use crate::signals::{self, Signals};
 /// SIGCHLD, so their exit can only be noticed by looking.
 const RECHECK: Duration = Duration::from_millis(50);
 
-/// What was left behind, for the caller's log and tests.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Cleanup {
-    pub terminated: usize,
-    pub killed: bool,
-}
-
-pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> Cleanup {
+pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) {
     reaper::reap(None, false);
     let left = Leftovers::find(app.group);
     if left.is_empty() {
-        return Cleanup::default();
+        return;
     }
     tracing::info!(
         count = left.count(),
@@ -41,10 +34,7 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> C
     loop {
         reaper::reap(None, false);
         if Leftovers::find(app.group).is_empty() {
-            return Cleanup {
-                terminated: left.count(),
-                killed: false,
-            };
+            return;
         }
         tokio::select! {
             received = signals.next() => {
@@ -65,10 +55,6 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) -> C
     while !Leftovers::find(app.group).is_empty() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(5)).await;
         reaper::reap(None, false);
-    }
-    Cleanup {
-        terminated: left.count(),
-        killed: true,
     }
 }
 
