@@ -33,7 +33,11 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
     let mut command = Command::new(&plan.program);
     command.args(&plan.args);
     let block_everything = Mask::everything();
-    let take_terminal = owns_foreground_terminal();
+    // SAFETY: isatty and getpgrp only query.
+    let (on_terminal, own_group) =
+        unsafe { (libc::isatty(libc::STDIN_FILENO) == 1, libc::getpgrp()) };
+    // Only a terminal whose foreground is meshwait's own group is meshwait's to hand over.
+    let take_terminal = on_terminal && job_control::foreground_is(Pid::from_raw(own_group));
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (pthread_sigmask, setpgid, tcsetpgrp, sigismember, signal, getpid); it allocates nothing.
     unsafe {
@@ -67,19 +71,11 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
             Ok(Launched {
                 pid,
                 group: pid,
-                // SAFETY: isatty only queries fd 0.
-                on_terminal: unsafe { libc::isatty(libc::STDIN_FILENO) } == 1,
+                on_terminal,
             })
         }
         Err(e) => Err(explain(&plan.program.to_string_lossy(), &e)),
     }
-}
-
-/// Whether meshwait's stdin is a terminal whose foreground group is meshwait's own.
-fn owns_foreground_terminal() -> bool {
-    // SAFETY: plain queries on fd 0 and of our own group.
-    let (tty, own_group) = unsafe { (libc::isatty(libc::STDIN_FILENO) == 1, libc::getpgrp()) };
-    tty && job_control::foreground_is(Pid::from_raw(own_group))
 }
 
 fn explain(program: &str, e: &io::Error) -> LaunchError {

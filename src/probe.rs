@@ -144,10 +144,9 @@ async fn exchange(url: &ReadyUrl) -> Outcome {
 }
 
 async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = match (&url.host, url.fixed_addrs()) {
-        (_, Some(addrs)) => addrs,
-        (Host::Name(name), None) => resolve(name, url.port).await?,
-        (_, None) => Vec::new(),
+    let addrs: Vec<SocketAddr> = match &url.host {
+        Host::Name(name) => resolve(name, url.port).await?,
+        _ => url.fixed_addrs().unwrap_or_default(),
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
     for addr in addrs {

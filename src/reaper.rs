@@ -48,8 +48,6 @@ impl Ended {
 pub struct Reaped {
     /// The watched child's end, if it was among them.
     pub main: Option<Ended>,
-    /// How many other processes (orphans, helpers) were collected.
-    pub others: usize,
     /// No children are left at all.
     pub none_left: bool,
     /// The watched child was stopped by this signal (only reported when asked for).
@@ -107,7 +105,6 @@ pub fn reap(main: Option<Pid>, stops: bool) -> Reaped {
             found.main = Some(ended);
         } else {
             tracing::debug!(pid, status = ?ended, "reaped a descendant");
-            found.others += 1;
         }
     }
 }

@@ -26,15 +26,11 @@ impl Mask {
     /// Built with sigaddset per number rather than sigfillset so glibc and musl agree: both refuse
     /// the numbers libc reserves for itself (32-34), which are then simply left out.
     pub fn everything() -> Mask {
-        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises the set; sigaddset only writes inside it.
-        unsafe {
-            libc::sigemptyset(set.as_mut_ptr());
-            for n in 1..=libc::SIGRTMAX() {
-                libc::sigaddset(set.as_mut_ptr(), n);
-            }
-            Mask(set.assume_init())
+        let mut mask = Mask::empty();
+        for n in 1..=libc::SIGRTMAX() {
+            mask.add(n);
         }
+        mask
     }
 
     fn empty() -> Mask {
