@@ -7,12 +7,16 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::drain::Until;
 use crate::mesh::Mesh;
+use crate::port_set::PortRange;
+use crate::quit_proxy::QuitOn;
 use crate::ready_url::ReadyUrl;
 use crate::signal_name::Signal;
+use crate::sockets::Source;
 
 /// Names that select a subcommand when they are the first argument. Anything else is run mode.
-const SUBCOMMANDS: &[&str] = &["run", "ready", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "ready", "drain", "conns", "help"];
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 #[derive(Debug, Parser)]
@@ -23,7 +27,7 @@ const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
     after_help = "`meshwait [OPTIONS] [--] COMMAND [ARGS]...` is short for `meshwait run [OPTIONS] [--] COMMAND [ARGS]...`.\nEvery option can also be set with the MESHWAIT_* environment variable shown in brackets.",
     subcommand_required = true,
     subcommand_value_name = "SUBCOMMAND",
-    override_usage = "meshwait [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait run [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait ready [--wait] [OPTIONS]"
+    override_usage = "meshwait [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait run [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait ready [--wait] [OPTIONS]\n       meshwait drain [--until idle|closed|app-exit] [--timeout D] [OPTIONS]\n       meshwait conns [--json] [OPTIONS]"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -38,13 +42,21 @@ pub enum Command {
     Run(RunArgs),
     /// Probe readiness once: exit 0 when ready, 1 when not. With --wait, gate without a command.
     Ready(ReadyArgs),
+    /// Wait until the app's connections drain (for preStop hooks): exit 0 when drained, 1 at the timeout.
+    Drain(DrainArgs),
+    /// List the pod's TCP sockets as the drain sees them: proxy or app, in or out, busy or idle.
+    Conns(ConnsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MeshArg {
+    /// Which sidecar: sets the readiness and quit URLs and the proxy's UIDs and ports.
+    #[arg(long, env = "MESHWAIT_MESH", value_enum, default_value_t = Mesh::Istio)]
+    pub mesh: Mesh,
 }
 
 #[derive(Debug, Args)]
 pub struct GateArgs {
-    /// Which sidecar to wait for; sets the readiness URL.
-    #[arg(long, env = "MESHWAIT_MESH", value_enum, default_value_t = Mesh::Istio)]
-    pub mesh: Mesh,
     /// Readiness URL, overriding the mesh preset (plain http; `localhost` tries 127.0.0.1 then ::1).
     #[arg(long, env = "MESHWAIT_READY_URL", value_name = "URL")]
     pub ready_url: Option<ReadyUrl>,
@@ -54,7 +66,7 @@ pub struct GateArgs {
     /// Time from one probe's start to the next (fixed, no backoff).
     #[arg(long, env = "MESHWAIT_INTERVAL", value_name = "DURATION", default_value = "50ms", value_parser = positive_duration)]
     pub interval: Duration,
-    /// Bound on each probe, so a hung endpoint cannot stall the gate.
+    /// Bound on each probe and each quit call, so a hung endpoint cannot stall meshwait.
     #[arg(long, env = "MESHWAIT_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = positive_duration)]
     pub request_timeout: Duration,
     /// What to do when --timeout expires: exit 69 (`fail`) or start the app anyway (`start`).
@@ -68,10 +80,84 @@ pub enum OnTimeout {
     Start,
 }
 
+/// How sockets are read and which are the proxy's.
+#[derive(Debug, Args)]
+pub struct SocketArgs {
+    /// A UID whose sockets are the proxy's (repeatable; default from --mesh: istio 1337, linkerd 2102).
+    #[arg(
+        long,
+        env = "MESHWAIT_PROXY_UID",
+        value_name = "UID",
+        value_delimiter = ','
+    )]
+    pub proxy_uid: Vec<u32>,
+    /// A port (or range, 15000-15090) whose sockets are the proxy's (repeatable; default from --mesh).
+    #[arg(
+        long,
+        env = "MESHWAIT_PROXY_PORT",
+        value_name = "PORT",
+        value_delimiter = ','
+    )]
+    pub proxy_port: Vec<PortRange>,
+    /// A connection that moved data this recently counts as busy (covers streams); 0 turns it off.
+    #[arg(long, env = "MESHWAIT_QUIET_WINDOW", value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    pub quiet_window: Duration,
+    /// Where sockets are read: netlink (sees in-flight work), proc (/proc/net/tcp), auto.
+    #[arg(long, env = "MESHWAIT_SOCKETS", value_enum, default_value_t = Source::Auto)]
+    pub sockets: Source,
+}
+
+/// What happens between SIGTERM and the app's stop signal.
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// After SIGTERM, keep serving this long before draining (endpoints are being withdrawn).
+    #[arg(long, env = "MESHWAIT_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    pub shutdown_delay: Duration,
+    /// Longest wait for the app's connections to go idle before it gets the stop signal; 0: no drain.
+    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    pub drain_timeout: Duration,
+    /// Signals that start the delay and drain (repeatable); others are forwarded at once.
+    #[arg(
+        long,
+        env = "MESHWAIT_DRAIN_ON",
+        value_name = "SIG",
+        value_delimiter = ',',
+        default_value = "TERM"
+    )]
+    pub drain_on: Vec<Signal>,
+}
+
+/// Quitting the sidecar when the app is done (Jobs).
+#[derive(Debug, Args)]
+pub struct QuitArgs {
+    /// After the app exits, POST the mesh's quit URL so the pod can complete.
+    #[arg(long, env = "MESHWAIT_QUIT_PROXY", value_parser = BoolishValueParser::new())]
+    pub quit_proxy: bool,
+    /// URL to POST after the app exits, instead of the mesh's (repeatable; implies --quit-proxy).
+    #[arg(
+        long,
+        env = "MESHWAIT_QUIT_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub quit_url: Vec<ReadyUrl>,
+    /// Quit only when the app exited 0 (`success`), or whatever its status (`always`).
+    #[arg(long, env = "MESHWAIT_QUIT_ON", value_enum, default_value_t = QuitOn::Success)]
+    pub quit_on: QuitOn,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
+    pub mesh: MeshArg,
+    #[command(flatten)]
     pub gate: GateArgs,
+    #[command(flatten)]
+    pub sockets: SocketArgs,
+    #[command(flatten)]
+    pub hold: HoldArgs,
+    #[command(flatten)]
+    pub quit: QuitArgs,
     /// Skip the readiness gate; signal forwarding and reaping stay.
     #[arg(long, env = "MESHWAIT_NO_WAIT", value_parser = BoolishValueParser::new())]
     pub no_wait: bool,
@@ -97,10 +183,37 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ReadyArgs {
     #[command(flatten)]
+    pub mesh: MeshArg,
+    #[command(flatten)]
     pub gate: GateArgs,
     /// Keep probing until ready or --timeout, like `run` without a command.
     #[arg(long, env = "MESHWAIT_READY_WAIT", value_parser = BoolishValueParser::new())]
     pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub mesh: MeshArg,
+    #[command(flatten)]
+    pub sockets: SocketArgs,
+    /// idle: no connection has work in flight; closed: no connection at all; app-exit: nothing listens.
+    #[arg(long, env = "MESHWAIT_DRAIN_UNTIL", value_enum, default_value_t = Until::Idle)]
+    pub until: Until,
+    /// Give up after this long (exit 1); 0 looks once.
+    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnsArgs {
+    #[command(flatten)]
+    pub mesh: MeshArg,
+    #[command(flatten)]
+    pub sockets: SocketArgs,
+    /// One JSON document instead of the table.
+    #[arg(long, env = "MESHWAIT_CONNS_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -201,7 +314,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.gate.mesh, Mesh::None);
+        assert_eq!(run.mesh.mesh, Mesh::None);
         assert_eq!(run.command, ["app", "--port", "8080"]);
         let cli = parse(&["meshwait", "python", "-u", "app.py"]).unwrap();
         let Command::Run(run) = cli.command else {
@@ -231,7 +344,11 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.gate.mesh, Mesh::Istio);
+        assert_eq!(run.mesh.mesh, Mesh::Istio);
+        assert_eq!(run.hold.drain_timeout, Duration::from_secs(20));
+        assert_eq!(run.hold.drain_on, [Signal::TERM]);
+        assert_eq!(run.sockets.quiet_window, Duration::from_secs(1));
+        assert!(!run.quit.quit_proxy && run.quit.quit_url.is_empty());
         assert_eq!(run.gate.timeout, Duration::from_secs(120));
         assert_eq!(run.gate.request_timeout, Duration::from_secs(1));
         assert_eq!(run.gate.on_timeout, OnTimeout::Fail);

@@ -1,10 +1,14 @@
 //! meshwait: gate an app until its service-mesh sidecar is ready, then supervise it as PID 1.
 //!
 //! The binary (`main.rs`) is a thin C entry point; everything else lives here so it can be unit
-//! tested. Data flows one way: `cli` → `plan` → `gate` → `launch`/`supervise` → `shutdown`,
+//! tested. Data flows one way: `cli` → `plan` → `gate` → `launch`/`supervise` (with `stop_hold`
+//! and `drain` on SIGTERM) → `shutdown` → `quit_proxy`,
 //! orchestrated by `lifecycle`.
 
 mod cli;
+mod connection_class;
+mod conns;
+mod drain;
 pub mod exit_code;
 mod gate;
 mod job_control;
@@ -13,12 +17,16 @@ mod lifecycle;
 mod logging;
 mod mesh;
 mod plan;
+mod port_set;
 mod probe;
+mod quit_proxy;
 mod ready_url;
 mod reaper;
 mod shutdown;
 mod signal_name;
 mod signals;
+mod sockets;
+mod stop_hold;
 mod supervise;
 
 pub use lifecycle::main as run;

@@ -5,7 +5,11 @@ use std::io::Write;
 
 use tokio::runtime::Runtime;
 
+use std::time::{Duration, Instant};
+
 use crate::cli::{Cli, OnTimeout};
+use crate::conns;
+use crate::drain::{Drainer, Poll, SocketPlan, Until};
 use crate::exit_code;
 use crate::gate::{self, GateEnd};
 use crate::job_control;
@@ -13,6 +17,7 @@ use crate::launch;
 use crate::logging;
 use crate::plan::{GatePlan, Plan, RunPlan};
 use crate::probe;
+use crate::quit_proxy;
 use crate::reaper;
 use crate::shutdown;
 use crate::signals::{Inherited, Mask, Signals};
@@ -81,8 +86,80 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
                 Err(code) => code,
             }
         }
-        Plan::Run(run) => run_app(run, inherited, runtime, &mut signals),
+        Plan::Run(run) => {
+            let quit = run.quit.clone();
+            let code = run_app(*run, inherited, runtime, &mut signals);
+            if quit.wanted(code) {
+                runtime.block_on(quit_proxy::quit(&quit));
+            } else if !quit.urls.is_empty() {
+                tracing::info!(
+                    exit_code = code,
+                    "leaving the proxy running: the app failed and --quit-on is success"
+                );
+            }
+            code
+        }
+        Plan::Drain {
+            sockets,
+            until,
+            timeout,
+        } => drain_until(sockets, until, timeout, &mut signals),
+        Plan::Conns { sockets, json } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::with_capacity(32 * 1024, stdout.lock());
+            match conns::list(&sockets, json, &mut out) {
+                Ok(()) => exit_code::OK,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the sockets");
+                    exit_code::OS_ERROR
+                }
+            }
+        }
     }
+}
+
+/// `meshwait drain`: polls until drained (0), the timeout (1), or a stop signal (128+N).
+fn drain_until(sockets: SocketPlan, until: Until, timeout: Duration, signals: &mut Signals) -> i32 {
+    let started = Instant::now();
+    let mut drainer = Drainer::new(sockets, until, timeout);
+    loop {
+        match drainer.poll() {
+            Poll::Drained => {
+                let waited = started.elapsed();
+                tracing::info!(waited_ms = waited.as_millis() as u64, "drained");
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "drained after {}",
+                    humantime::format_duration(round_ms(waited))
+                );
+                return exit_code::OK;
+            }
+            Poll::TimedOut(census) => {
+                tracing::warn!(
+                    blocking = census.blocking,
+                    "drain timeout: still blocking: {census}"
+                );
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "not drained after {}: {census}",
+                    humantime::format_duration(round_ms(started.elapsed()))
+                );
+                return exit_code::STILL_BUSY;
+            }
+            Poll::Busy(at) => match signals.wait_until(at) {
+                Ok(Some(r)) if r.asks_to_stop() => return exit_code::for_signal(r.signal.raw()),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "waiting for signals failed");
+                    return exit_code::OS_ERROR;
+                }
+            },
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
 
 /// Writes a usage or start-up error. Never panics: a closed stderr must not turn into an abort.

@@ -154,7 +154,7 @@ impl Visit for Fields {
     }
 }
 
-fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+pub(crate) fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
     out.write_char('"')?;
     for c in text.chars() {
         match c {

@@ -1,6 +1,9 @@
-//! What each supported mesh looks like from inside the pod.
+//! What each supported mesh looks like from inside the pod: where its sidecar says it is ready,
+//! which sockets are its own, and how to ask it to quit.
 
 use clap::ValueEnum;
+
+use crate::port_set::PortRange;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mesh {
@@ -24,6 +27,55 @@ impl Mesh {
             Mesh::None => None,
         }
     }
+
+    /// The URL that makes the sidecar exit, for Jobs whose app has finished.
+    pub fn quit_url(self) -> Option<&'static str> {
+        match self {
+            // pilot-agent answers, then stops Envoy and itself.
+            Mesh::Istio => Some("http://localhost:15020/quitquitquit"),
+            // Off by default since Linkerd 2.15 (404); see `quit_proxy` for the hint.
+            Mesh::Linkerd => Some("http://localhost:4191/shutdown"),
+            Mesh::Envoy => Some("http://localhost:15000/quitquitquit"),
+            Mesh::None => None,
+        }
+    }
+
+    /// The UIDs the sidecar runs as: istio-init and linkerd-init exempt exactly these from
+    /// redirection, so every injected proxy uses them.
+    pub fn proxy_uids(self) -> &'static [u32] {
+        match self {
+            Mesh::Istio | Mesh::Envoy => &[1337],
+            Mesh::Linkerd => &[2102],
+            Mesh::None => &[],
+        }
+    }
+
+    /// Ports the sidecar listens on. Istio keeps all of its own (admin 15000, capture 15001 and
+    /// 15006, status 15020, health 15021, DNS 15053, metrics 15090, ...) inside 15000-15090;
+    /// Linkerd uses outbound 4140, inbound 4143, control 4190 and admin 4191.
+    pub fn proxy_ports(self) -> &'static [PortRange] {
+        const ISTIO: &[PortRange] = &[PortRange::new(15000, 15090)];
+        const LINKERD: &[PortRange] = &[
+            PortRange::new(4140, 4140),
+            PortRange::new(4143, 4143),
+            PortRange::new(4190, 4191),
+        ];
+        match self {
+            Mesh::Istio | Mesh::Envoy => ISTIO,
+            Mesh::Linkerd => LINKERD,
+            Mesh::None => &[],
+        }
+    }
+
+    /// The lower-case name users type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mesh::Istio => "istio",
+            Mesh::Linkerd => "linkerd",
+            Mesh::Envoy => "envoy",
+            Mesh::None => "none",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -34,9 +86,13 @@ mod tests {
     #[test]
     fn every_preset_url_parses() {
         for mesh in [Mesh::Istio, Mesh::Linkerd, Mesh::Envoy] {
-            let url = mesh.ready_url().unwrap();
-            assert!(url.parse::<ReadyUrl>().is_ok(), "{url}");
+            for url in [mesh.ready_url().unwrap(), mesh.quit_url().unwrap()] {
+                assert!(url.parse::<ReadyUrl>().is_ok(), "{url}");
+            }
+            assert!(!mesh.proxy_uids().is_empty());
+            assert!(!mesh.proxy_ports().is_empty());
         }
         assert_eq!(Mesh::None.ready_url(), None);
+        assert_eq!(Mesh::None.quit_url(), None);
     }
 }

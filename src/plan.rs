@@ -4,17 +4,34 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, GateArgs, OnTimeout};
+use crate::cli::{Cli, Command, GateArgs, OnTimeout, QuitArgs, SocketArgs};
+use crate::connection_class::ProxyRules;
+use crate::drain::{SocketPlan, Until};
+use crate::mesh::Mesh;
+use crate::port_set::PortSet;
+use crate::quit_proxy::QuitPlan;
 use crate::ready_url::ReadyUrl;
 use crate::signal_name::Signal;
+use crate::stop_hold::HoldPlan;
 
 #[derive(Debug)]
 pub enum Plan {
-    Run(RunPlan),
+    Run(Box<RunPlan>),
     /// `meshwait ready`: one probe, or with `wait` a gate without a command.
     Ready {
         gate: GatePlan,
         wait: bool,
+    },
+    /// `meshwait drain`: poll the sockets until drained or the timeout.
+    Drain {
+        sockets: SocketPlan,
+        until: Until,
+        timeout: Duration,
+    },
+    /// `meshwait conns`: list the sockets once.
+    Conns {
+        sockets: SocketPlan,
+        json: bool,
     },
 }
 
@@ -38,6 +55,8 @@ pub struct RunPlan {
     pub stop_signal: Signal,
     pub process_group: bool,
     pub cleanup_grace: Duration,
+    pub hold: HoldPlan,
+    pub quit: QuitPlan,
 }
 
 impl Plan {
@@ -49,26 +68,35 @@ impl Plan {
                     .next()
                     .filter(|p| !p.is_empty())
                     .ok_or("missing command: meshwait [OPTIONS] [--] COMMAND [ARGS]...")?;
+                let mesh = run.mesh.mesh;
+                let quit = quit_plan(mesh, run.quit, run.gate.request_timeout)?;
                 let gate = if run.no_wait {
                     None
                 } else {
-                    GatePlan::from_args(run.gate)
+                    GatePlan::from_args(mesh, run.gate)
                 };
-                Ok(Plan::Run(RunPlan {
+                Ok(Plan::Run(Box::new(RunPlan {
                     gate,
                     program,
                     args: command.collect(),
                     stop_signal: run.stop_signal,
                     process_group: run.process_group,
                     cleanup_grace: run.cleanup_grace,
-                }))
+                    hold: HoldPlan {
+                        shutdown_delay: run.hold.shutdown_delay,
+                        drain_timeout: run.hold.drain_timeout,
+                        triggers: run.hold.drain_on,
+                        sockets: socket_plan(mesh, run.sockets),
+                    },
+                    quit,
+                })))
             }
             Command::Ready(ready) => {
-                let mesh = ready.gate.mesh;
-                let gate = GatePlan::from_args(ready.gate).ok_or_else(|| {
+                let mesh = ready.mesh.mesh;
+                let gate = GatePlan::from_args(mesh, ready.gate).ok_or_else(|| {
                     format!(
                         "nothing to probe: --mesh {} has no readiness URL; give --ready-url",
-                        format!("{mesh:?}").to_lowercase()
+                        mesh.name()
                     )
                 })?;
                 Ok(Plan::Ready {
@@ -76,16 +104,25 @@ impl Plan {
                     wait: ready.wait,
                 })
             }
+            Command::Drain(drain) => Ok(Plan::Drain {
+                sockets: socket_plan(drain.mesh.mesh, drain.sockets),
+                until: drain.until,
+                timeout: drain.timeout,
+            }),
+            Command::Conns(conns) => Ok(Plan::Conns {
+                sockets: socket_plan(conns.mesh.mesh, conns.sockets),
+                json: conns.json,
+            }),
         }
     }
 }
 
 impl GatePlan {
     /// `None` when neither `--ready-url` nor the mesh preset names an endpoint.
-    fn from_args(args: GateArgs) -> Option<GatePlan> {
+    fn from_args(mesh: Mesh, args: GateArgs) -> Option<GatePlan> {
         let url = match args.ready_url {
             Some(url) => url,
-            None => args.mesh.ready_url()?.parse().ok()?,
+            None => mesh.ready_url()?.parse().ok()?,
         };
         Some(GatePlan {
             url,
@@ -95,6 +132,47 @@ impl GatePlan {
             on_timeout: args.on_timeout,
         })
     }
+}
+
+/// The proxy's UIDs and ports: as given, or the mesh's own.
+fn socket_plan(mesh: Mesh, args: SocketArgs) -> SocketPlan {
+    let uids = if args.proxy_uid.is_empty() {
+        mesh.proxy_uids().to_vec()
+    } else {
+        args.proxy_uid
+    };
+    let ports = if args.proxy_port.is_empty() {
+        PortSet::from_ranges(mesh.proxy_ports())
+    } else {
+        PortSet::from_ranges(&args.proxy_port)
+    };
+    SocketPlan {
+        rules: ProxyRules { uids, ports },
+        quiet: args.quiet_window,
+        source: args.sockets,
+    }
+}
+
+/// `--quit-url` replaces the mesh's URL; `--quit-proxy` alone uses the mesh's.
+fn quit_plan(mesh: Mesh, args: QuitArgs, timeout: Duration) -> Result<QuitPlan, String> {
+    let urls = if !args.quit_url.is_empty() {
+        args.quit_url
+    } else if args.quit_proxy {
+        let url = mesh.quit_url().ok_or_else(|| {
+            format!(
+                "--quit-proxy: --mesh {} has no quit URL; give --quit-url",
+                mesh.name()
+            )
+        })?;
+        vec![url.parse()?]
+    } else {
+        Vec::new()
+    };
+    Ok(QuitPlan {
+        urls,
+        on: args.quit_on,
+        timeout,
+    })
 }
 
 #[cfg(test)]
@@ -156,6 +234,68 @@ mod tests {
     fn ready_needs_something_to_probe() {
         let err = plan(&["meshwait", "ready", "--mesh", "none"]).unwrap_err();
         assert!(err.contains("--mesh none has no readiness URL"), "{err}");
+    }
+
+    #[test]
+    fn proxy_rules_from_mesh_or_flags() {
+        let Plan::Drain { sockets, until, .. } = plan(&["meshwait", "drain"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(until, Until::Idle);
+        assert_eq!(sockets.rules.uids, [1337]);
+        assert!(sockets.rules.ports.contains(15020) && !sockets.rules.ports.contains(8080));
+        let Plan::Conns { sockets, .. } = plan(&[
+            "meshwait",
+            "conns",
+            "--mesh",
+            "linkerd",
+            "--proxy-uid",
+            "7",
+            "--proxy-uid",
+            "8",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(sockets.rules.uids, [7, 8]);
+        assert!(sockets.rules.ports.contains(4143) && !sockets.rules.ports.contains(15020));
+        let Plan::Conns { sockets, .. } =
+            plan(&["meshwait", "conns", "--proxy-port", "9000-9001,15020"]).unwrap()
+        else {
+            panic!()
+        };
+        assert!(sockets.rules.ports.contains(9001) && !sockets.rules.ports.contains(15000));
+    }
+
+    #[test]
+    fn quit_urls() {
+        let Plan::Run(run) = plan(&["meshwait", "--quit-proxy", "app"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            run.quit.urls[0].to_string(),
+            "http://localhost:15020/quitquitquit"
+        );
+        assert!(run.quit.wanted(0) && !run.quit.wanted(1));
+        let Plan::Run(run) = plan(&["meshwait", "app"]).unwrap() else {
+            panic!()
+        };
+        assert!(!run.quit.wanted(0));
+        let Plan::Run(run) = plan(&[
+            "meshwait",
+            "--quit-url",
+            "http://127.0.0.1:9091/quitquitquit",
+            "--quit-on",
+            "always",
+            "app",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(run.quit.urls.len(), 1);
+        assert!(run.quit.wanted(3));
+        let err = plan(&["meshwait", "--mesh", "none", "--quit-proxy", "app"]).unwrap_err();
+        assert!(err.contains("give --quit-url"), "{err}");
     }
 
     #[test]

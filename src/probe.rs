@@ -1,4 +1,5 @@
-//! One readiness probe: a single bounded HTTP/1.1 GET, classified.
+//! One bounded HTTP/1.1 request to a sidecar, classified: a readiness probe (GET) or a quit
+//! call (POST).
 
 use std::fmt;
 use std::io;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::Request;
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -75,13 +76,19 @@ impl fmt::Display for Outcome {
 
 /// Probes `url` once, taking at most `limit`.
 pub async fn probe(url: &ReadyUrl, limit: Duration) -> Outcome {
-    match tokio::time::timeout(limit, exchange(url)).await {
+    call(url, Method::GET, limit).await
+}
+
+/// One request with an empty body (GET for readiness, POST to quit a sidecar), taking at most
+/// `limit`. Any 2xx is `Ready`.
+pub async fn call(url: &ReadyUrl, method: Method, limit: Duration) -> Outcome {
+    match tokio::time::timeout(limit, exchange(url, method)).await {
         Ok(outcome) => outcome,
         Err(_elapsed) => Outcome::TimedOut,
     }
 }
 
-async fn exchange(url: &ReadyUrl) -> Outcome {
+async fn exchange(url: &ReadyUrl, method: Method) -> Outcome {
     let stream = match connect(url).await {
         Ok(stream) => stream,
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Outcome::Refused,
@@ -93,7 +100,14 @@ async fn exchange(url: &ReadyUrl) -> Outcome {
             Ok(pair) => pair,
             Err(e) => return Outcome::Failed(format!("HTTP handshake failed: {e}")),
         };
-    let request = Request::get(url.path.as_str())
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(url.path.as_str());
+    if method == Method::POST {
+        // Envoy's admin server rejects a POST without a length.
+        request = request.header(hyper::header::CONTENT_LENGTH, "0");
+    }
+    let request = request
         .header(hyper::header::HOST, url.authority.as_str())
         .header(
             hyper::header::USER_AGENT,

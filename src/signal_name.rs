@@ -45,6 +45,7 @@ pub struct Signal(i32);
 impl Signal {
     pub const TERM: Signal = Signal(libc::SIGTERM);
     pub const HUP: Signal = Signal(libc::SIGHUP);
+    pub const INT: Signal = Signal(libc::SIGINT);
     pub const KILL: Signal = Signal(libc::SIGKILL);
     pub const STOP: Signal = Signal(libc::SIGSTOP);
     pub const CONT: Signal = Signal(libc::SIGCONT);

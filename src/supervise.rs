@@ -10,30 +10,62 @@ use crate::plan::RunPlan;
 use crate::reaper::{self, Ended};
 use crate::signal_name::Signal;
 use crate::signals::{self, Received, Signals};
+use crate::stop_hold::{Hold, Step};
 
 /// Runs until the app's exit status is known.
 ///
 /// Deliberately synchronous: while the app runs, a signal is the only event there is, and waiting
 /// for it in sigwaitinfo gives the shortest path from the kernel to the forwarding kill(2) (no
-/// epoll wake-up, no task scheduling) and no timer at all, so an idle meshwait never wakes.
+/// epoll wake-up, no task scheduling) and no timer at all, so an idle meshwait never wakes. Only
+/// while a stop signal is held does it wake on a timer (sigtimedwait), to look at the sockets.
 pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
     if let Some(ended) = finished(app) {
         return ended;
     }
+    // The stop signal being held while connections drain; only the first one is held.
+    let mut hold: Option<Hold> = None;
+    let mut held_once = false;
     loop {
-        match signals.wait() {
+        let next = match hold.as_mut().map(Hold::step) {
+            None => signals.wait().map(Some),
+            Some(Step::WaitUntil(at)) => signals.wait_until(at),
+            Some(Step::Release) => {
+                if let Some(done) = hold.take() {
+                    forward(&done.trigger, app, plan);
+                }
+                continue;
+            }
+        };
+        match next {
+            // The hold's timer: step it again.
+            Ok(None) => {}
             // Not logged: logging into a closed stderr is what raises these, so a log line
             // here would raise the next one, forever.
-            Ok(r) if r.self_inflicted() => {}
+            Ok(Some(r)) if r.self_inflicted() => {}
             // Never forwarded: it reports our own children, and the app has its own.
-            Ok(r) if r.signal.raw() == libc::SIGCHLD => {
+            Ok(Some(r)) if r.signal.raw() == libc::SIGCHLD => {
                 if let Some(ended) = finished(app) {
+                    if hold.is_some() {
+                        tracing::info!("the app exited while its connections drained");
+                    }
                     return ended;
                 }
             }
-            Ok(r) => forward(&r, app, plan),
+            Ok(Some(r)) => match &hold {
+                Some(held) if plan.hold.skips(&r) => {
+                    held.skip(&r);
+                    let trigger = held.trigger;
+                    hold = None;
+                    forward(&trigger, app, plan);
+                }
+                None if !held_once && plan.hold.holds(&r) => {
+                    held_once = true;
+                    hold = Some(Hold::begin(r, &plan.hold));
+                }
+                _ => forward(&r, app, plan),
+            },
             Err(e) => {
                 // Should never happen (sigwaitinfo only fails on a bad mask); pause so a
                 // persistent fault cannot become a busy loop, and keep reaping so the app's end

@@ -1,0 +1,374 @@
+//! Which connections hold a pod up: the proxy's own sockets are set aside, and each of the app's
+//! connections is inbound or outbound, busy (work in flight) or idle.
+//!
+//! tcp_info gives, per connection, the milliseconds since data last arrived and since it was
+//! last sent, and the byte counters. A server socket that received after it last sent owes an
+//! answer; a client socket that sent after it last received awaits one. Times have 1 ms
+//! resolution and on a fresh socket both date from the handshake, so ties are settled by the
+//! byte counters: bytes received with none sent is a pending first request.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::port_set::PortSet;
+use crate::sockets::{Socket, TcpState};
+
+/// How the proxy's sockets are recognised.
+#[derive(Clone, Debug)]
+pub struct ProxyRules {
+    pub uids: Vec<u32>,
+    pub ports: PortSet,
+}
+
+impl ProxyRules {
+    /// Owned by a proxy UID, bound to a proxy port, or a loopback connection to a proxy port
+    /// (the app talking to its sidecar's admin or status server).
+    pub fn owns(&self, socket: &Socket) -> bool {
+        self.uids.contains(&socket.uid)
+            || self.ports.contains(socket.local.port())
+            || (is_loopback(socket.remote.ip()) && self.ports.contains(socket.remote.port()))
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Its local port is one the app listens on: a client's request to the app.
+    Inbound,
+    /// Anything else the app holds: its calls to other services.
+    Outbound,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Inbound => "in",
+            Direction::Outbound => "out",
+        }
+    }
+}
+
+/// Why a connection counts as having work in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// Bytes wait in its queues: unread by the app, or not yet acknowledged by the peer.
+    Queued,
+    /// Data moved within the quiet window (covers streams and pauses between chunks).
+    Recent,
+    /// Inbound: a request arrived after the last answer went out.
+    Request,
+    /// Outbound: the app sent after it last heard back, so it awaits the reply.
+    AwaitingReply,
+    /// Still connecting.
+    Handshake,
+    /// /proc/net/tcp carries no tcp_info: an open connection cannot be shown idle.
+    Unknown,
+}
+
+impl Busy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Busy::Queued => "bytes queued",
+            Busy::Recent => "data moved recently",
+            Busy::Request => "request awaiting its answer",
+            Busy::AwaitingReply => "awaiting the peer's reply",
+            Busy::Handshake => "handshake",
+            Busy::Unknown => "no tcp_info",
+        }
+    }
+}
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one socket is, for draining purposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// The sidecar's own socket.
+    Proxy,
+    /// The app's listening socket.
+    Listener,
+    /// TIME_WAIT or unconnected: nothing can be in flight.
+    Remnant,
+    /// Closed by the app and finishing in the kernel (no process holds it any more).
+    Orphan,
+    /// One of the app's connections.
+    App {
+        direction: Direction,
+        busy: Option<Busy>,
+        /// How long the blocking condition has lasted, in ms (0 when idle or unknown).
+        age_ms: u32,
+    },
+}
+
+/// Classifies sockets once the app's listening ports are known.
+pub struct Classifier<'a> {
+    rules: &'a ProxyRules,
+    app_ports: PortSet,
+    quiet_ms: u32,
+}
+
+impl<'a> Classifier<'a> {
+    pub fn new(rules: &'a ProxyRules, app_ports: PortSet, quiet: Duration) -> Classifier<'a> {
+        Classifier {
+            rules,
+            app_ports,
+            quiet_ms: quiet.as_millis().min(u128::from(u32::MAX)) as u32,
+        }
+    }
+
+    pub fn classify(&self, socket: &Socket) -> Class {
+        if self.rules.owns(socket) {
+            return Class::Proxy;
+        }
+        match socket.state {
+            TcpState::Listen => return Class::Listener,
+            TcpState::TimeWait | TcpState::Close => return Class::Remnant,
+            // inode 0 in these states: the app closed it; the kernel sends what is left on its
+            // own, whatever happens to the app. (In ESTABLISHED, inode 0 instead means "not
+            // accepted yet", which is a request waiting.)
+            TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck
+                if socket.inode == 0 =>
+            {
+                return Class::Orphan;
+            }
+            _ => {}
+        }
+        let direction = if self.app_ports.contains(socket.local.port()) {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        };
+        let (busy, age_ms) = self.busy(socket, direction);
+        Class::App {
+            direction,
+            busy,
+            age_ms,
+        }
+    }
+
+    fn busy(&self, socket: &Socket, direction: Direction) -> (Option<Busy>, u32) {
+        if matches!(
+            socket.state,
+            TcpState::SynSent | TcpState::SynRecv | TcpState::NewSynRecv
+        ) {
+            return (Some(Busy::Handshake), 0);
+        }
+        let Some(a) = socket.activity else {
+            return (Some(Busy::Unknown), 0);
+        };
+        let since_any = a.last_recv_ms.min(a.last_sent_ms);
+        if socket.recv_queue > 0 || socket.send_queue > 0 {
+            return (Some(Busy::Queued), since_any);
+        }
+        if since_any < self.quiet_ms {
+            return (Some(Busy::Recent), since_any);
+        }
+        match direction {
+            Direction::Inbound
+                if a.bytes_received > 0
+                    && (a.bytes_sent == 0 || a.last_recv_ms < a.last_sent_ms) =>
+            {
+                (Some(Busy::Request), a.last_recv_ms)
+            }
+            Direction::Outbound
+                if a.bytes_sent > 0
+                    && (a.bytes_received == 0 || a.last_sent_ms < a.last_recv_ms) =>
+            {
+                (Some(Busy::AwaitingReply), a.last_sent_ms)
+            }
+            _ => (None, 0),
+        }
+    }
+
+    /// Milliseconds until a connection that is busy only for having moved data recently turns
+    /// idle, if that is its only reason; lets the drain look again exactly then.
+    pub fn quiet_left_ms(&self, socket: &Socket) -> Option<u32> {
+        let a = socket.activity?;
+        Some(
+            self.quiet_ms
+                .saturating_sub(a.last_recv_ms.min(a.last_sent_ms)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port_set::PortRange;
+    use crate::sockets::Activity;
+
+    const APP_PORT: u16 = 8080;
+
+    fn rules() -> ProxyRules {
+        ProxyRules {
+            uids: vec![1337],
+            ports: PortSet::from_ranges(&[PortRange::new(15000, 15090)]),
+        }
+    }
+
+    fn classifier(rules: &ProxyRules) -> Classifier<'_> {
+        let mut app = PortSet::new();
+        app.insert(APP_PORT);
+        Classifier::new(rules, app, Duration::from_secs(1))
+    }
+
+    fn conn(local: u16, remote: &str, activity: Option<Activity>) -> Socket {
+        Socket {
+            state: TcpState::Established,
+            local: format!("10.0.0.5:{local}").parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            uid: 1000,
+            inode: 42,
+            recv_queue: 0,
+            send_queue: 0,
+            activity,
+        }
+    }
+
+    fn act(recv: u32, sent: u32, bytes_in: u64, bytes_out: u64) -> Option<Activity> {
+        Some(Activity {
+            last_recv_ms: recv,
+            last_sent_ms: sent,
+            bytes_received: bytes_in,
+            bytes_sent: bytes_out,
+        })
+    }
+
+    fn busy(socket: &Socket) -> Option<Busy> {
+        let r = rules();
+        match classifier(&r).classify(socket) {
+            Class::App { busy, .. } => busy,
+            other => panic!("not an app connection: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn proxy_sockets_by_uid_port_or_loopback_admin() {
+        let r = rules();
+        let c = classifier(&r);
+        let mut s = conn(APP_PORT, "127.0.0.6:40000", act(5000, 5000, 10, 10));
+        s.uid = 1337;
+        assert_eq!(c.classify(&s), Class::Proxy);
+        let s = conn(15006, "10.0.0.9:40000", None);
+        assert_eq!(c.classify(&s), Class::Proxy);
+        let s = conn(50000, "127.0.0.1:15020", None);
+        assert_eq!(c.classify(&s), Class::Proxy);
+        // The same port on another host is an ordinary outbound call.
+        let s = conn(50000, "10.0.0.9:15020", act(5000, 5000, 1, 1));
+        assert!(matches!(
+            c.classify(&s),
+            Class::App {
+                direction: Direction::Outbound,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn inbound_request_waiting_is_busy_answered_is_idle() {
+        // Received 2.5 s ago, answered before that: the answer is still owed.
+        assert_eq!(
+            busy(&conn(APP_PORT, "127.0.0.6:4000", act(2500, 9000, 300, 900))),
+            Some(Busy::Request)
+        );
+        // Answered after the request arrived: an idle keep-alive connection.
+        assert_eq!(
+            busy(&conn(APP_PORT, "127.0.0.6:4000", act(9000, 2500, 300, 900))),
+            None
+        );
+        // The same millisecond, both counters set: answered.
+        assert_eq!(
+            busy(&conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 300, 900))),
+            None
+        );
+    }
+
+    #[test]
+    fn first_request_on_a_fresh_socket_ties_on_time_but_not_on_bytes() {
+        assert_eq!(
+            busy(&conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 120, 0))),
+            Some(Busy::Request)
+        );
+        // Connected, nothing sent either way: an idle pre-opened connection.
+        assert_eq!(
+            busy(&conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 0, 0))),
+            None
+        );
+    }
+
+    #[test]
+    fn outbound_call_awaiting_its_reply() {
+        assert_eq!(
+            busy(&conn(51000, "10.1.2.3:5432", act(8000, 2000, 500, 600))),
+            Some(Busy::AwaitingReply)
+        );
+        assert_eq!(
+            busy(&conn(51000, "10.1.2.3:5432", act(2000, 8000, 500, 600))),
+            None
+        );
+        // Sent, nothing ever came back.
+        assert_eq!(
+            busy(&conn(51000, "10.1.2.3:80", act(4000, 4000, 0, 80))),
+            Some(Busy::AwaitingReply)
+        );
+        // A server that speaks first (greeting) and a client that has not asked anything yet.
+        assert_eq!(
+            busy(&conn(51000, "10.1.2.3:25", act(4000, 4000, 50, 0))),
+            None
+        );
+    }
+
+    #[test]
+    fn queues_quiet_window_and_handshakes() {
+        let mut s = conn(APP_PORT, "127.0.0.6:4000", act(9000, 2500, 300, 900));
+        s.send_queue = 1;
+        assert_eq!(busy(&s), Some(Busy::Queued));
+        // A stream: the app sends without being asked, every few hundred ms.
+        assert_eq!(
+            busy(&conn(
+                APP_PORT,
+                "127.0.0.6:4000",
+                act(9000, 200, 300, 90000)
+            )),
+            Some(Busy::Recent)
+        );
+        let mut s = conn(51000, "10.1.2.3:80", None);
+        s.state = TcpState::SynSent;
+        assert_eq!(busy(&s), Some(Busy::Handshake));
+        assert_eq!(busy(&conn(51000, "10.1.2.3:80", None)), Some(Busy::Unknown));
+    }
+
+    #[test]
+    fn listeners_remnants_and_orphans_never_block() {
+        let r = rules();
+        let c = classifier(&r);
+        let mut s = conn(APP_PORT, "0.0.0.0:0", None);
+        s.state = TcpState::Listen;
+        assert_eq!(c.classify(&s), Class::Listener);
+        s.state = TcpState::TimeWait;
+        assert_eq!(c.classify(&s), Class::Remnant);
+        let mut s = conn(APP_PORT, "127.0.0.6:4000", act(1, 1, 1, 1));
+        s.state = TcpState::FinWait1;
+        s.inode = 0;
+        s.send_queue = 100;
+        assert_eq!(c.classify(&s), Class::Orphan);
+        // Not yet accepted: inode 0 but a request is waiting.
+        let mut s = conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 100, 0));
+        s.inode = 0;
+        s.recv_queue = 100;
+        assert_eq!(busy(&s), Some(Busy::Queued));
+    }
+}

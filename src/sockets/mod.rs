@@ -1,0 +1,186 @@
+//! The pod's TCP sockets, as the kernel reports them. The only place that knows how sockets are
+//! read: netlink sock_diag first (with tcp_info, so in-flight work is visible), `/proc/net/tcp{,6}`
+//! when netlink is unavailable (gVisor, kernels without INET_DIAG).
+//!
+//! Scans stream: each socket is handed to a visitor as it is decoded from a fixed buffer and then
+//! forgotten, so memory does not grow with the number of sockets.
+
+mod netlink;
+mod procfs;
+
+use std::io;
+use std::net::SocketAddr;
+
+use clap::ValueEnum;
+
+/// TCP states, numbered as in the kernel's `include/net/tcp_states.h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpState {
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait1 = 4,
+    FinWait2 = 5,
+    TimeWait = 6,
+    Close = 7,
+    CloseWait = 8,
+    LastAck = 9,
+    Listen = 10,
+    Closing = 11,
+    /// A connection request not yet a socket (reported by sock_diag as such).
+    NewSynRecv = 12,
+}
+
+impl TcpState {
+    pub fn from_raw(raw: u8) -> Option<TcpState> {
+        use TcpState::*;
+        Some(match raw {
+            1 => Established,
+            2 => SynSent,
+            3 => SynRecv,
+            4 => FinWait1,
+            5 => FinWait2,
+            6 => TimeWait,
+            7 => Close,
+            8 => CloseWait,
+            9 => LastAck,
+            10 => Listen,
+            11 => Closing,
+            12 => NewSynRecv,
+            _ => return None,
+        })
+    }
+
+    /// The names `ss` and `netstat` print.
+    pub fn name(self) -> &'static str {
+        use TcpState::*;
+        match self {
+            Established => "ESTAB",
+            SynSent => "SYN-SENT",
+            SynRecv | NewSynRecv => "SYN-RECV",
+            FinWait1 => "FIN-WAIT-1",
+            FinWait2 => "FIN-WAIT-2",
+            TimeWait => "TIME-WAIT",
+            Close => "CLOSE",
+            CloseWait => "CLOSE-WAIT",
+            LastAck => "LAST-ACK",
+            Listen => "LISTEN",
+            Closing => "CLOSING",
+        }
+    }
+
+    /// States of a connection, as opposed to listeners, TIME_WAIT remnants and unconnected
+    /// sockets, none of which can have work in flight.
+    pub fn is_connection(self) -> bool {
+        !matches!(
+            self,
+            TcpState::Listen | TcpState::TimeWait | TcpState::Close
+        )
+    }
+}
+
+/// What tcp_info says about a connection's traffic; only netlink can see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Milliseconds since data last arrived. 1 ms resolution; on a fresh socket both times date
+    /// from the handshake.
+    pub last_recv_ms: u32,
+    /// Milliseconds since data was last sent.
+    pub last_sent_ms: u32,
+    pub bytes_received: u64,
+    /// tcpi_bytes_sent (4.19+), or tcpi_bytes_acked on older kernels.
+    pub bytes_sent: u64,
+}
+
+/// One TCP socket of the network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Socket {
+    pub state: TcpState,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub uid: u32,
+    /// 0 when no process holds the socket: not yet accepted, or closed and finishing in the kernel.
+    pub inode: u64,
+    /// Bytes received but not read by the owner (for a listener: connections waiting in accept).
+    pub recv_queue: u32,
+    /// Bytes written but not yet acknowledged by the peer.
+    pub send_queue: u32,
+    pub activity: Option<Activity>,
+}
+
+/// Where sockets are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// netlink sock_diag, or /proc/net/tcp when netlink is refused.
+    Auto,
+    /// netlink sock_diag only (sees in-flight state).
+    Netlink,
+    /// /proc/net/tcp and tcp6 only (cannot see in-flight state).
+    Proc,
+}
+
+/// Which sockets a scan wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    Listening,
+    /// Every state that `TcpState::is_connection` accepts, with tcp_info where available.
+    Connections,
+}
+
+/// A reader of the namespace's sockets that remembers which source works, so the fallback is
+/// decided (and logged) once, not at every poll.
+pub struct SocketView {
+    wanted: Source,
+    /// The source in use, once the first scan has found one.
+    using: Option<Source>,
+}
+
+impl SocketView {
+    pub fn new(wanted: Source) -> SocketView {
+        SocketView {
+            wanted,
+            using: match wanted {
+                Source::Auto => None,
+                fixed => Some(fixed),
+            },
+        }
+    }
+
+    /// Hands every socket matching `which` to `visit`.
+    pub fn scan(&mut self, which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
+        match self.using {
+            Some(Source::Proc) => procfs::scan(which, visit),
+            Some(_) => netlink::scan(which, visit),
+            None => match netlink::scan(which, visit) {
+                Ok(()) => {
+                    self.using = Some(Source::Netlink);
+                    Ok(())
+                }
+                Err(e) if netlink::is_unavailable(&e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "netlink sock_diag is unavailable; reading /proc/net/tcp instead, which \
+                         cannot see whether a request is in flight, so every open connection \
+                         counts as busy"
+                    );
+                    self.using = Some(Source::Proc);
+                    procfs::scan(which, visit)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Whether scans carry tcp_info. Unknown before the first scan in auto mode.
+    pub fn sees_activity(&self) -> bool {
+        self.using.unwrap_or(self.wanted) != Source::Proc
+    }
+
+    /// The source in use, for reports.
+    pub fn source_name(&self) -> &'static str {
+        match self.using.unwrap_or(self.wanted) {
+            Source::Auto | Source::Netlink => "netlink",
+            Source::Proc => "proc",
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! netlink sock_diag (INET_DIAG): the kernel filters by state, and each connection comes with
+//! its tcp_info, which holds the times since data last moved and the byte counters that tell a
+//! request in flight from an idle keep-alive connection.
+//!
+//! Hand-written against the kernel's stable ABI (`linux/inet_diag.h`, `linux/tcp.h`): it is
+//! decoded in place from the receive buffer, with no allocation per socket.
+
+use std::io;
+use std::mem::size_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::{Activity, Socket, TcpState, Which};
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const INET_DIAG_INFO: u16 = 2;
+const HEADER: usize = 16;
+/// struct inet_diag_msg.
+const DIAG_MSG: usize = 72;
+/// The kernel sizes each dump message batch by the reader's buffer, up to 32 KiB; a bigger
+/// buffer would not be filled.
+const BUFFER: usize = 32 * 1024;
+
+/// Byte offsets into struct tcp_info (`include/uapi/linux/tcp.h`).
+mod tcp_info {
+    pub const LAST_DATA_SENT: usize = 44;
+    pub const LAST_DATA_RECV: usize = 52;
+    /// Since 4.1.
+    pub const BYTES_ACKED: usize = 120;
+    pub const BYTES_RECEIVED: usize = 128;
+    /// Since 4.19.
+    pub const BYTES_SENT: usize = 200;
+}
+
+pub fn scan(which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
+    let socket = open()?;
+    let mut buffer = vec![0u8; BUFFER];
+    dump(&socket, libc::AF_INET as u8, which, &mut buffer, visit)?;
+    match dump(&socket, libc::AF_INET6 as u8, which, &mut buffer, visit) {
+        // No IPv6 in this kernel: nothing to see there.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EAFNOSUPPORT)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Errors that mean "this kernel or sandbox has no sock_diag", as opposed to a failed scan.
+pub fn is_unavailable(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EPROTONOSUPPORT
+                | libc::EAFNOSUPPORT
+                | libc::EPERM
+                | libc::EACCES
+                | libc::ENOENT
+                | libc::EOPNOTSUPP
+                | libc::ENOSYS
+                | libc::EINVAL
+        )
+    )
+}
+
+fn open() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The states a scan asks the kernel for, as the bitmask inet_diag filters on.
+fn states(which: Which) -> u32 {
+    match which {
+        Which::Listening => 1 << TcpState::Listen as u32,
+        Which::Connections => (1..=12u8)
+            .filter_map(TcpState::from_raw)
+            .filter(|s| s.is_connection())
+            .fold(0, |mask, s| mask | 1 << s as u32),
+    }
+}
+
+fn request(family: u8, which: Which) -> [u8; HEADER + 56] {
+    let mut msg = [0u8; HEADER + 56];
+    msg[0..4].copy_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
+    msg[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    msg[6..8].copy_from_slice(&flags.to_ne_bytes());
+    // struct inet_diag_req_v2: family, protocol, extensions, pad, states, then a zero sockid
+    // (match everything).
+    msg[HEADER] = family;
+    msg[HEADER + 1] = libc::IPPROTO_TCP as u8;
+    if which == Which::Connections {
+        msg[HEADER + 2] = 1 << (INET_DIAG_INFO - 1);
+    }
+    msg[HEADER + 4..HEADER + 8].copy_from_slice(&states(which).to_ne_bytes());
+    msg
+}
+
+fn dump(
+    socket: &OwnedFd,
+    family: u8,
+    which: Which,
+    buffer: &mut [u8],
+    visit: &mut dyn FnMut(&Socket),
+) -> io::Result<()> {
+    let msg = request(family, which);
+    // SAFETY: an all-zero sockaddr_nl is valid; it is then addressed to the kernel (pid 0).
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: the message and address are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    loop {
+        // SAFETY: the buffer is valid for its length.
+        let n = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "sock_diag closed the dump",
+            ));
+        }
+        if decode_batch(&buffer[..n as usize], visit)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Decodes one datagram of the dump; true once the kernel says the dump is done.
+fn decode_batch(mut data: &[u8], visit: &mut dyn FnMut(&Socket)) -> io::Result<bool> {
+    while data.len() >= HEADER {
+        let len = u32_at(data, 0) as usize;
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        if len < HEADER || len > data.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "sock_diag sent a malformed message",
+            ));
+        }
+        let body = &data[HEADER..len];
+        match kind {
+            k if k == libc::NLMSG_DONE as u16 => return Ok(true),
+            k if k == libc::NLMSG_ERROR as u16 => {
+                let errno = body
+                    .get(0..4)
+                    .map_or(0, |b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                if errno != 0 {
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+            }
+            SOCK_DIAG_BY_FAMILY => {
+                if let Some(socket) = decode_socket(body) {
+                    visit(&socket);
+                }
+            }
+            _ => {}
+        }
+        data = &data[align(len).min(data.len())..];
+    }
+    Ok(false)
+}
+
+fn decode_socket(msg: &[u8]) -> Option<Socket> {
+    if msg.len() < DIAG_MSG {
+        return None;
+    }
+    let state = TcpState::from_raw(msg[1])?;
+    let ip = |at: usize| -> Option<IpAddr> {
+        match i32::from(msg[0]) {
+            libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+                msg[at],
+                msg[at + 1],
+                msg[at + 2],
+                msg[at + 3],
+            ))),
+            libc::AF_INET6 => {
+                let bytes: [u8; 16] = msg[at..at + 16].try_into().ok()?;
+                Some(IpAddr::V6(Ipv6Addr::from(bytes)))
+            }
+            _ => None,
+        }
+    };
+    // struct inet_diag_sockid: ports in network byte order, then source and destination.
+    let local = SocketAddr::new(ip(8)?, u16::from_be_bytes([msg[4], msg[5]]));
+    let remote = SocketAddr::new(ip(24)?, u16::from_be_bytes([msg[6], msg[7]]));
+    let mut socket = Socket {
+        state,
+        local,
+        remote,
+        recv_queue: u32_at(msg, 56),
+        send_queue: u32_at(msg, 60),
+        uid: u32_at(msg, 64),
+        inode: u64::from(u32_at(msg, 68)),
+        activity: None,
+    };
+    let mut attrs = &msg[DIAG_MSG..];
+    while attrs.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            break;
+        }
+        if kind == INET_DIAG_INFO {
+            socket.activity = activity(&attrs[4..len]);
+        }
+        attrs = &attrs[align(len).min(attrs.len())..];
+    }
+    Some(socket)
+}
+
+/// The fields of tcp_info that classification needs. Kernels append to the struct and report
+/// its length, so newer fields are read only when present.
+fn activity(info: &[u8]) -> Option<Activity> {
+    if info.len() < tcp_info::LAST_DATA_RECV + 4 {
+        return None;
+    }
+    let u64_if = |at: usize| (info.len() >= at + 8).then(|| u64_at(info, at));
+    Some(Activity {
+        last_sent_ms: u32_at(info, tcp_info::LAST_DATA_SENT),
+        last_recv_ms: u32_at(info, tcp_info::LAST_DATA_RECV),
+        bytes_received: u64_if(tcp_info::BYTES_RECEIVED).unwrap_or(0),
+        bytes_sent: u64_if(tcp_info::BYTES_SENT)
+            .or_else(|| u64_if(tcp_info::BYTES_ACKED))
+            .unwrap_or(0),
+    })
+}
+
+fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+fn u32_at(data: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+}
+
+fn u64_at(data: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&data[at..at + 8]);
+    u64::from_ne_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_filter_excludes_listeners_and_remnants() {
+        let mask = states(Which::Connections);
+        for excluded in [TcpState::Listen, TcpState::TimeWait, TcpState::Close] {
+            assert_eq!(mask & (1 << excluded as u32), 0, "{excluded:?}");
+        }
+        assert_ne!(mask & (1 << TcpState::Established as u32), 0);
+        assert_eq!(states(Which::Listening), 1 << 10);
+    }
+
+    #[test]
+    fn error_message_becomes_the_errno() {
+        let mut msg = vec![0u8; HEADER + 4];
+        msg[0..4].copy_from_slice(&((HEADER + 4) as u32).to_ne_bytes());
+        msg[4..6].copy_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        msg[HEADER..].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+        let err = decode_batch(&msg, &mut |_| {}).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        assert!(is_unavailable(&err));
+    }
+
+    #[test]
+    fn truncated_message_is_an_error_not_a_panic() {
+        let mut msg = vec![0u8; HEADER];
+        msg[0..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(decode_batch(&msg, &mut |_| {}).is_err());
+        // A socket message too short for inet_diag_msg is skipped.
+        assert_eq!(decode_socket(&[0u8; 10]), None);
+    }
+}
