@@ -235,10 +235,10 @@ impl Signals {
         let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let timeout = libc::timespec {
-                tv_sec: left.as_secs() as libc::time_t,
-                tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
-            };
+            // SAFETY: all-zero is a valid timespec; the fields are then set with their own types.
+            let mut timeout: libc::timespec = unsafe { std::mem::zeroed() };
+            timeout.tv_sec = left.as_secs().try_into().unwrap_or(i32::MAX.into());
+            timeout.tv_nsec = left.subsec_nanos().into();
             // SAFETY: the mask is initialised, `info` is a valid out-pointer, the timeout valid.
             let signo = unsafe { libc::sigtimedwait(&self.mask.0, info.as_mut_ptr(), &timeout) };
             if signo > 0 {

@@ -13,6 +13,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use super::{Activity, Socket, TcpState, Which};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The original inet_diag request: its dump may name no family, and then one walk of the
+/// kernel's connection table yields IPv4 and IPv6 sockets together (`ss` uses it for the same
+/// reason). With SOCK_DIAG_BY_FAMILY each family needs its own walk of the whole table.
+const TCPDIAG_GETSOCK: u16 = 18;
 const INET_DIAG_INFO: u16 = 2;
 const HEADER: usize = 16;
 /// struct inet_diag_msg.
@@ -35,8 +39,14 @@ mod tcp_info {
 pub fn scan(which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
     let socket = open()?;
     let mut buffer = vec![0u8; BUFFER];
-    dump(&socket, libc::AF_INET as u8, which, &mut buffer, visit)?;
-    match dump(&socket, libc::AF_INET6 as u8, which, &mut buffer, visit) {
+    match dump(&socket, &both_families(which), &mut buffer, visit) {
+        Ok(()) => return Ok(()),
+        // A kernel that dropped the old request type: ask per family.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT)) => {}
+        Err(e) => return Err(e),
+    }
+    dump(&socket, &one_family(libc::AF_INET as u8, which), &mut buffer, visit)?;
+    match dump(&socket, &one_family(libc::AF_INET6 as u8, which), &mut buffer, visit) {
         // No IPv6 in this kernel: nothing to see there.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EAFNOSUPPORT)) => Ok(()),
         other => other,
@@ -87,31 +97,55 @@ fn states(which: Which) -> u32 {
     }
 }
 
-fn request(family: u8, which: Which) -> [u8; HEADER + 56] {
-    let mut msg = [0u8; HEADER + 56];
-    msg[0..4].copy_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
-    msg[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+fn extensions(which: Which) -> u8 {
+    match which {
+        Which::Connections => 1 << (INET_DIAG_INFO - 1),
+        Which::Listening => 0,
+    }
+}
+
+/// A dump request: the netlink header, then `body`.
+fn request(kind: u16, body: [u8; 60]) -> [u8; HEADER + 60] {
+    let mut msg = [0u8; HEADER + 60];
+    msg[0..4].copy_from_slice(&((HEADER + 60) as u32).to_ne_bytes());
+    msg[4..6].copy_from_slice(&kind.to_ne_bytes());
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     msg[6..8].copy_from_slice(&flags.to_ne_bytes());
-    // struct inet_diag_req_v2: family, protocol, extensions, pad, states, then a zero sockid
-    // (match everything).
-    msg[HEADER] = family;
-    msg[HEADER + 1] = libc::IPPROTO_TCP as u8;
-    if which == Which::Connections {
-        msg[HEADER + 2] = 1 << (INET_DIAG_INFO - 1);
-    }
-    msg[HEADER + 4..HEADER + 8].copy_from_slice(&states(which).to_ne_bytes());
+    msg[HEADER..].copy_from_slice(&body);
+    msg
+}
+
+/// struct inet_diag_req: family 0 (both), address lengths, extensions, a zero sockid (match
+/// everything), states, and no socket cookie. TCP is implied by the message type.
+fn both_families(which: Which) -> [u8; HEADER + 60] {
+    let mut body = [0u8; 60];
+    body[3] = extensions(which);
+    body[52..56].copy_from_slice(&states(which).to_ne_bytes());
+    request(TCPDIAG_GETSOCK, body)
+}
+
+/// struct inet_diag_req_v2: family, protocol, extensions, pad, states, a zero sockid; the
+/// kernel reads 56 bytes and ignores the padding after them.
+fn one_family(family: u8, which: Which) -> [u8; HEADER + 60] {
+    let mut body = [0u8; 60];
+    body[0] = family;
+    body[1] = libc::IPPROTO_TCP as u8;
+    body[2] = extensions(which);
+    body[4..8].copy_from_slice(&states(which).to_ne_bytes());
+    let mut msg = request(SOCK_DIAG_BY_FAMILY, body);
+    // The header must give the v2 request's own length.
+    msg[0..4].copy_from_slice(&((HEADER + 56) as u32).to_ne_bytes());
     msg
 }
 
 fn dump(
     socket: &OwnedFd,
-    family: u8,
-    which: Which,
+    request: &[u8],
     buffer: &mut [u8],
     visit: &mut dyn FnMut(&Socket),
 ) -> io::Result<()> {
-    let msg = request(family, which);
+    let length = u32_at(request, 0) as usize;
+    let msg = &request[..length];
     // SAFETY: an all-zero sockaddr_nl is valid; it is then addressed to the kernel (pid 0).
     let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     kernel.nl_family = libc::AF_NETLINK as u16;
@@ -180,7 +214,7 @@ fn decode_batch(mut data: &[u8], visit: &mut dyn FnMut(&Socket)) -> io::Result<b
                     return Err(io::Error::from_raw_os_error(errno));
                 }
             }
-            SOCK_DIAG_BY_FAMILY => {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => {
                 if let Some(socket) = decode_socket(body) {
                     visit(&socket);
                 }

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""The app for drain tests: an HTTP/1.1 keep-alive server on 127.0.0.1.
+
+  GET /fast           answers at once
+  GET /slow/<ms>      answers after <ms>
+  GET /stream/<n>/<ms> sends <n> chunks, one every <ms>
+
+Events go to the file named by --events, one per line, with CLOCK_MONOTONIC seconds:
+  listening <t> | request <path> <t> | answered <path> <t> | TERM <t>
+On SIGTERM it records the time and exits at once (status 0), cutting anything still in flight,
+so a stop signal that comes too early shows up as a broken response in the client.
+
+--call PORT     at start, connect out to PORT, send a line and wait for an answer forever
+--close-listener-after S   close the listening socket after S seconds (and keep running)
+"""
+import argparse
+import os
+import signal
+import socket
+import threading
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--port", type=int, required=True)
+ap.add_argument("--events", required=True)
+ap.add_argument("--call", type=int)
+ap.add_argument("--close-listener-after", type=float)
+args = ap.parse_args()
+
+lock = threading.Lock()
+events = open(args.events, "a", buffering=1)
+
+
+def event(*words):
+    with lock:
+        events.write(" ".join(str(w) for w in words) + f" {time.monotonic():.6f}\n")
+        events.flush()
+
+
+def on_term(signum, frame):
+    event("TERM")
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, on_term)
+
+
+def read_request(conn, buf):
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None, b""
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    path = head.split(b"\r\n")[0].split(b" ")[1].decode()
+    return path, rest
+
+
+def serve(conn):
+    buf = b""
+    with conn:
+        while True:
+            path, buf = read_request(conn, buf)
+            if path is None:
+                return
+            event("request", path)
+            parts = path.strip("/").split("/")
+            if parts[0] == "slow":
+                time.sleep(int(parts[1]) / 1000)
+                body = b"slow answer\n"
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            elif parts[0] == "stream":
+                n, every = int(parts[1]), int(parts[2])
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for i in range(n):
+                    time.sleep(every / 1000)
+                    data = b"chunk %d\n" % i
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+                conn.sendall(b"0\r\n\r\n")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            event("answered", path)
+
+
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", args.port))
+listener.listen(64)
+
+if args.call:
+    out = socket.create_connection(("127.0.0.1", args.call))
+    out.sendall(b"are you there?\n")
+    event("called", args.call)
+
+if args.close_listener_after:
+    def close_later():
+        time.sleep(args.close_listener_after)
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        event("closed-listener")
+    threading.Thread(target=close_later, daemon=True).start()
+
+event("listening")
+while True:
+    try:
+        conn, _ = listener.accept()
+    except OSError:
+        # The listener was closed on purpose: keep the process (and its other sockets) alive.
+        while True:
+            time.sleep(3600)
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
