@@ -119,6 +119,9 @@ pub enum Source {
     Proc,
 }
 
+const PROC_BLIND: &str = "reading /proc/net/tcp, which cannot see whether a request is in flight: \
+                          every open connection counts as busy";
+
 /// Which sockets a scan wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Which {
@@ -133,6 +136,7 @@ pub struct SocketView {
     wanted: Source,
     /// The source in use, once the first scan has found one.
     using: Option<Source>,
+    warned: bool,
 }
 
 impl SocketView {
@@ -143,13 +147,20 @@ impl SocketView {
                 Source::Auto => None,
                 fixed => Some(fixed),
             },
+            warned: false,
         }
     }
 
     /// Hands every socket matching `which` to `visit`.
     pub fn scan(&mut self, which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
         match self.using {
-            Some(Source::Proc) => procfs::scan(which, visit),
+            Some(Source::Proc) => {
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!("{PROC_BLIND} (--sockets proc)");
+                }
+                procfs::scan(which, visit)
+            }
             Some(_) => netlink::scan(which, visit),
             None => match netlink::scan(which, visit) {
                 Ok(()) => {
@@ -157,13 +168,9 @@ impl SocketView {
                     Ok(())
                 }
                 Err(e) if netlink::is_unavailable(&e) => {
-                    tracing::warn!(
-                        error = %e,
-                        "netlink sock_diag is unavailable; reading /proc/net/tcp instead, which \
-                         cannot see whether a request is in flight, so every open connection \
-                         counts as busy"
-                    );
+                    tracing::warn!(error = %e, "netlink sock_diag is unavailable; {PROC_BLIND}");
                     self.using = Some(Source::Proc);
+                    self.warned = true;
                     procfs::scan(which, visit)
                 }
                 Err(e) => Err(e),

@@ -42,11 +42,25 @@ pub fn scan(which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
     match dump(&socket, &both_families(which), &mut buffer, visit) {
         Ok(()) => return Ok(()),
         // A kernel that dropped the old request type: ask per family.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT)) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT)
+            ) => {}
         Err(e) => return Err(e),
     }
-    dump(&socket, &one_family(libc::AF_INET as u8, which), &mut buffer, visit)?;
-    match dump(&socket, &one_family(libc::AF_INET6 as u8, which), &mut buffer, visit) {
+    dump(
+        &socket,
+        &one_family(libc::AF_INET as u8, which),
+        &mut buffer,
+        visit,
+    )?;
+    match dump(
+        &socket,
+        &one_family(libc::AF_INET6 as u8, which),
+        &mut buffer,
+        visit,
+    ) {
         // No IPv6 in this kernel: nothing to see there.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EAFNOSUPPORT)) => Ok(()),
         other => other,

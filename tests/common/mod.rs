@@ -157,6 +157,8 @@ struct State {
     then: Reply,
     served: Vec<Reply>,
     arrivals: Vec<Instant>,
+    /// Request lines (`POST /quitquitquit HTTP/1.1`), in arrival order.
+    requests: Vec<String>,
 }
 
 /// A tiny readiness server: replies from a script, then a default the test can change.
@@ -175,6 +177,7 @@ impl ReadyServer {
             then,
             served: Vec::new(),
             arrivals: Vec::new(),
+            requests: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
@@ -195,8 +198,8 @@ impl ReadyServer {
                     s.served.push(reply.clone());
                     reply
                 };
-                let sp = sp.clone();
-                thread::spawn(move || serve(conn, reply, sp));
+                let (sp, st) = (sp.clone(), st.clone());
+                thread::spawn(move || serve(conn, reply, sp, st));
             }
         });
         ReadyServer { addr, state, stop }
@@ -215,6 +218,11 @@ impl ReadyServer {
         self.state.lock().unwrap().served.clone()
     }
 
+    /// The request lines received so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
     /// When each connection was accepted.
     pub fn arrivals(&self) -> Vec<Instant> {
         self.state.lock().unwrap().arrivals.clone()
@@ -228,19 +236,25 @@ impl Drop for ReadyServer {
     }
 }
 
-fn read_request(conn: &mut TcpStream) {
+fn read_request(conn: &mut TcpStream) -> String {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    let text = String::from_utf8_lossy(&buf);
+    text.lines().next().unwrap_or("").to_string()
 }
 
-fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>) {
+fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>, state: Arc<Mutex<State>>) {
+    let mut read_request = |conn: &mut TcpStream| {
+        let line = read_request(conn);
+        state.lock().unwrap().requests.push(line);
+    };
     match reply {
         Reply::Status(code, body) => {
             read_request(&mut conn);
@@ -298,4 +312,62 @@ pub fn spawn(mut cmd: Command) -> Child {
 
 pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
+}
+
+/// A network namespace of its own with loopback up, so a test sees only its own sockets.
+/// Needs root; held open by a process that exits when the namespace is dropped.
+pub struct Netns {
+    holder: Child,
+    ns: std::fs::File,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        let code = "import fcntl, socket, struct, sys\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+flags = struct.unpack('16sH', fcntl.ioctl(s, 0x8913, struct.pack('16sH', b'lo', 0)))[1]\n\
+fcntl.ioctl(s, 0x8914, struct.pack('16sH', b'lo', flags | 1))\n\
+print('up', flush=True)\n\
+sys.stdin.read()\n";
+        let mut holder = Command::new("unshare")
+            .args(["--net", "--", python(), "-c", code])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "up",
+            "could not bring loopback up in a new namespace"
+        );
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", holder.id())).unwrap();
+        Netns { holder, ns }
+    }
+
+    /// Makes `cmd` start inside this namespace.
+    pub fn enter(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = self.ns.as_raw_fd();
+        // setns is a plain system call: safe between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
 }

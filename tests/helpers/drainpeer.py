@@ -7,7 +7,11 @@ closes (so the test controls how long connections stay open).
   blackhole PORT        listen on PORT, accept, read, never answer: `listening <t>`
   call PORT             connect to PORT, send a line, wait for an answer that never comes: `called <t>`
   pair PORT             blackhole and call in one process (a busy connection, both ends ours)
+
+With PEER_UID set, it switches to that user before opening any socket (the kernel records the
+socket's owner at creation), so it can stand in for a proxy running as 1337.
 """
+import os
 import socket
 import sys
 import threading
@@ -73,6 +77,13 @@ def call(port):
     say("called")
     return c
 
+
+if os.environ.get("PEER_UID"):
+    # Everything must be imported before giving up root: the interpreter's own files may be
+    # readable by root only.
+    import encodings.idna  # noqa: F401
+    os.setgid(int(os.environ["PEER_UID"]))
+    os.setuid(int(os.environ["PEER_UID"]))
 
 mode, port = sys.argv[1], int(sys.argv[2])
 if mode == "request":

@@ -1,0 +1,137 @@
+//! Quitting the sidecar after the app exits (Jobs): exactly one POST, only when wanted, and the
+//! app's status unchanged whatever the proxy answers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn quit_url(server: &ReadyServer, path: &str) -> String {
+    format!("http://127.0.0.1:{}{path}", server.addr.port())
+}
+
+#[test]
+fn one_post_after_the_app_exits() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));
+    let started = Instant::now();
+    let mut cmd = meshwait();
+    cmd.args([
+        "--mesh",
+        "none",
+        "--quit-url",
+        &quit_url(&server, "/quitquitquit"),
+    ])
+    .args(["--", "sh", "-c", "sleep 0.4"]);
+    let mut child = spawn(cmd);
+    let status = wait_bounded(&mut child, Duration::from_secs(10));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        server.requests(),
+        ["POST /quitquitquit HTTP/1.1"],
+        "{stderr}"
+    );
+    let arrived = server.arrivals()[0] - started;
+    assert!(
+        arrived >= Duration::from_millis(400),
+        "POST came {arrived:?} after start, before the app ended"
+    );
+    assert!(stderr.contains("asked the proxy to quit"), "{stderr}");
+}
+
+#[test]
+fn failed_app_keeps_the_proxy_unless_quit_on_always() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));
+    let url = quit_url(&server, "/quitquitquit");
+    let mut cmd = meshwait();
+    cmd.args([
+        "--mesh",
+        "none",
+        "--quit-url",
+        &url,
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let mut child = spawn(cmd);
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(10)).code(),
+        Some(3)
+    );
+    assert!(stderr_of(&mut child).contains("leaving the proxy running"));
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+
+    let mut cmd = meshwait();
+    cmd.env("MESHWAIT_QUIT_ON", "always").args([
+        "--mesh",
+        "none",
+        "--quit-url",
+        &url,
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    let mut child = spawn(cmd);
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(10)).code(),
+        Some(3)
+    );
+    assert_eq!(server.requests(), ["POST /quitquitquit HTTP/1.1"]);
+}
+
+#[test]
+fn linkerd_without_the_shutdown_endpoint_gets_a_hint_and_the_app_status_stands() {
+    let server = ReadyServer::start(
+        "127.0.0.1:0",
+        vec![],
+        Reply::Status(404, "shutdown endpoint is not enabled"),
+    );
+    let mut cmd = meshwait();
+    cmd.args([
+        "--mesh",
+        "none",
+        "--quit-url",
+        &quit_url(&server, "/shutdown"),
+        "--",
+        "true",
+    ]);
+    let mut child = spawn(cmd);
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let stderr = stderr_of(&mut child);
+    assert!(
+        stderr.contains("config.linkerd.io/proxy-admin-shutdown"),
+        "{stderr}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn a_proxy_already_gone_is_not_an_error() {
+    // Nothing listens on this port: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = meshwait();
+    cmd.args([
+        "--mesh",
+        "none",
+        "--quit-url",
+        &format!("http://127.0.0.1:{port}/quitquitquit"),
+        "--",
+        "true",
+    ]);
+    let mut child = spawn(cmd);
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    assert!(stderr_of(&mut child).contains("already gone"));
+}
