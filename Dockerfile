@@ -13,7 +13,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-ENV RUSTFLAGS="--remap-path-prefix=/src=. --remap-path-prefix=/usr/local/cargo=cargo" \
+# RUSTFLAGS replaces the flags in .cargo/config.toml, so the non-PIE setting is repeated here.
+ENV RUSTFLAGS="-C relocation-model=static --remap-path-prefix=/src=. --remap-path-prefix=/usr/local/cargo=cargo" \
     SOURCE_DATE_EPOCH=0
 RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
  && cp target/x86_64-unknown-linux-musl/release/meshwait /meshwait
