@@ -172,6 +172,11 @@ fn slow_request_delays_the_stop_signal_and_idle_keepalive_does_not() {
     pod.wait_event("request /slow");
     let signalled = now();
     send(mw.id(), libc::SIGTERM);
+    // Other signals still reach the app while the stop signal is held.
+    std::thread::sleep(Duration::from_millis(300));
+    send(mw.id(), libc::SIGUSR1);
+    pod.wait_event("USR1");
+    assert!(pod.event("TERM").is_none(), "SIGTERM was not held");
     let (words, _) = slow.expect("done", Duration::from_secs(10));
     assert_eq!(words[1..3], ["200", "12"], "the slow answer arrived whole");
     let status = wait_bounded(&mut mw, Duration::from_secs(10));

@@ -251,7 +251,7 @@ fn read_request(conn: &mut TcpStream) -> String {
 }
 
 fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>, state: Arc<Mutex<State>>) {
-    let mut read_request = |conn: &mut TcpStream| {
+    let read_request = |conn: &mut TcpStream| {
         let line = read_request(conn);
         state.lock().unwrap().requests.push(line);
     };

@@ -6,7 +6,7 @@
   GET /stream/<n>/<ms> sends <n> chunks, one every <ms>
 
 Events go to the file named by --events, one per line, with CLOCK_MONOTONIC seconds:
-  listening <t> | request <path> <t> | answered <path> <t> | TERM <t>
+  listening <t> | request <path> <t> | answered <path> <t> | USR1 <t> | TERM <t>
 On SIGTERM it records the time and exits at once (status 0), cutting anything still in flight,
 so a stop signal that comes too early shows up as a broken response in the client.
 
@@ -43,6 +43,7 @@ def on_term(signum, frame):
 
 
 signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGUSR1, lambda signum, frame: event("USR1"))
 
 
 def read_request(conn, buf):
