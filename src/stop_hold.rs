@@ -51,6 +51,8 @@ pub struct Hold {
     drain_timeout: Duration,
     sockets: SocketPlan,
     drainer: Option<Drainer>,
+    /// When the drainer wants to look again; a signal forwarded meanwhile must not cause a scan.
+    next_poll: Option<Instant>,
 }
 
 impl Hold {
@@ -70,6 +72,7 @@ impl Hold {
             drain_timeout: plan.drain_timeout,
             sockets: plan.sockets.clone(),
             drainer: None,
+            next_poll: None,
         }
     }
 
@@ -82,11 +85,17 @@ impl Hold {
             tracing::info!("shutdown delay over; passing {} on", self.trigger.signal);
             return Step::Release;
         }
+        if let Some(at) = self.next_poll.filter(|at| now < *at) {
+            return Step::WaitUntil(at);
+        }
         let drainer = self.drainer.get_or_insert_with(|| {
             Drainer::new(self.sockets.clone(), Until::Idle, self.drain_timeout)
         });
         match drainer.poll() {
-            Poll::Busy(at) => Step::WaitUntil(at),
+            Poll::Busy(at) => {
+                self.next_poll = Some(at);
+                Step::WaitUntil(at)
+            }
             Poll::Drained => {
                 tracing::info!(
                     held_ms = self.started.elapsed().as_millis() as u64,
