@@ -941,6 +941,7 @@ def figure_rss(kids, scratch, meshwait, feats, pairs, repeats, budget_left, resu
     wall = {n: [] for n in names}
     with Farm(kids, scratch, pairs, timeout=max(10.0, min(180.0, budget_left() - 5))) as farm:
         rep = farm.report
+        time.sleep(SETTLE_S)  # as in figure 1: the scans see idle sockets, all alike
         estab, listening = count_sockets()
         print(f"  farm: {farm.describe()}; ss sees {estab} established, {listening} listening", flush=True)
         conns = check_conns_output(meshwait, feats)

@@ -129,6 +129,11 @@ impl<'a> Classifier<'a> {
         }
     }
 
+    /// Adds a port the app listens on (connections to it are inbound).
+    pub fn learn_app_port(&mut self, port: u16) {
+        self.app_ports.insert(port);
+    }
+
     pub fn classify(&self, socket: &Socket) -> Class {
         if self.rules.owns(socket) {
             return Class::Proxy;

@@ -9,7 +9,7 @@ use crate::connection_class::{Class, Classifier};
 use crate::drain::SocketPlan;
 use crate::logging::json_string;
 use crate::port_set::PortSet;
-use crate::sockets::{Socket, SocketView, Which};
+use crate::sockets::{Socket, SocketView, TcpState, Which};
 
 #[derive(Debug, Default)]
 struct Totals {
@@ -33,18 +33,12 @@ pub fn list(plan: &SocketPlan, json: bool, out: &mut dyn Write) -> io::Result<()
         line: String::new(),
     };
     printer.start();
-    let mut app_ports = PortSet::new();
-    view.scan(Which::Listening, &mut |s: &Socket| {
-        let class = if plan.rules.owns(s) {
-            Class::Proxy
-        } else {
-            app_ports.insert(s.local.port());
-            Class::Listener
-        };
-        printer.row(s, class);
-    })?;
-    let classifier = Classifier::new(&plan.rules, app_ports, plan.quiet);
-    view.scan(Which::Connections, &mut |s: &Socket| {
+    // One pass: listeners arrive first and teach the classifier the app's ports.
+    let mut classifier = Classifier::new(&plan.rules, PortSet::new(), plan.quiet);
+    view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {
+        if s.state == TcpState::Listen && !plan.rules.owns(s) {
+            classifier.learn_app_port(s.local.port());
+        }
         printer.row(s, classifier.classify(s));
     })?;
     printer.finish(view.source_name());

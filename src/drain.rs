@@ -9,7 +9,7 @@ use clap::ValueEnum;
 
 use crate::connection_class::{Busy, Class, Classifier, Direction, ProxyRules};
 use crate::port_set::PortSet;
-use crate::sockets::{Socket, SocketView, Which};
+use crate::sockets::{Socket, SocketView, TcpState, Which};
 
 /// Longest gap between two looks at the sockets.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -121,20 +121,23 @@ fn ms(value: u32) -> String {
 /// Counts what blocks `until` right now.
 pub fn census(view: &mut SocketView, plan: &SocketPlan, until: Until) -> io::Result<Census> {
     let mut census = Census::default();
-    let mut app_ports = PortSet::new();
-    view.scan(Which::Listening, &mut |s: &Socket| {
-        if !plan.rules.owns(s) {
-            app_ports.insert(s.local.port());
-            if until == Until::AppExit {
+    if until == Until::AppExit {
+        view.scan(Which::Listening, &mut |s: &Socket| {
+            if !plan.rules.owns(s) {
                 census.count(Direction::Inbound, s.local.port(), 0, None);
             }
-        }
-    })?;
-    if until == Until::AppExit {
+        })?;
         return Ok(census);
     }
-    let classifier = Classifier::new(&plan.rules, app_ports, plan.quiet);
-    view.scan(Which::Connections, &mut |s: &Socket| {
+    // One pass: listeners arrive first and teach the classifier the app's ports.
+    let mut classifier = Classifier::new(&plan.rules, PortSet::new(), plan.quiet);
+    view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {
+        if s.state == TcpState::Listen {
+            if !plan.rules.owns(s) {
+                classifier.learn_app_port(s.local.port());
+            }
+            return;
+        }
         let Class::App {
             direction,
             busy,

@@ -128,6 +128,10 @@ pub enum Which {
     Listening,
     /// Every state that `TcpState::is_connection` accepts, with tcp_info where available.
     Connections,
+    /// Both, listeners first. Every source yields a family's listeners before its connections
+    /// (the kernel walks its listening table before its connection table, in sock_diag and in
+    /// /proc/net/tcp alike), so one pass can learn the app's ports and then classify against them.
+    ListenersThenConnections,
 }
 
 /// A reader of the namespace's sockets that remembers which source works, so the fallback is

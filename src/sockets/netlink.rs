@@ -108,12 +108,15 @@ fn states(which: Which) -> u32 {
             .filter_map(TcpState::from_raw)
             .filter(|s| s.is_connection())
             .fold(0, |mask, s| mask | 1 << s as u32),
+        Which::ListenersThenConnections => {
+            states(Which::Listening) | states(Which::Connections)
+        }
     }
 }
 
 fn extensions(which: Which) -> u8 {
     match which {
-        Which::Connections => 1 << (INET_DIAG_INFO - 1),
+        Which::Connections | Which::ListenersThenConnections => 1 << (INET_DIAG_INFO - 1),
         Which::Listening => 0,
     }
 }

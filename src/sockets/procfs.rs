@@ -34,6 +34,9 @@ pub fn scan(which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
             let wanted = match which {
                 Which::Listening => socket.state == TcpState::Listen,
                 Which::Connections => socket.state.is_connection(),
+                Which::ListenersThenConnections => {
+                    socket.state == TcpState::Listen || socket.state.is_connection()
+                }
             };
             if wanted {
                 visit(&socket);
