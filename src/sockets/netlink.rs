@@ -108,9 +108,7 @@ fn states(which: Which) -> u32 {
             .filter_map(TcpState::from_raw)
             .filter(|s| s.is_connection())
             .fold(0, |mask, s| mask | 1 << s as u32),
-        Which::ListenersThenConnections => {
-            states(Which::Listening) | states(Which::Connections)
-        }
+        Which::ListenersThenConnections => states(Which::Listening) | states(Which::Connections),
     }
 }
 
