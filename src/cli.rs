@@ -113,9 +113,10 @@ pub struct HoldArgs {
     /// After SIGTERM, keep serving this long before draining (endpoints are being withdrawn).
     #[arg(long, env = "MESHWAIT_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "0s", value_parser = duration)]
     pub shutdown_delay: Duration,
-    /// Longest wait for the app's connections to go idle before it gets the stop signal; 0: no drain.
-    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = duration)]
-    pub drain_timeout: Duration,
+    /// Longest wait for the app's connections to go idle before it gets the stop signal; 0: no
+    /// drain [default: 20s; 0 with --mesh none]
+    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    pub drain_timeout: Option<Duration>,
     /// Signals that start the delay and drain (repeatable); others are forwarded at once.
     #[arg(
         long,
@@ -345,7 +346,7 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(run.mesh.mesh, Mesh::Istio);
-        assert_eq!(run.hold.drain_timeout, Duration::from_secs(20));
+        assert_eq!(run.hold.drain_timeout, None);
         assert_eq!(run.hold.drain_on, [Signal::TERM]);
         assert_eq!(run.sockets.quiet_window, Duration::from_secs(1));
         assert!(!run.quit.quit_proxy && run.quit.quit_url.is_empty());

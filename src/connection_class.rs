@@ -2,10 +2,13 @@
 //! connections is inbound or outbound, busy (work in flight) or idle.
 //!
 //! tcp_info gives, per connection, the milliseconds since data last arrived and since it was
-//! last sent, and the byte counters. A server socket that received after it last sent owes an
-//! answer; a client socket that sent after it last received awaits one. Times have 1 ms
-//! resolution and on a fresh socket both date from the handshake, so ties are settled by the
-//! byte counters: bytes received with none sent is a pending first request.
+//! last sent, and the byte and segment counters. A server socket that received after it last sent
+//! owes an answer; a client socket that sent after it last received awaits one. The times tick
+//! with the kernel's clock (1-4 ms), and on a fresh socket both date from the handshake, so ties
+//! are common and are settled by the counters: data received with none sent is a pending first
+//! request; otherwise more data segments in than out means the last request came in the same tick
+//! as the answer before it (a reused keep-alive connection under load). That is exact where each
+//! message is one segment, as on the loopback between a sidecar and its app.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -181,16 +184,22 @@ impl<'a> Classifier<'a> {
         if since_any < self.quiet_ms {
             return (Some(Busy::Recent), since_any);
         }
+        let tie = a.last_recv_ms == a.last_sent_ms;
+        let (data_in, data_out) = a.data_segments.unwrap_or((0, 0));
         match direction {
             Direction::Inbound
-                if a.bytes_received > 0
-                    && (a.bytes_sent == 0 || a.last_recv_ms < a.last_sent_ms) =>
+                if a.received_any()
+                    && (!a.sent_any()
+                        || a.last_recv_ms < a.last_sent_ms
+                        || (tie && data_in > data_out)) =>
             {
                 (Some(Busy::Request), a.last_recv_ms)
             }
             Direction::Outbound
-                if a.bytes_sent > 0
-                    && (a.bytes_received == 0 || a.last_sent_ms < a.last_recv_ms) =>
+                if a.sent_any()
+                    && (!a.received_any()
+                        || a.last_sent_ms < a.last_recv_ms
+                        || (tie && data_out > data_in)) =>
             {
                 (Some(Busy::AwaitingReply), a.last_sent_ms)
             }
@@ -249,7 +258,19 @@ mod tests {
             last_sent_ms: sent,
             bytes_received: bytes_in,
             bytes_sent: bytes_out,
+            // One segment per message, as on the loopback.
+            data_segments: Some((
+                bytes_in.div_ceil(100) as u32,
+                bytes_out.div_ceil(100) as u32,
+            )),
         })
+    }
+
+    fn with_segments(mut socket: Socket, data_in: u32, data_out: u32) -> Socket {
+        if let Some(a) = socket.activity.as_mut() {
+            a.data_segments = Some((data_in, data_out));
+        }
+        socket
     }
 
     fn busy(socket: &Socket) -> Option<Busy> {
@@ -312,6 +333,30 @@ mod tests {
             busy(&conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 0, 0))),
             None
         );
+    }
+
+    #[test]
+    fn a_request_in_the_same_tick_as_the_previous_answer_is_pending() {
+        // Two requests in, one answer out, the last two within one kernel tick.
+        let s = with_segments(
+            conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 300, 900)),
+            2,
+            1,
+        );
+        assert_eq!(busy(&s), Some(Busy::Request));
+        let s = with_segments(
+            conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 300, 900)),
+            2,
+            2,
+        );
+        assert_eq!(busy(&s), None);
+        // The client side of the same exchange.
+        let s = with_segments(conn(51000, "10.1.2.3:80", act(3000, 3000, 900, 300)), 1, 2);
+        assert_eq!(busy(&s), Some(Busy::AwaitingReply));
+        // A pre-opened connection on a kernel whose byte count includes the SYN: segments say
+        // nothing was sent.
+        let s = with_segments(conn(51000, "10.1.2.3:80", act(4000, 4000, 0, 1)), 0, 0);
+        assert_eq!(busy(&s), None);
     }
 
     #[test]

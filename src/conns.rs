@@ -35,14 +35,22 @@ pub fn list(plan: &SocketPlan, json: bool, out: &mut dyn Write) -> io::Result<()
     printer.start();
     // One pass: listeners arrive first and teach the classifier the app's ports.
     let mut classifier = Classifier::new(&plan.rules, PortSet::new(), plan.quiet);
-    view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {
+    let scanned = view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {
         if s.state == TcpState::Listen && !plan.rules.owns(s) {
             classifier.learn_app_port(s.local.port());
         }
         printer.row(s, classifier.classify(s));
-    })?;
-    printer.finish(view.source_name());
-    Ok(())
+    });
+    match scanned {
+        Ok(()) => {
+            printer.finish(view.source_name());
+            Ok(())
+        }
+        Err(e) => {
+            printer.fail(&e);
+            Err(e)
+        }
+    }
 }
 
 struct Printer<'a> {
@@ -166,6 +174,19 @@ impl Printer<'_> {
         }
         self.rows += 1;
         self.emit();
+    }
+
+    /// Ends the output after a failed scan so that JSON stays a valid document.
+    fn fail(&mut self, e: &io::Error) {
+        if self.json {
+            self.line.push_str("\n],\"error\":");
+            let _ = json_string(&mut self.line, &e.to_string());
+            self.line.push_str("}\n");
+        }
+        self.emit();
+        if !self.closed {
+            let _ = self.out.flush();
+        }
     }
 
     fn finish(&mut self, source: &str) {

@@ -52,6 +52,8 @@ pub struct Census {
     pub quiet_ends_ms: Option<u32>,
     /// Blocking only because /proc gives no tcp_info.
     pub unknown: u32,
+    /// The last scan failed: nothing is known, so the drain goes on.
+    pub unreadable: bool,
 }
 
 impl Census {
@@ -82,6 +84,9 @@ impl Census {
 
 impl fmt::Display for Census {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unreadable {
+            return f.write_str("the sockets could not be read");
+        }
         if self.drained() {
             return f.write_str("nothing blocks");
         }
@@ -196,8 +201,10 @@ impl Drainer {
     }
 
     pub fn poll(&mut self) -> Poll {
+        let started = Instant::now();
+        let result = census(&mut self.view, &self.plan, self.until);
         let now = Instant::now();
-        match census(&mut self.view, &self.plan, self.until) {
+        match result {
             Ok(c) if c.drained() => return Poll::Drained,
             Ok(c) => self.last = c,
             // A failed scan proves nothing: keep waiting, bounded by the deadline.
@@ -206,7 +213,11 @@ impl Drainer {
                     tracing::warn!(error = %e, "cannot read the sockets");
                     self.last_error = Some(now);
                 }
-                self.last.blocking = self.last.blocking.max(1);
+                self.last = Census {
+                    blocking: 1,
+                    unreadable: true,
+                    ..Census::default()
+                };
             }
         }
         if now >= self.deadline {
@@ -232,7 +243,9 @@ impl Drainer {
                 );
             }
         }
-        let mut next = now + POLL;
+        // Every POLL, but never more than half the time scanning: a scan of a huge /proc table
+        // on a loaded node may take longer than the period.
+        let mut next = (started + POLL).max(now + (now - started));
         if let Some(quiet) = self.last.quiet_ends_ms {
             // A few ms late on purpose: tcp_info's times tick in jiffies (up to 4 ms).
             let ends = Duration::from_millis(u64::from(quiet)) + Duration::from_millis(4);

@@ -70,6 +70,18 @@ impl Plan {
                     .ok_or("missing command: meshwait [OPTIONS] [--] COMMAND [ARGS]...")?;
                 let mesh = run.mesh.mesh;
                 let quit = quit_plan(mesh, run.quit, run.gate.request_timeout)?;
+                if let Some(bad) = run.hold.drain_on.iter().find(|s| !can_hold(**s)) {
+                    return Err(format!(
+                        "--drain-on {bad}: that signal can never be held (KILL and STOP cannot be \
+                         caught, CHLD is meshwait's own)"
+                    ));
+                }
+                // Without a sidecar nothing cuts the app's requests at shutdown, so meshwait is
+                // a plain init and draining is asked for, not assumed.
+                let drain_timeout = run.hold.drain_timeout.unwrap_or(match mesh {
+                    Mesh::None => Duration::ZERO,
+                    _ => DEFAULT_DRAIN_TIMEOUT,
+                });
                 let gate = if run.no_wait {
                     None
                 } else {
@@ -84,7 +96,7 @@ impl Plan {
                     cleanup_grace: run.cleanup_grace,
                     hold: HoldPlan {
                         shutdown_delay: run.hold.shutdown_delay,
-                        drain_timeout: run.hold.drain_timeout,
+                        drain_timeout,
                         triggers: run.hold.drain_on,
                         sockets: socket_plan(mesh, run.sockets),
                     },
@@ -132,6 +144,12 @@ impl GatePlan {
             on_timeout: args.on_timeout,
         })
     }
+}
+
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn can_hold(signal: Signal) -> bool {
+    signal != Signal::KILL && signal != Signal::STOP && signal.raw() != libc::SIGCHLD
 }
 
 /// The proxy's UIDs and ports: as given, or the mesh's own.
@@ -265,6 +283,26 @@ mod tests {
             panic!()
         };
         assert!(sockets.rules.ports.contains(9001) && !sockets.rules.ports.contains(15000));
+    }
+
+    #[test]
+    fn drain_defaults_follow_the_mesh() {
+        let Plan::Run(run) = plan(&["meshwait", "app"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(run.hold.drain_timeout, Duration::from_secs(20));
+        let Plan::Run(run) = plan(&["meshwait", "--mesh", "none", "app"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(run.hold.drain_timeout, Duration::ZERO);
+        let Plan::Run(run) =
+            plan(&["meshwait", "--mesh", "none", "--drain-timeout", "5s", "app"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(run.hold.drain_timeout, Duration::from_secs(5));
+        let err = plan(&["meshwait", "--drain-on", "TERM,KILL", "app"]).unwrap_err();
+        assert!(err.contains("--drain-on SIGKILL"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended 
                     let trigger = held.trigger;
                     hold = None;
                     forward(&trigger, app, plan);
+                    // A SIGINT (or another drain signal) is the app's to see too, as it would
+                    // be without meshwait; a repeated trigger is the one just delivered.
+                    if r.signal != trigger.signal {
+                        forward(&r, app, plan);
+                    }
                 }
                 None if !held_once && plan.hold.holds(&r) => {
                     held_once = true;

@@ -82,14 +82,29 @@ impl TcpState {
 /// What tcp_info says about a connection's traffic; only netlink can see it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Activity {
-    /// Milliseconds since data last arrived. 1 ms resolution; on a fresh socket both times date
-    /// from the handshake.
+    /// Milliseconds since data last arrived. The kernel keeps these times in ticks (1-4 ms with
+    /// HZ 1000-250), so two events within one tick read as simultaneous; on a fresh socket both
+    /// times date from the handshake.
     pub last_recv_ms: u32,
     /// Milliseconds since data was last sent.
     pub last_sent_ms: u32,
     pub bytes_received: u64,
-    /// tcpi_bytes_sent (4.19+), or tcpi_bytes_acked on older kernels.
+    /// tcpi_bytes_sent (4.19+), or tcpi_bytes_acked on older kernels (which counts a SYN too).
     pub bytes_sent: u64,
+    /// Segments that carried data, received and sent (tcpi_data_segs_in/out, 4.6+).
+    pub data_segments: Option<(u32, u32)>,
+}
+
+impl Activity {
+    pub fn received_any(&self) -> bool {
+        self.data_segments
+            .map_or(self.bytes_received > 0, |(data_in, _)| data_in > 0)
+    }
+
+    pub fn sent_any(&self) -> bool {
+        self.data_segments
+            .map_or(self.bytes_sent > 0, |(_, data_out)| data_out > 0)
+    }
 }
 
 /// One TCP socket of the network namespace.

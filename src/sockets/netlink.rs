@@ -32,6 +32,9 @@ mod tcp_info {
     /// Since 4.1.
     pub const BYTES_ACKED: usize = 120;
     pub const BYTES_RECEIVED: usize = 128;
+    /// Since 4.6.
+    pub const DATA_SEGS_IN: usize = 152;
+    pub const DATA_SEGS_OUT: usize = 156;
     /// Since 4.19.
     pub const BYTES_SENT: usize = 200;
 }
@@ -39,14 +42,21 @@ mod tcp_info {
 pub fn scan(which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
     let socket = open()?;
     let mut buffer = vec![0u8; BUFFER];
-    match dump(&socket, &both_families(which), &mut buffer, visit) {
+    let mut seen = 0u64;
+    let mut counting = |s: &Socket| {
+        seen += 1;
+        visit(s);
+    };
+    match dump(&socket, &both_families(which), &mut buffer, &mut counting) {
         Ok(()) => return Ok(()),
-        // A kernel that dropped the old request type: ask per family.
+        // A kernel that dropped the old request type: ask per family. Only before anything was
+        // handed on, or the caller would see sockets twice.
         Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT)
-            ) => {}
+            if seen == 0
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT)
+                ) => {}
         Err(e) => return Err(e),
     }
     dump(
@@ -84,6 +94,13 @@ pub fn is_unavailable(e: &io::Error) -> bool {
     )
 }
 
+/// Longest wait for one datagram of a dump: the kernel answers in microseconds, but a scan runs
+/// while a stop signal is held, and nothing may stall that unboundedly.
+const RECV_TIMEOUT: libc::timeval = libc::timeval {
+    tv_sec: 2,
+    tv_usec: 0,
+};
+
 fn open() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the result is checked.
     let fd = unsafe {
@@ -97,7 +114,21 @@ fn open() -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the option value is a valid timeval of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&RECV_TIMEOUT as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
 }
 
 /// The states a scan asks the kernel for, as the bitmask inet_diag filters on.
@@ -190,10 +221,16 @@ fn dump(
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "sock_diag did not answer within 2s",
+                    ));
+                }
+                _ => return Err(e),
             }
-            return Err(e);
         }
         if n == 0 {
             return Err(io::Error::new(
@@ -220,7 +257,16 @@ fn decode_batch(mut data: &[u8], visit: &mut dyn FnMut(&Socket)) -> io::Result<b
         }
         let body = &data[HEADER..len];
         match kind {
-            k if k == libc::NLMSG_DONE as u16 => return Ok(true),
+            // A dump that failed part-way ends with DONE carrying the negative errno.
+            k if k == libc::NLMSG_DONE as u16 => {
+                let errno = body
+                    .get(0..4)
+                    .map_or(0, |b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                if errno > 0 {
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                return Ok(true);
+            }
             k if k == libc::NLMSG_ERROR as u16 => {
                 let errno = body
                     .get(0..4)
@@ -296,6 +342,12 @@ fn activity(info: &[u8]) -> Option<Activity> {
         return None;
     }
     let u64_if = |at: usize| (info.len() >= at + 8).then(|| u64_at(info, at));
+    let data_segments = (info.len() >= tcp_info::DATA_SEGS_OUT + 4).then(|| {
+        (
+            u32_at(info, tcp_info::DATA_SEGS_IN),
+            u32_at(info, tcp_info::DATA_SEGS_OUT),
+        )
+    });
     Some(Activity {
         last_sent_ms: u32_at(info, tcp_info::LAST_DATA_SENT),
         last_recv_ms: u32_at(info, tcp_info::LAST_DATA_RECV),
@@ -303,6 +355,7 @@ fn activity(info: &[u8]) -> Option<Activity> {
         bytes_sent: u64_if(tcp_info::BYTES_SENT)
             .or_else(|| u64_if(tcp_info::BYTES_ACKED))
             .unwrap_or(0),
+        data_segments,
     })
 }
 
@@ -343,6 +396,17 @@ mod tests {
         let err = decode_batch(&msg, &mut |_| {}).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
         assert!(is_unavailable(&err));
+    }
+
+    #[test]
+    fn a_dump_that_failed_part_way_is_an_error() {
+        let mut msg = vec![0u8; HEADER + 4];
+        msg[0..4].copy_from_slice(&((HEADER + 4) as u32).to_ne_bytes());
+        msg[4..6].copy_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+        assert!(decode_batch(&msg, &mut |_| {}).unwrap());
+        msg[HEADER..].copy_from_slice(&(-libc::EINTR).to_ne_bytes());
+        let err = decode_batch(&msg, &mut |_| {}).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINTR));
     }
 
     #[test]

@@ -10,8 +10,9 @@ Events go to the file named by --events, one per line, with CLOCK_MONOTONIC seco
 On SIGTERM it records the time and exits at once (status 0), cutting anything still in flight,
 so a stop signal that comes too early shows up as a broken response in the client.
 
+--bind ADDR     listen on ADDR (default 127.0.0.1; ::1 for IPv6)
 --call PORT     at start, connect out to PORT, send a line and wait for an answer forever
---close-listener-after S   close the listening socket after S seconds (and keep running)
+SIGUSR2         close the listening socket (and keep running)
 """
 import argparse
 import os
@@ -24,7 +25,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--events", required=True)
 ap.add_argument("--call", type=int)
-ap.add_argument("--close-listener-after", type=float)
+ap.add_argument("--bind", default="127.0.0.1")
 args = ap.parse_args()
 
 lock = threading.Lock()
@@ -83,9 +84,9 @@ def serve(conn):
             event("answered", path)
 
 
-listener = socket.socket()
+listener = socket.socket(socket.AF_INET6 if ":" in args.bind else socket.AF_INET)
 listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-listener.bind(("127.0.0.1", args.port))
+listener.bind((args.bind, args.port))
 listener.listen(64)
 
 if args.call:
@@ -93,13 +94,13 @@ if args.call:
     out.sendall(b"are you there?\n")
     event("called", args.call)
 
-if args.close_listener_after:
-    def close_later():
-        time.sleep(args.close_listener_after)
-        listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-        event("closed-listener")
-    threading.Thread(target=close_later, daemon=True).start()
+def close_listener(signum, frame):
+    listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+    event("closed-listener")
+
+
+signal.signal(signal.SIGUSR2, close_listener)
 
 event("listening")
 while True:

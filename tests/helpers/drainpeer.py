@@ -3,6 +3,8 @@
 closes (so the test controls how long connections stay open).
 
   request PORT PATH     one GET; prints `done <status> <body-bytes> <t>` or `broken <why> <t>`
+  reuse PORT PATH       GET /fast, then at once GET PATH on the same connection; prints as request
+  request6 PORT PATH    as request, to [::1]:PORT
   keepalive PORT        one GET /fast, then keeps the connection open and idle: `idle <t>`
   blackhole PORT        listen on PORT, accept, read, never answer: `listening <t>`
   call PORT             connect to PORT, send a line, wait for an answer that never comes: `called <t>`
@@ -86,9 +88,11 @@ if os.environ.get("PEER_UID"):
     os.setuid(int(os.environ["PEER_UID"]))
 
 mode, port = sys.argv[1], int(sys.argv[2])
-if mode == "request":
-    s = socket.create_connection(("127.0.0.1", port))
+if mode in ("request", "reuse", "request6"):
+    s = socket.create_connection(("::1" if mode == "request6" else "127.0.0.1", port))
     try:
+        if mode == "reuse":
+            get(s, "/fast")
         status, size = get(s, sys.argv[3])
         say("done", status, size)
     except OSError as e:
