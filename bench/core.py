@@ -18,7 +18,6 @@ Everything is measured side by side in one run, on this machine, against 127.0.0
 import argparse
 import collections
 import ctypes
-import math
 import os
 import platform
 import random
@@ -33,6 +32,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from benchlib import descendants, median, pct
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
@@ -138,26 +138,6 @@ def signal_quietly(proc, sig):
             pass
 
 
-def descendants(root):
-    """All live descendants of `root`, from /proc."""
-    children = collections.defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            children[int(fields[1])].append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
 
 def child_env():
     """The environment minus anything that could change behaviour or route traffic elsewhere."""
@@ -204,15 +184,6 @@ class LineReader:
 # --------------------------------------------------------------------------------------------
 # Small helpers: statistics, tables, /proc.
 # --------------------------------------------------------------------------------------------
-
-def pct(values, p):
-    """Nearest-rank percentile (no interpolation: every figure printed was actually observed)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def median(values):
-    return pct(values, 50)
 
 
 def ratio(mine, theirs):

@@ -53,6 +53,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from benchlib import descendants, median, pct
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
@@ -255,15 +256,6 @@ while True:
 # Small helpers: statistics, tables, children.
 # --------------------------------------------------------------------------------------------
 
-def pct(values, p):
-    """Nearest-rank percentile (no interpolation: every figure printed was actually observed)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def median(values):
-    return pct(values, 50)
-
 
 def fmt_ratio(x):
     return "n/a" if x is None else f"{x:.2f}x"
@@ -318,26 +310,6 @@ def wait_for_file(path, timeout, step=0.0005):
         time.sleep(step)
     return True
 
-
-def descendants(root):
-    """All live descendants of `root`, from /proc."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 class Children:

@@ -181,9 +181,6 @@ impl<'a> Classifier<'a> {
         if socket.recv_queue > 0 || socket.send_queue > 0 {
             return (Some(Busy::Queued), since_any);
         }
-        if since_any < self.quiet_ms {
-            return (Some(Busy::Recent), since_any);
-        }
         let tie = a.last_recv_ms == a.last_sent_ms;
         let (data_in, data_out) = a.data_segments.unwrap_or((0, 0));
         match direction {
@@ -203,6 +200,8 @@ impl<'a> Classifier<'a> {
             {
                 (Some(Busy::AwaitingReply), a.last_sent_ms)
             }
+            // Checked last: the reasons above say more about what the app is waiting for.
+            _ if since_any < self.quiet_ms => (Some(Busy::Recent), since_any),
             _ => (None, 0),
         }
     }
