@@ -12,7 +12,7 @@ use crate::port_set::PortSet;
 use crate::sockets::{Socket, SocketView, TcpState, Which};
 
 /// Longest gap between two looks at the sockets.
-pub const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(100);
 /// Shortest gap, for when a quiet window is about to end.
 const MIN_POLL: Duration = Duration::from_millis(5);
 /// How often a long wait says what still blocks it.
@@ -50,8 +50,6 @@ pub struct Census {
     other_ports: u32,
     /// When connections busy only through the quiet window turn idle, in ms from now.
     pub quiet_ends_ms: Option<u32>,
-    /// Blocking only because /proc gives no tcp_info.
-    pub unknown: u32,
     /// The last scan failed: nothing is known, so the drain goes on.
     pub unreadable: bool,
 }
@@ -63,9 +61,6 @@ impl Census {
 
     fn count(&mut self, direction: Direction, port: u16, age_ms: u32, busy: Option<Busy>) {
         self.blocking += 1;
-        if busy == Some(Busy::Unknown) {
-            self.unknown += 1;
-        }
         if self.oldest.is_none_or(|(age, _)| age_ms > age) {
             self.oldest = Some((age_ms, busy));
         }
@@ -237,11 +232,6 @@ impl Drainer {
                 "waiting for {what}: {}",
                 self.last
             );
-            if self.last.unknown > 0 && !self.view.sees_activity() {
-                tracing::debug!(
-                    "/proc/net/tcp shows no traffic times; open connections count as busy"
-                );
-            }
         }
         // Every POLL, but never more than half the time scanning: a scan of a huge /proc table
         // on a loaded node may take longer than the period.

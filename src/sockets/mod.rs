@@ -197,11 +197,6 @@ impl SocketView {
         }
     }
 
-    /// Whether scans carry tcp_info. Unknown before the first scan in auto mode.
-    pub fn sees_activity(&self) -> bool {
-        self.using.unwrap_or(self.wanted) != Source::Proc
-    }
-
     /// The source in use, for reports.
     pub fn source_name(&self) -> &'static str {
         match self.using.unwrap_or(self.wanted) {
