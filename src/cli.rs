@@ -23,7 +23,7 @@ const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 #[command(
     name = "meshwait",
     version,
-    about = "Gate an app until its service-mesh sidecar is ready, then supervise it as PID 1.",
+    about = "Gate an app until its service-mesh sidecar is ready, supervise it as PID 1, and on SIGTERM\nhold the stop signal until its connections are idle.",
     after_help = "`meshwait [OPTIONS] [--] COMMAND [ARGS]...` is short for `meshwait run [OPTIONS] [--] COMMAND [ARGS]...`.\nEvery option can also be set with the MESHWAIT_* environment variable shown in brackets.",
     subcommand_required = true,
     subcommand_value_name = "SUBCOMMAND",
@@ -38,7 +38,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Wait for the proxy, then run COMMAND as a supervised child (the default mode).
+    /// Wait for the proxy, run COMMAND as a supervised child, drain it on SIGTERM (the default mode).
     Run(RunArgs),
     /// Probe readiness once: exit 0 when ready, 1 when not. With --wait, gate without a command.
     Ready(ReadyArgs),
