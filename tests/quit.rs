@@ -11,22 +11,31 @@ fn quit_url(server: &ReadyServer, path: &str) -> String {
     format!("http://127.0.0.1:{}{path}", server.addr.port())
 }
 
+/// Runs `meshwait --mesh none --quit-url URL -- sh -c SCRIPT` with `env` set, to the end;
+/// returns its exit code and stderr.
+fn run(url: &str, env: &[(&str, &str)], script: &str) -> (Option<i32>, String) {
+    let mut cmd = meshwait();
+    cmd.envs(env.iter().copied()).args([
+        "--mesh",
+        "none",
+        "--quit-url",
+        url,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let mut child = spawn(cmd);
+    let status = wait_bounded(&mut child, Duration::from_secs(10));
+    (status.code(), stderr_of(&mut child))
+}
+
 #[test]
 fn one_post_after_the_app_exits() {
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));
     let started = Instant::now();
-    let mut cmd = meshwait();
-    cmd.args([
-        "--mesh",
-        "none",
-        "--quit-url",
-        &quit_url(&server, "/quitquitquit"),
-    ])
-    .args(["--", "sh", "-c", "sleep 0.4"]);
-    let mut child = spawn(cmd);
-    let status = wait_bounded(&mut child, Duration::from_secs(10));
-    let stderr = stderr_of(&mut child);
-    assert_eq!(status.code(), Some(0), "{stderr}");
+    let (code, stderr) = run(&quit_url(&server, "/quitquitquit"), &[], "sleep 0.4");
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         server.requests(),
         ["POST /quitquitquit HTTP/1.1"],
@@ -44,41 +53,13 @@ fn one_post_after_the_app_exits() {
 fn failed_app_keeps_the_proxy_unless_quit_on_always() {
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));
     let url = quit_url(&server, "/quitquitquit");
-    let mut cmd = meshwait();
-    cmd.args([
-        "--mesh",
-        "none",
-        "--quit-url",
-        &url,
-        "--",
-        "sh",
-        "-c",
-        "exit 3",
-    ]);
-    let mut child = spawn(cmd);
-    assert_eq!(
-        wait_bounded(&mut child, Duration::from_secs(10)).code(),
-        Some(3)
-    );
-    assert!(stderr_of(&mut child).contains("leaving the proxy running"));
+    let (code, stderr) = run(&url, &[], "exit 3");
+    assert_eq!(code, Some(3));
+    assert!(stderr.contains("leaving the proxy running"), "{stderr}");
     assert!(server.requests().is_empty(), "{:?}", server.requests());
 
-    let mut cmd = meshwait();
-    cmd.env("MESHWAIT_QUIT_ON", "always").args([
-        "--mesh",
-        "none",
-        "--quit-url",
-        &url,
-        "--",
-        "sh",
-        "-c",
-        "exit 3",
-    ]);
-    let mut child = spawn(cmd);
-    assert_eq!(
-        wait_bounded(&mut child, Duration::from_secs(10)).code(),
-        Some(3)
-    );
+    let (code, _) = run(&url, &[("MESHWAIT_QUIT_ON", "always")], "exit 3");
+    assert_eq!(code, Some(3));
     assert_eq!(server.requests(), ["POST /quitquitquit HTTP/1.1"]);
 }
 
@@ -89,21 +70,8 @@ fn linkerd_without_the_shutdown_endpoint_gets_a_hint_and_the_app_status_stands()
         vec![],
         Reply::Status(404, "shutdown endpoint is not enabled"),
     );
-    let mut cmd = meshwait();
-    cmd.args([
-        "--mesh",
-        "none",
-        "--quit-url",
-        &quit_url(&server, "/shutdown"),
-        "--",
-        "true",
-    ]);
-    let mut child = spawn(cmd);
-    assert_eq!(
-        wait_bounded(&mut child, Duration::from_secs(10)).code(),
-        Some(0)
-    );
-    let stderr = stderr_of(&mut child);
+    let (code, stderr) = run(&quit_url(&server, "/shutdown"), &[], "true");
+    assert_eq!(code, Some(0));
     assert!(
         stderr.contains("config.linkerd.io/proxy-admin-shutdown"),
         "{stderr}"
@@ -119,19 +87,8 @@ fn a_proxy_already_gone_is_not_an_error() {
         .local_addr()
         .unwrap()
         .port();
-    let mut cmd = meshwait();
-    cmd.args([
-        "--mesh",
-        "none",
-        "--quit-url",
-        &format!("http://127.0.0.1:{port}/quitquitquit"),
-        "--",
-        "true",
-    ]);
-    let mut child = spawn(cmd);
-    assert_eq!(
-        wait_bounded(&mut child, Duration::from_secs(10)).code(),
-        Some(0)
-    );
-    assert!(stderr_of(&mut child).contains("already gone"));
+    let url = format!("http://127.0.0.1:{port}/quitquitquit");
+    let (code, stderr) = run(&url, &[], "true");
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("already gone"), "{stderr}");
 }
