@@ -181,10 +181,11 @@ impl Printer<'_> {
             let at = line.len();
             push_addr(line, s.remote);
             pad_from(line, at, 23);
-            let mut uid = String::new();
-            push_number(&mut uid, s.uid.into());
-            pad_to(line, line.len() + 6usize.saturating_sub(uid.len()));
-            put(line, &uid);
+            // Right-aligned in 6 columns: written, then shifted by the spaces it lacks.
+            let at = line.len();
+            push_number(line, s.uid.into());
+            let digits = line.len() - at;
+            line.insert_str(at, &SPACES[..6usize.saturating_sub(digits)]);
             line.push(' ');
             pad_after(line, owner, 7);
             pad_after(line, direction, 7);
@@ -299,8 +300,9 @@ fn pad_from(line: &mut String, at: usize, width: usize) {
     pad_to(line, (at + width).max(line.len() + 1));
 }
 
+const SPACES: &str = "                                                  ";
+
 fn pad_to(line: &mut String, len: usize) {
-    const SPACES: &str = "                                                  ";
     while line.len() < len {
         let n = (len - line.len()).min(SPACES.len());
         put(line, &SPACES[..n]);
