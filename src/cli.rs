@@ -16,7 +16,7 @@ use crate::signal_name::Signal;
 use crate::sockets::Source;
 
 /// Names that select a subcommand when they are the first argument. Anything else is run mode.
-const SUBCOMMANDS: &[&str] = &["run", "ready", "drain", "conns", "help"];
+const SUBCOMMANDS: &[&str] = &["run", "ready", "drain", "conns", "install", "help"];
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 #[derive(Debug, Parser)]
@@ -27,7 +27,7 @@ const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
     after_help = "`meshwait [OPTIONS] [--] COMMAND [ARGS]...` is short for `meshwait run [OPTIONS] [--] COMMAND [ARGS]...`.\nEvery option can also be set with the MESHWAIT_* environment variable shown in brackets.",
     subcommand_required = true,
     subcommand_value_name = "SUBCOMMAND",
-    override_usage = "meshwait [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait run [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait ready [--wait] [OPTIONS]\n       meshwait drain [--until idle|closed|app-exit] [--timeout D] [OPTIONS]\n       meshwait conns [--json] [OPTIONS]"
+    override_usage = "meshwait [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait run [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait ready [--wait] [OPTIONS]\n       meshwait drain [--until idle|closed|app-exit] [--timeout D] [OPTIONS]\n       meshwait conns [--json] [OPTIONS]\n       meshwait install <DIR>"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -46,6 +46,8 @@ pub enum Command {
     Drain(DrainArgs),
     /// List the pod's TCP sockets as the drain sees them: proxy or app, in or out, busy or idle.
     Conns(ConnsArgs),
+    /// Copy this binary to DIR/meshwait (for an initContainer filling a shared volume).
+    Install(InstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +217,13 @@ pub struct ConnsArgs {
     /// One JSON document instead of the table.
     #[arg(long, env = "MESHWAIT_CONNS_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Directory to copy meshwait into (created if missing); the copy is DIR/meshwait.
+    #[arg(env = "MESHWAIT_INSTALL_DIR", value_name = "DIR")]
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

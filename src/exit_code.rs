@@ -19,6 +19,8 @@ pub const STATUS_LOST: i32 = 70;
 /// EX_OSERR from sysexits.h: the operating system refused something meshwait cannot work
 /// without (signalfd, the async runtime).
 pub const OS_ERROR: i32 = 71;
+/// EX_CANTCREAT from sysexits.h: `meshwait install` could not write its copy.
+pub const CANNOT_CREATE: i32 = 73;
 /// The command exists but could not be executed (permissions, format, a directory).
 pub const CANNOT_EXECUTE: i32 = 126;
 /// The command was not found.

@@ -11,6 +11,7 @@ mod conns;
 mod drain;
 pub mod exit_code;
 mod gate;
+mod install;
 mod job_control;
 mod launch;
 mod lifecycle;

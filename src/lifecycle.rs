@@ -12,6 +12,7 @@ use crate::conns;
 use crate::drain::{Drainer, Poll, SocketPlan, Until};
 use crate::exit_code;
 use crate::gate::{self, GateEnd};
+use crate::install;
 use crate::job_control;
 use crate::launch;
 use crate::logging;
@@ -104,6 +105,17 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             until,
             timeout,
         } => drain_until(sockets, until, timeout, &mut signals),
+        Plan::Install { dir } => match install::install(&dir) {
+            Ok(path) => {
+                tracing::info!(path = %path.display(), "installed");
+                let _ = writeln!(std::io::stdout(), "{}", path.display());
+                exit_code::OK
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                exit_code::CANNOT_CREATE
+            }
+        },
         Plan::Conns { sockets, json } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(32 * 1024, stdout.lock());

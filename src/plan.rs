@@ -33,6 +33,8 @@ pub enum Plan {
         sockets: SocketPlan,
         json: bool,
     },
+    /// `meshwait install`: copy the binary into a directory.
+    Install { dir: std::path::PathBuf },
 }
 
 /// How to wait for the proxy.
@@ -125,6 +127,7 @@ impl Plan {
                 sockets: socket_plan(conns.mesh.mesh, conns.sockets),
                 json: conns.json,
             }),
+            Command::Install(install) => Ok(Plan::Install { dir: install.dir }),
         }
     }
 }

@@ -1,0 +1,245 @@
+"""The sidecar container's entrypoint: a small stand-in for Istio's pilot-agent (or Linkerd's
+proxy admin server) in front of a real Envoy.
+
+It starts Envoy as the proxy's UID and serves the mesh's status port, answering from Envoy's real
+state and nothing else:
+- istio, port 15020: GET /healthz/ready is 200 when Envoy's admin /ready is, otherwise 503 with
+  pilot-agent's reasons (CDS/LDS update counts read from Envoy's stats, or why Envoy's admin
+  cannot be reached); POST /quitquitquit (loopback only) stops Envoy and the agent.
+- linkerd, port 4191: GET /ready is 200 "ready" or 503; POST /shutdown stops the proxy only when
+  enabled (Linkerd's `config.linkerd.io/proxy-admin-shutdown`), otherwise 404 as Linkerd answers.
+
+On SIGTERM it does what pilot-agent does at pod deletion: drain Envoy's inbound listeners, wait
+the drain duration (Istio's terminationDrainDuration, 5 s by default), then stop Envoy, cutting
+whatever is still open.
+
+It also plays the unreachable xDS server: a port that accepts connections and never answers, so
+Envoy stays uninitialised until its initial fetch times out (see bootstrap.py).
+
+Started as root (the interpreter may live where the proxy's UID cannot read), it binds and opens
+what it needs, then drops to the proxy's UID before starting Envoy.
+"""
+
+import argparse
+import encodings.idna  # noqa: F401 - imported while root: the interpreter's files may be unreadable after the UID drop
+import http.server
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import bootstrap
+
+# Talk to Envoy directly, whatever http_proxy the environment names.
+urllib.request.install_opener(urllib.request.build_opener(urllib.request.ProxyHandler({})))
+
+STATUS_PORTS = {"istio": 15020, "linkerd": 4191}
+XDS_PORT = 15010
+
+
+def log(msg):
+    print(f"agent: {msg}", flush=True)
+
+
+class Envoy:
+    def __init__(self, binary_fd, config, admin_port):
+        self.admin = f"http://127.0.0.1:{admin_port}"
+        self.pid = os.fork()
+        if self.pid == 0:
+            # fexecve: the binary was opened before the UID drop, so its directory need not be
+            # readable by the proxy's UID.
+            try:
+                # No hot restart: its shared memory in /dev/shm is named after a base id, and
+                # every pod's Envoy would collide there.
+                os.execve(binary_fd, ["envoy", "-c", config, "--concurrency", "1",
+                                      "-l", "warning", "--disable-hot-restart"],
+                          os.environ)
+            finally:
+                os._exit(127)
+        self.exit_code = None
+        self.exited = threading.Event()
+
+    def admin_get(self, path, timeout=1.0):
+        with urllib.request.urlopen(self.admin + path, timeout=timeout) as r:
+            return r.status, r.read().decode()
+
+    def admin_post(self, path):
+        req = urllib.request.Request(self.admin + path, method="POST", data=b"")
+        with urllib.request.urlopen(req, timeout=1.0) as r:
+            return r.status
+
+    def ready(self):
+        """(ready, reason) from Envoy's own state."""
+        try:
+            self.admin_get("/ready")
+            return True, ""
+        except urllib.error.HTTPError as e:
+            state = e.read().decode().strip()
+        except OSError as e:
+            return False, f"Envoy proxy is NOT ready: failed to reach admin on {self.admin}: {e}"
+        counts = {}
+        try:
+            _, stats = self.admin_get("/stats?filter=^(cluster_manager.cds|listener_manager.lds)"
+                                      "\\.update_(success|rejected)$")
+            for line in stats.splitlines():
+                name, _, value = line.partition(": ")
+                counts[name.strip()] = int(value)
+        except (OSError, ValueError):
+            pass
+
+        def n(key):
+            return counts.get(key, 0)
+
+        return False, (
+            f"config not received from XDS server (is Istiod running?): "
+            f"cds updates: {n('cluster_manager.cds.update_success')} successful, "
+            f"{n('cluster_manager.cds.update_rejected')} rejected; "
+            f"lds updates: {n('listener_manager.lds.update_success')} successful, "
+            f"{n('listener_manager.lds.update_rejected')} rejected "
+            f"(Envoy server state {state})"
+        )
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def status_handler(layout, envoy, shutdown_enabled, quit):
+    class Status(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self, code, body=""):
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            if (layout, path) in (("istio", "/healthz/ready"), ("linkerd", "/ready")):
+                ready, reason = envoy.ready()
+                if layout == "linkerd":
+                    self.answer(200 if ready else 503, "ready\n" if ready else "not ready\n")
+                else:
+                    self.answer(200 if ready else 503, reason)
+            else:
+                self.answer(404, "not found\n")
+
+        def do_POST(self):
+            path = self.path.split("?")[0]
+            if layout == "istio" and path == "/quitquitquit":
+                # pilot-agent serves /quitquitquit to loopback callers only.
+                if self.client_address[0] != "127.0.0.1":
+                    self.answer(403, "forbidden\n")
+                    return
+                self.answer(200)
+                log("POST /quitquitquit: stopping Envoy")
+                quit()
+            elif layout == "linkerd" and path == "/shutdown" and shutdown_enabled:
+                self.answer(200, "shutdown\n")
+                log("POST /shutdown: stopping the proxy")
+                quit()
+            else:
+                self.answer(404, "not found\n")
+
+        def log_message(self, *args):
+            pass
+
+    return Status
+
+
+def blackhole(listener):
+    """The xDS server that never answers: accept and hold every connection."""
+    held = []
+    while True:
+        conn, _ = listener.accept()
+        held.append(conn)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layout", choices=sorted(STATUS_PORTS), default="istio")
+    ap.add_argument("--uid", type=int, required=True)
+    ap.add_argument("--envoy", required=True)
+    ap.add_argument("--config-dir", required=True)
+    ap.add_argument("--app-port", type=int, default=8080)
+    ap.add_argument("--init-delay", type=float, default=3.0)
+    ap.add_argument("--drain-duration", type=float, default=5.0)
+    ap.add_argument("--shutdown-enabled", action="store_true")
+    args = ap.parse_args()
+
+    stopping = threading.Event()
+    done = threading.Event()
+    # PID 1 of its container: without handlers, TERM and INT would be dropped by the kernel.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+
+    config = os.path.join(args.config_dir, f"envoy-{args.layout}.json")
+    bootstrap.write(config, args.layout, args.app_port, XDS_PORT, args.init_delay)
+    os.chmod(config, 0o644)
+    binary = os.open(args.envoy, os.O_RDONLY)
+    os.set_inheritable(binary, True)
+
+    os.setgroups([])
+    os.setgid(args.uid)
+    os.setuid(args.uid)
+    # Bound after the UID drop, so that these sockets carry the proxy's UID as pilot-agent's do.
+    xds = socket.create_server(("127.0.0.1", XDS_PORT))
+    status = http.server.ThreadingHTTPServer(("0.0.0.0", STATUS_PORTS[args.layout]), None)
+
+    envoy = Envoy(binary, config, bootstrap.LAYOUTS[args.layout]["admin"])
+    os.close(binary)
+    log(f"Envoy started as UID {args.uid} (pid {envoy.pid}); "
+        f"configuration expected within {args.init_delay:g}s")
+
+    def quit():
+        done.set()
+
+    status.RequestHandlerClass = status_handler(args.layout, envoy, args.shutdown_enabled, quit)
+    threading.Thread(target=status.serve_forever, daemon=True).start()
+    threading.Thread(target=blackhole, args=(xds,), daemon=True).start()
+
+    def reap():
+        _, st = os.waitpid(envoy.pid, 0)
+        envoy.exit_code = os.waitstatus_to_exitcode(st)
+        envoy.exited.set()
+        done.set()
+
+    threading.Thread(target=reap, daemon=True).start()
+
+    was_ready = False
+    while not done.is_set():
+        if stopping.is_set():
+            # pilot-agent at pod deletion: stop taking new inbound work, give what is open the
+            # drain duration, then stop Envoy however much is still in flight.
+            log(f"SIGTERM: draining listeners for {args.drain_duration:g}s")
+            try:
+                envoy.admin_post("/drain_listeners?inboundonly&graceful")
+            except OSError as e:
+                log(f"drain_listeners failed: {e}")
+            done.wait(args.drain_duration)
+            break
+        if not was_ready and envoy.ready()[0]:
+            was_ready = True
+            log("Envoy is ready")
+        done.wait(0.05)
+
+    if not envoy.exited.is_set():
+        log("stopping Envoy")
+        envoy.stop()
+        envoy.exited.wait(5)
+    log(f"Envoy exited ({json.dumps(envoy.exit_code)})")
+    sys.exit(0 if envoy.exit_code in (0, None, -signal.SIGTERM) else 1)
+
+
+if __name__ == "__main__":
+    main()

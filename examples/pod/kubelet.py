@@ -1,0 +1,168 @@
+"""A kubelet-like driver for the simulated pod.
+
+Each container is a process tree in its own PID namespace (its entrypoint is PID 1, as in a real
+pod) inside the pod's network namespace, with its output in a log file. The driver starts the
+containers at the same time, as the kubelet does for a pod's regular containers, and deletes the
+pod the way the kubelet does:
+
+1. for every container at once: run its preStop hook (in the container's network namespace, as
+   the container's user), then send SIGTERM to its PID 1;
+2. the hooks and the stops share one grace period (terminationGracePeriodSeconds), counted from
+   the deletion;
+3. whatever still runs when the grace period ends gets SIGKILL.
+"""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import network
+
+
+class Container:
+    def __init__(self, name, argv, log_path, env=None, pre_stop=None, pre_stop_uid=0):
+        self.name = name
+        self.argv = argv
+        # A container's environment is its manifest's `env:`, not the harness's: MESHWAIT_*
+        # settings of whoever runs the harness must not leak into the pod.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MESHWAIT_")}
+        self.env.update(env or {})
+        self.log_path = log_path
+        self.pre_stop = pre_stop
+        self.pre_stop_uid = pre_stop_uid
+        self.process = None
+        self.init_pid = None
+        self.started_at = None
+        self.exited_at = None
+        self.exit_code = None
+        self.exited = threading.Event()
+        # What deletion did to this container, for the report.
+        self.pre_stop_result = None
+        self.term_at = None
+        self.killed = False
+
+    def start(self, netns):
+        log = open(self.log_path, "ab")
+        self.started_at = time.monotonic()
+        # unshare --fork: the entrypoint becomes PID 1 of a new PID namespace; --kill-child: if
+        # the holder goes, so does the container.
+        self.process = subprocess.Popen(
+            [network.tool("unshare"), "--pid", "--fork", "--kill-child", "--", *self.argv],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            preexec_fn=lambda: (network.die_with_parent(), netns.enter()),
+        )
+        log.close()
+        self.init_pid = self._find_init()
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _find_init(self):
+        """The container's PID 1, as the host sees it: the unshare process's only child."""
+        children = f"/proc/{self.process.pid}/task/{self.process.pid}/children"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with open(children) as f:
+                    pids = f.read().split()
+                if pids:
+                    return int(pids[0])
+            except FileNotFoundError:
+                return None
+            time.sleep(0.002)
+        return None
+
+    def _wait(self):
+        code = self.process.wait()
+        self.exited_at = time.monotonic()
+        self.exit_code = code
+        self.exited.set()
+
+    def running(self):
+        return not self.exited.is_set()
+
+    def signal(self, sig):
+        if self.init_pid and self.running():
+            try:
+                os.kill(self.init_pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            # util-linux's unshare complains when it re-raises a SIGKILL that ended the
+            # container (SIGKILL cannot be unblocked); that line is the harness's, not the pod's.
+            return "".join(line for line in f if not line.startswith("unshare: sigprocmask"))
+
+
+class Pod:
+    def __init__(self, net, containers, grace):
+        self.net = net
+        self.containers = {c.name: c for c in containers}
+        self.grace = grace
+        self.deleted_at = None
+
+    def __getitem__(self, name):
+        return self.containers[name]
+
+    def start(self, names=None):
+        for name in names or self.containers:
+            self.containers[name].start(self.net.pod)
+
+    def completed(self):
+        return all(not c.running() for c in self.containers.values())
+
+    def delete(self):
+        """Delete the pod; returns when every container has exited."""
+        self.deleted_at = time.monotonic()
+        deadline = self.deleted_at + self.grace
+        threads = [threading.Thread(target=self._stop, args=(c, deadline))
+                   for c in self.containers.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def _stop(self, c, deadline):
+        if not c.running():
+            return
+        if c.pre_stop:
+            c.pre_stop_result = self._run_hook(c, deadline)
+        c.term_at = time.monotonic()
+        c.signal(signal.SIGTERM)
+        if not c.exited.wait(max(0.0, deadline - time.monotonic())):
+            c.killed = True
+            c.signal(signal.SIGKILL)
+            c.exited.wait(5)
+
+    def _run_hook(self, c, deadline):
+        start = time.monotonic()
+        uid = c.pre_stop_uid
+
+        def enter():
+            network.die_with_parent()
+            self.net.pod.enter()
+            if uid:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+
+        with open(c.log_path, "ab") as log:
+            log.write(f"kubelet: preStop {' '.join(c.pre_stop)}\n".encode())
+            log.flush()
+            hook = subprocess.Popen(c.pre_stop, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=c.env, preexec_fn=enter)
+        try:
+            code = hook.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            hook.kill()
+            hook.wait()
+            code = "killed at the grace period"
+        return {"exit": code, "seconds": round(time.monotonic() - start, 3)}
+
+    def kill(self):
+        for c in self.containers.values():
+            c.signal(signal.SIGKILL)
+        for c in self.containers.values():
+            if c.process:
+                c.exited.wait(5)

