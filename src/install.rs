@@ -16,8 +16,13 @@ use std::path::{Path, PathBuf};
 pub fn install(dir: &Path) -> io::Result<PathBuf> {
     fs::create_dir_all(dir).map_err(|e| context(e, "cannot create", dir))?;
     // /proc/self/exe, not argv[0]: in a scratch image there is no PATH to resolve a name with.
-    let mut source = File::open("/proc/self/exe")
-        .map_err(|e| context(e, "cannot open the running executable", Path::new("/proc/self/exe")))?;
+    let mut source = File::open("/proc/self/exe").map_err(|e| {
+        context(
+            e,
+            "cannot open the running executable",
+            Path::new("/proc/self/exe"),
+        )
+    })?;
     let target = dir.join("meshwait");
     let partial = dir.join(format!(".meshwait.{}.partial", std::process::id()));
     let result = (|| {
@@ -50,14 +55,18 @@ mod tests {
 
     #[test]
     fn copies_itself_executable_and_replaces_an_older_copy() {
-        let dir = std::env::temp_dir().join(format!("meshwait-install-unit-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("meshwait-install-unit-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let nested = dir.join("a/b");
         let first = install(&nested).unwrap();
         assert_eq!(first, nested.join("meshwait"));
         let expected = fs::read("/proc/self/exe").unwrap();
         assert_eq!(fs::read(&first).unwrap(), expected);
-        assert_eq!(fs::metadata(&first).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(&first).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         fs::write(&first, b"older").unwrap();
         install(&nested).unwrap();
         assert_eq!(fs::read(&first).unwrap(), expected);
@@ -68,7 +77,8 @@ mod tests {
 
     #[test]
     fn a_file_in_the_way_is_an_error_naming_the_path() {
-        let file = std::env::temp_dir().join(format!("meshwait-install-file-{}", std::process::id()));
+        let file =
+            std::env::temp_dir().join(format!("meshwait-install-file-{}", std::process::id()));
         fs::write(&file, b"x").unwrap();
         let e = install(&file).unwrap_err();
         assert!(e.to_string().contains(&file.display().to_string()), "{e}");

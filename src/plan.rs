@@ -34,7 +34,9 @@ pub enum Plan {
         json: bool,
     },
     /// `meshwait install`: copy the binary into a directory.
-    Install { dir: std::path::PathBuf },
+    Install {
+        dir: std::path::PathBuf,
+    },
 }
 
 /// How to wait for the proxy.

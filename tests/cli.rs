@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use std::process::Command;
 
 fn run(args: &[&str]) -> std::process::Output {
     meshwait().args(args).output().unwrap()
@@ -210,4 +211,40 @@ fn empty_variables_mean_the_default() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn install_copies_the_binary_and_reports_an_unwritable_target() {
+    let dir = scratch_dir("install");
+    let target = dir.join("bin");
+    let out = run(&["install", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let copy = target.join("meshwait");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        copy.to_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(MESHWAIT).unwrap()
+    );
+    // The copy runs.
+    let version = Command::new(&copy).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("meshwait "));
+    // The directory can come from the environment, as everything else can.
+    let from_env = dir.join("env");
+    let out = meshwait()
+        .arg("install")
+        .env("MESHWAIT_INSTALL_DIR", &from_env)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(from_env.join("meshwait").exists());
+    // A file where the directory should be: exit 73, and the message names the path.
+    let blocker = dir.join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let out = run(&["install", blocker.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(73));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(blocker.to_str().unwrap()));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

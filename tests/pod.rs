@@ -14,9 +14,14 @@ use common::*;
 const SKIP: i32 = 77;
 
 fn scenario(n: u32, name: &str) {
-    let script = [env!("CARGO_MANIFEST_DIR"), "examples", "pod", "scenarios.py"]
-        .iter()
-        .collect::<std::path::PathBuf>();
+    let script = [
+        env!("CARGO_MANIFEST_DIR"),
+        "examples",
+        "pod",
+        "scenarios.py",
+    ]
+    .iter()
+    .collect::<std::path::PathBuf>();
     let mut child = Command::new(python())
         .arg(&script)
         .args(["--meshwait", MESHWAIT, "--only", &n.to_string()])

@@ -110,6 +110,18 @@ def bootstrap(layout, app_port, xds_port, init_delay):
     return {
         "node": {"id": "sidecar~10.89.0.2~app.pod~pod.svc.cluster.local", "cluster": "app.pod"},
         "admin": {"address": _address("127.0.0.1", ports["admin"])},
+        # A connection limit, as Istio's bootstrap sets one (Envoy warns at start without it).
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": 100000,
+                    },
+                }
+            ]
+        },
         "dynamic_resources": {
             "cds_config": {
                 "resource_api_version": "V3",

@@ -186,8 +186,10 @@ def race(opts, with_meshwait, layout="istio"):
         if with_meshwait:
             run.check("the first call succeeds, through Envoy",
                       "first call ok" in call and "via envoy" in call, call)
-            gate = run.wait_log("app", "proxy ready", 1)
-            run.fact("meshwait", gate.split("meshwait: ", 1)[-1] if gate else "(no log line)")
+            gate = run.wait_log("app", "proxy ready", 1) or ""
+            fields = dict(f.split("=", 1) for f in gate.split() if "=" in f)
+            run.fact("meshwait's gate", f"passed after {fields.get('elapsed_ms', '?')} ms, "
+                                        f"{fields.get('probes', '?')} probes")
         else:
             run.check("the first call is refused (the guides' ECONNREFUSED)",
                       "FAILED" in call and "Connection refused" in call, call)
@@ -241,7 +243,8 @@ def long_request(opts, variant, secs=8.0, grace=30):
         run.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
         for c in pod.containers.values():
             if c.pre_stop_result:
-                run.fact(f"{c.name} preStop", c.pre_stop_result)
+                r = c.pre_stop_result
+                run.fact(f"{c.name} container's preStop", f"exit {r['exit']} after {r['seconds']} s")
         killed = [c.name for c in pod.containers.values() if c.killed]
         if variant == "with":
             run.check("the request completes", answered, outcome)
