@@ -9,7 +9,8 @@ pod the way the kubelet does:
    the container's user), then send SIGTERM to its PID 1;
 2. the hooks and the stops share one grace period (terminationGracePeriodSeconds), counted from
    the deletion;
-3. whatever still runs when the grace period ends gets SIGKILL.
+3. whatever still runs when the grace period ends gets SIGKILL (but never sooner than 2 s after
+   its SIGTERM, as the kubelet does when a preStop hook used up the grace period).
 """
 
 import os
@@ -19,6 +20,9 @@ import threading
 import time
 
 import network
+
+
+MINIMUM_GRACE = 2.0
 
 
 class Container:
@@ -130,7 +134,9 @@ class Pod:
             c.pre_stop_result = self._run_hook(c, deadline)
         c.term_at = time.monotonic()
         c.signal(signal.SIGTERM)
-        if not c.exited.wait(max(0.0, deadline - time.monotonic())):
+        # The kubelet grants at least 2 s between SIGTERM and SIGKILL, even when a preStop hook
+        # used up the grace period (minimumGracePeriodInSeconds in its container stop code).
+        if not c.exited.wait(max(MINIMUM_GRACE, deadline - time.monotonic())):
             c.killed = True
             c.signal(signal.SIGKILL)
             c.exited.wait(5)

@@ -205,16 +205,20 @@ LONG_REQUEST_VARIANTS = {
     "without": "without meshwait",
     "app-only": "with meshwait in the app container only",
     "with": "with meshwait, and `meshwait drain` as the proxy's preStop",
+    "short-grace": "with meshwait and the preStop, but a 6 s grace period",
 }
 
 
 def long_request(opts, variant, secs=8.0, grace=30):
     """variant: 'without', 'app-only' (meshwait holds the app's SIGTERM, but the proxy has no
-    preStop), or 'with' (meshwait in the app container and the proxy's preStop)."""
+    preStop), 'with' (meshwait in the app container and the proxy's preStop), or 'short-grace'
+    (the same with a grace period shorter than the request: the kubelet's SIGKILL wins)."""
+    if variant == "short-grace":
+        grace = 6
     run = Run(f"{secs:g} s request at pod deletion, {LONG_REQUEST_VARIANTS[variant]}", opts)
     with run:
         pre_stop = None
-        if variant == "with":
+        if variant in ("with", "short-grace"):
             pre_stop = [opts.installed, "drain", "--until", "app-exit", "--timeout", "25s"]
         meshwait = None if variant == "without" else []
         # As the README's Deployment configures it: through the environment.
@@ -244,14 +248,21 @@ def long_request(opts, variant, secs=8.0, grace=30):
         for c in pod.containers.values():
             if c.pre_stop_result:
                 r = c.pre_stop_result
-                run.fact(f"{c.name} container's preStop", f"exit {r['exit']} after {r['seconds']} s")
+                how = f"exit {r['exit']}" if isinstance(r["exit"], int) else r["exit"]
+                run.fact(f"{c.name} container's preStop", f"{how}, after {r['seconds']} s")
         killed = [c.name for c in pod.containers.values() if c.killed]
         if variant == "with":
             run.check("the request completes", answered, outcome)
             run.check("the pod ends within the grace period, nothing SIGKILLed",
                       not killed and ended < grace, f"{ended:.1f} s, killed: {killed or 'none'}")
+        elif variant == "short-grace":
+            run.check("the request is cut", not answered, outcome)
+            run.check("the kubelet SIGKILLs both containers at the grace period",
+                      sorted(killed) == ["app", "proxy"] and grace <= ended < grace + 4,
+                      f"{ended:.1f} s, killed: {killed or 'none'}")
         else:
             run.check("the request is cut when the sidecar stops", not answered, outcome)
+        run.fact("SIGKILLed", ", ".join(killed) or "nothing")
         return run, (answered, result, ended)
     return run, None
 
@@ -322,7 +333,8 @@ SCENARIOS = {
     1: ("start-up race", [lambda o: race(o, False), lambda o: race(o, True)]),
     2: ("long request at pod deletion", [lambda o: long_request(o, "without"),
                                          lambda o: long_request(o, "app-only"),
-                                         lambda o: long_request(o, "with")]),
+                                         lambda o: long_request(o, "with"),
+                                         lambda o: long_request(o, "short-grace")]),
     3: ("Job completion", [lambda o: job(o, "without"), lambda o: job(o, "success"),
                            lambda o: job(o, "failure")]),
     4: ("Linkerd preset", [lambda o: race(o, False, "linkerd"), lambda o: race(o, True, "linkerd"),
@@ -357,7 +369,7 @@ def summary(results):
         (_, without), (_, with_) = results[1]
         rows.append(("1. app calls out at start-up", race(without), race(with_)))
     if 2 in results:
-        (_, without), _, (_, with_) = results[2]
+        (_, without), _, (_, with_), _ = results[2]
         rows.append(("2. 8 s request, pod deleted", shutdown(without), shutdown(with_)))
     if 3 in results:
         (_, without), (_, with_), _ = results[3]
