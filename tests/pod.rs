@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,17 +23,21 @@ fn scenario(n: u32, name: &str) {
     ]
     .iter()
     .collect::<std::path::PathBuf>();
+    // Files, not pipes: a long failure report must not block the harness on a full pipe while
+    // the test waits for it to exit.
+    let dir = scratch_dir(&format!("pod{n}"));
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
     let mut child = Command::new(python())
         .arg(&script)
         .args(["--meshwait", MESHWAIT, "--only", &n.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(File::create(&out_path).unwrap()))
+        .stderr(Stdio::from(File::create(&err_path).unwrap()))
         .spawn()
         .expect("python3 runs the pod harness");
     let status = wait_bounded(&mut child, Duration::from_secs(240));
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
     if status.code() == Some(SKIP) {
         // CI must run these: a silent skip there would turn the end-to-end suite green.
         assert!(

@@ -9,9 +9,11 @@ state and nothing else:
 - linkerd, port 4191: GET /ready is 200 "ready" or 503; POST /shutdown stops the proxy only when
   enabled (Linkerd's `config.linkerd.io/proxy-admin-shutdown`), otherwise 404 as Linkerd answers.
 
-On SIGTERM it does what pilot-agent does at pod deletion: drain Envoy's inbound listeners, wait
-the drain duration (Istio's terminationDrainDuration, 5 s by default), then stop Envoy, cutting
-whatever is still open.
+On SIGTERM it does what pilot-agent does at pod deletion: drain Envoy's inbound listeners
+(`POST /drain_listeners?inboundonly&graceful`, with Envoy started as Istio starts it,
+`--drain-strategy immediate`, so that draining really closes connections), wait the drain duration
+(Istio's terminationDrainDuration, 5 s by default), then kill Envoy, cutting whatever is still
+open.
 
 It also plays the unreachable xDS server: a port that accepts connections and never answers, so
 Envoy stays uninitialised until its initial fetch times out (see bootstrap.py).
@@ -23,17 +25,18 @@ what it needs, then drops to the proxy's UID before starting Envoy.
 import argparse
 import encodings.idna  # noqa: F401 - imported while root: the interpreter's files may be unreadable after the UID drop
 import http.server
+import ipaddress
 import json
 import os
 import signal
 import socket
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import bootstrap
+import network
 
 # Talk to Envoy directly, whatever http_proxy the environment names.
 urllib.request.install_opener(urllib.request.build_opener(urllib.request.ProxyHandler({})))
@@ -56,8 +59,11 @@ class Envoy:
             try:
                 # No hot restart: its shared memory in /dev/shm is named after a base id, and
                 # every pod's Envoy would collide there.
+                # Drain flags as pilot-agent passes them: once draining starts, HTTP connections
+                # are told to close at once, not over Envoy's default 600 s.
                 os.execve(binary_fd, ["envoy", "-c", config, "--concurrency", "1",
-                                      "-l", "warning", "--disable-hot-restart"],
+                                      "-l", "warning", "--disable-hot-restart",
+                                      "--drain-time-s", "45", "--drain-strategy", "immediate"],
                           os.environ)
             finally:
                 os._exit(127)
@@ -105,8 +111,9 @@ class Envoy:
         )
 
     def stop(self):
+        # pilot-agent ends Envoy with SIGKILL once the drain duration is over.
         try:
-            os.kill(self.pid, signal.SIGTERM)
+            os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -131,6 +138,8 @@ def status_handler(layout, envoy, shutdown_enabled, quit):
                     self.answer(200 if ready else 503, "ready\n" if ready else "not ready\n")
                 else:
                     self.answer(200 if ready else 503, reason)
+            elif path in ("/quitquitquit", "/shutdown"):
+                self.answer(405, "method not allowed\n")
             else:
                 self.answer(404, "not found\n")
 
@@ -138,7 +147,7 @@ def status_handler(layout, envoy, shutdown_enabled, quit):
             path = self.path.split("?")[0]
             if layout == "istio" and path == "/quitquitquit":
                 # pilot-agent serves /quitquitquit to loopback callers only.
-                if self.client_address[0] != "127.0.0.1":
+                if not ipaddress.ip_address(self.client_address[0]).is_loopback:
                     self.answer(403, "forbidden\n")
                     return
                 self.answer(200)
@@ -180,8 +189,14 @@ def main():
     stopping = threading.Event()
     done = threading.Event()
     # PID 1 of its container: without handlers, TERM and INT would be dropped by the kernel.
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    stop_signal = []
+
+    def on_stop(signum, _frame):
+        stop_signal.append(signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
 
     config = os.path.join(args.config_dir, f"envoy-{args.layout}.json")
     bootstrap.write(config, args.layout, args.app_port, XDS_PORT, args.init_delay)
@@ -192,6 +207,9 @@ def main():
     os.setgroups([])
     os.setgid(args.uid)
     os.setuid(args.uid)
+    # A UID change clears the parent-death signal: set it again, or a harness killed with -9
+    # would leave this agent and its Envoy running.
+    network.die_with_parent()
     # Bound after the UID drop, so that these sockets carry the proxy's UID as pilot-agent's do.
     xds = socket.create_server(("127.0.0.1", XDS_PORT))
     status = http.server.ThreadingHTTPServer(("0.0.0.0", STATUS_PORTS[args.layout]), None)
@@ -221,7 +239,7 @@ def main():
         if stopping.is_set():
             # pilot-agent at pod deletion: stop taking new inbound work, give what is open the
             # drain duration, then stop Envoy however much is still in flight.
-            log(f"SIGTERM: draining listeners for {args.drain_duration:g}s")
+            log(f"{stop_signal[0]}: draining listeners for {args.drain_duration:g}s")
             try:
                 envoy.admin_post("/drain_listeners?inboundonly&graceful")
             except OSError as e:
@@ -238,7 +256,8 @@ def main():
         envoy.stop()
         envoy.exited.wait(5)
     log(f"Envoy exited ({json.dumps(envoy.exit_code)})")
-    sys.exit(0 if envoy.exit_code in (0, None, -signal.SIGTERM) else 1)
+    # Killed by the agent itself is the normal end; Envoy dying on its own is the sidecar failing.
+    sys.exit(0 if envoy.exit_code in (0, None, -signal.SIGKILL) else 1)
 
 
 if __name__ == "__main__":

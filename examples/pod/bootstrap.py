@@ -50,8 +50,10 @@ def _static_cluster(name, host, port, http2=False):
     return cluster
 
 
-def _http_listener(name, port, cluster):
+def _http_listener(name, port, cluster, direction):
     """A listener that restores the original destination and proxies HTTP/1.1 to `cluster`.
+
+    The traffic direction is what `/drain_listeners?inboundonly` selects by, as in Istio.
 
     Route timeout 0 (none): the pod's long requests must be cut by the shutdown, not by Envoy's
     default 15 s route timeout.
@@ -59,6 +61,7 @@ def _http_listener(name, port, cluster):
     return {
         "name": name,
         "address": _address("0.0.0.0", port),
+        "traffic_direction": direction,
         "listener_filters": [
             {
                 "name": "envoy.filters.listener.original_dst",
@@ -145,8 +148,8 @@ def bootstrap(layout, app_port, xds_port, init_delay):
                 _static_cluster("inbound|app", "127.0.0.1", app_port),
             ],
             "listeners": [
-                _http_listener("outbound", ports["outbound"], "PassthroughCluster"),
-                _http_listener("inbound", ports["inbound"], "inbound|app"),
+                _http_listener("outbound", ports["outbound"], "PassthroughCluster", "OUTBOUND"),
+                _http_listener("inbound", ports["inbound"], "inbound|app", "INBOUND"),
             ],
         },
     }

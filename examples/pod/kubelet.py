@@ -38,18 +38,15 @@ class Container:
         self.pre_stop_uid = pre_stop_uid
         self.process = None
         self.init_pid = None
-        self.started_at = None
         self.exited_at = None
         self.exit_code = None
         self.exited = threading.Event()
         # What deletion did to this container, for the report.
         self.pre_stop_result = None
-        self.term_at = None
         self.killed = False
 
     def start(self, netns):
         log = open(self.log_path, "ab")
-        self.started_at = time.monotonic()
         # unshare --fork: the entrypoint becomes PID 1 of a new PID namespace; --kill-child: if
         # the holder goes, so does the container.
         self.process = subprocess.Popen(
@@ -59,6 +56,9 @@ class Container:
         )
         log.close()
         self.init_pid = self._find_init()
+        if self.init_pid is None:
+            self.process.kill()
+            raise RuntimeError(f"container {self.name}: no PID 1 appeared under unshare")
         threading.Thread(target=self._wait, daemon=True).start()
 
     def _find_init(self):
@@ -113,9 +113,6 @@ class Pod:
         for name in names or self.containers:
             self.containers[name].start(self.net.pod)
 
-    def completed(self):
-        return all(not c.running() for c in self.containers.values())
-
     def delete(self):
         """Delete the pod; returns when every container has exited."""
         self.deleted_at = time.monotonic()
@@ -132,7 +129,6 @@ class Pod:
             return
         if c.pre_stop:
             c.pre_stop_result = self._run_hook(c, deadline)
-        c.term_at = time.monotonic()
         c.signal(signal.SIGTERM)
         # The kubelet grants at least 2 s between SIGTERM and SIGKILL, even when a preStop hook
         # used up the grace period (minimumGracePeriodInSeconds in its container stop code).
@@ -146,12 +142,13 @@ class Pod:
         uid = c.pre_stop_uid
 
         def enter():
-            network.die_with_parent()
             self.net.pod.enter()
             if uid:
                 os.setgroups([])
                 os.setgid(uid)
                 os.setuid(uid)
+            # After the UID change, which clears it.
+            network.die_with_parent()
 
         with open(c.log_path, "ab") as log:
             log.write(f"kubelet: preStop {' '.join(c.pre_stop)}\n".encode())

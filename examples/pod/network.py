@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
@@ -43,12 +44,18 @@ class Namespace:
         self.holder = subprocess.Popen(
             [tool("unshare"), "--net", "--", "sleep", "infinity"], preexec_fn=die_with_parent
         )
-        # The holder is in its new namespace once unshare has exec'd sleep.
+        # The holder is in its new namespace once unshare has unshared. Until then its link
+        # names the harness's own namespace, and everything meant for the pod (iptables rules
+        # above all) would land on the machine: wait for the change, and give up if it never
+        # comes.
         path = f"/proc/{self.holder.pid}/ns/net"
-        for _ in range(1000):
-            if os.readlink(path) != os.readlink("/proc/self/ns/net"):
-                break
-            os.sched_yield()
+        own = os.readlink("/proc/self/ns/net")
+        deadline = time.monotonic() + 5
+        while os.readlink(path) == own:
+            if time.monotonic() > deadline or self.holder.poll() is not None:
+                self.close()
+                raise RuntimeError(f"{name}: `unshare --net` did not make a network namespace")
+            time.sleep(0.001)
         self.path = path
 
     def enter(self):
@@ -139,9 +146,6 @@ class PodNetwork:
             ns.run([ip, "addr", "add", f"{addr}/24", "dev", dev])
             ns.run([ip, "link", "set", dev, "up"])
         self.pod.run([tool("iptables-restore")], stdin=RULES[layout])
-
-    def rules(self):
-        return self.pod.run([tool("iptables-save"), "-t", "nat"])
 
     def close(self):
         self.pod.close()
