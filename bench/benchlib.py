@@ -1,8 +1,13 @@
-"""Helpers shared by the benchmark scripts: nearest-rank statistics and the process tree."""
+"""Helpers shared by the benchmark scripts: nearest-rank statistics, the process tree, and the
+record of every table printed (the scripts' --json output, from which bench/report.py writes
+BENCHMARKS.md)."""
 
 import collections
+import datetime
 import math
 import os
+import platform
+import sys
 from pathlib import Path
 
 
@@ -35,3 +40,32 @@ def descendants(root):
             found.append(child)
             todo.append(child)
     return found
+
+
+# Every table a script prints, in order: {"title", "headers", "rows", "notes"}.
+TABLES = []
+
+
+def record_table(title, headers, rows, notes):
+    TABLES.append({"title": title, "headers": [str(h) for h in headers],
+                   "rows": [[str(c) for c in row] for row in rows], "notes": [str(n) for n in notes]})
+
+
+def machine():
+    """Where and when a run happened, for the report's header."""
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kib = None
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
+            "cpu_model": model, "mem_gib": round(mem_kib / 1048576, 1) if mem_kib else None,
+            "python": platform.python_version(), "command": " ".join(sys.argv)}

@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Core benchmark: meshwait next to tini, tini-static, dumb-init, catatonit and poll loops.
 
-    python3 bench/core.py [--meshwait PATH] [--runs N] [--quick]
+    python3 bench/core.py [--meshwait PATH] [--runs N] [--quick] [--json FILE]
 
 Everything is measured side by side in one run, on this machine, against 127.0.0.1 only:
 
   1. binary size            bytes on disk (and whether the ELF is static)
   2. peak RSS               VmHWM of the wrapper while it supervises `sleep`
-  3. idle wakeups           syscalls/s under strace, and context switches/s without a tracer
+  3. start-up overhead      `WRAPPER -- true` against plain `true`, spawn to reap
   4. readiness -> exec      flip of a local readiness endpoint (503 -> 200) to the app's first
                             instruction (`date +%s%N`), against 500 ms and 1 s poll loops
   5. signal forwarding      os.kill(wrapper, SIGUSR1) to the app's handler running
+  7. idle wakeups           syscalls/s under strace, and context switches/s without a tracer
+  (6 and 8, the socket scan and the drain, are bench/drain.py's.)
 
 --quick does one iteration of each (CI smoke). Python 3 standard library only.
 """
@@ -18,6 +20,7 @@ Everything is measured side by side in one run, on this machine, against 127.0.0
 import argparse
 import collections
 import ctypes
+import json
 import os
 import platform
 import random
@@ -32,7 +35,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from benchlib import descendants, median, pct
+from benchlib import TABLES, descendants, machine, median, pct, record_table
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
@@ -194,6 +197,7 @@ def ratio(mine, theirs):
 
 def print_table(title, headers, rows, notes=(), left=(0,)):
     """Numbers right-aligned, the columns in `left` (names, paths) left-aligned."""
+    record_table(title, headers, rows, notes)
     def fmt(cells):
         return "  ".join(c.ljust(w) if i in left else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -352,12 +356,12 @@ def figure_rss(kids, argvs, repeats, results):
         rows.append([name, len(s), min(s), median(s), max(s), ratio(base, median(s))])
     if samples.get("meshwait"):
         results["rss_kib"] = max(samples["meshwait"])
-    print_table(f"Figure 2. Peak RSS (VmHWM of the wrapper, KiB, read 0.5 s after start while it supervises sleep)",
+    print_table("Figure 2. Peak RSS (VmHWM of the wrapper, KiB, read 0.5 s after start while it supervises sleep)",
                 ["wrapper", "runs", "min", "median", "max", "meshwait / this (median)"], rows)
 
 
 # --------------------------------------------------------------------------------------------
-# Figure 3: idle wakeups.
+# Figure 7: idle wakeups.
 # --------------------------------------------------------------------------------------------
 
 def count_strace_syscalls(path, begin, end):
@@ -465,10 +469,68 @@ def figure_idle(kids, argvs, window, repeats, scratch, results):
     if switches.get("meshwait"):
         results["idle"] = (max(switches["meshwait"]),
                            max(syscalls["meshwait"]) if syscalls.get("meshwait") else None)
-    print_table(f"Figure 3. Idle wakeups while supervising sleep ({repeats} x {window:g} s windows per column)",
+    print_table(f"Figure 7. Idle wakeups while supervising sleep ({repeats} x {window:g} s windows per column)",
                 ["wrapper", "ctx sw/s min", "median", "max", "syscalls/s min", "median", "max"], rows,
                 notes=["ctx sw/s: context switches from /proc with no tracer attached (each one is a wakeup).",
                        "syscalls/s: syscalls returning under `strace -f -p`, counted after attaching settled."])
+
+
+# --------------------------------------------------------------------------------------------
+# Figure 3: start-up overhead.
+# --------------------------------------------------------------------------------------------
+
+def spawn_and_reap_ms(argv, env):
+    """Wall time from posix_spawn to the reaped exit, in ms; the exit status must be 0."""
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, env)
+    _, status = os.waitpid(pid, 0)
+    elapsed = (time.perf_counter() - t0) * 1000
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise Unmeasurable(f"{' '.join(argv)} exited {os.waitstatus_to_exitcode(status)}")
+    return elapsed
+
+
+def figure_startup(argvs, runs, results):
+    """`WRAPPER -- true` against `true` alone, interleaved in a shuffled order each round, so
+    that what a wrapper adds to every container start is the difference of medians."""
+    true = shutil.which("true")
+    contestants = collections.OrderedDict([("true (no wrapper)", [true])])
+    for name, argv in argvs.items():
+        contestants[name] = argv + [true]
+    env = child_env()
+    samples = collections.defaultdict(list)
+    errors = {}
+    shuffle = random.Random(3)
+    for rnd in range(runs + 10):  # 10 warm-up rounds: page cache, dynamic loader caches
+        order = [n for n in contestants if n not in errors]
+        shuffle.shuffle(order)
+        for name in order:
+            try:
+                ms = spawn_and_reap_ms(contestants[name], env)
+            except (Unmeasurable, OSError) as e:
+                errors[name] = str(e)
+                continue
+            if rnd >= 10:
+                samples[name].append(ms)
+    base = median(samples["true (no wrapper)"]) if samples.get("true (no wrapper)") else None
+    tini = median(samples["tini"]) if samples.get("tini") else None
+    rows = []
+    for name in contestants:
+        s = samples.get(name)
+        if not s:
+            rows.append([name, "not measured: " + errors.get(name, "no sample"), "", "", "", "", "", ""])
+            continue
+        added = f"{median(s) - base:+.3f}" if base is not None and name != "true (no wrapper)" else ""
+        rows.append([name, len(s), f"{min(s):.3f}", f"{median(s):.3f}", f"{pct(s, 90):.3f}", f"{max(s):.3f}",
+                     added, ratio(median(s), tini) if name != "true (no wrapper)" else ""])
+    if samples.get("meshwait"):
+        results["startup"] = {name: {"min_ms": min(s), "median_ms": median(s), "max_ms": max(s)}
+                              for name, s in samples.items()}
+    print_table(f"Figure 3. Start-up overhead: `WRAPPER -- true`, spawn to reap (ms, {runs} rounds)",
+                ["command", "runs", "min", "median", "p90", "max", "added to true (median)", "this / tini"],
+                rows, notes=["meshwait runs as `meshwait --mesh none -- true`: no readiness gate, a full init.",
+                             "Each round runs every command once, in a shuffled order (10 warm-up rounds "
+                             "not counted)."])
 
 
 # --------------------------------------------------------------------------------------------
@@ -784,7 +846,7 @@ def summary(results, quick):
     else:
         rows.append(["signal latency p50 <= 1.2x tini", "n/a", verdict(None)])
     notes = ["--quick: one sample per figure; these verdicts are a smoke check, not a measurement."] if quick else []
-    print_table("Summary: meshwait against its targets", ["target", "measured", "verdict"], rows, notes)
+    print_table(f"Summary ({Path(__file__).name}): meshwait against its targets", ["target", "measured", "verdict"], rows, notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -824,6 +886,7 @@ def main():
     parser.add_argument("--runs", type=int, default=120,
                         help="readiness runs for meshwait (anchors get a quarter); signals per wrapper = 5 x N")
     parser.add_argument("--quick", action="store_true", help="one iteration of each figure (CI smoke, < 60 s)")
+    parser.add_argument("--json", metavar="FILE", help="also write the machine, the tables and the results to FILE")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -832,9 +895,11 @@ def main():
     budget = 55 if args.quick else 600
     if args.quick:
         runs, anchor_runs, signals, warmup, rss_repeats, idle_repeats, window = 1, 1, 1, 1, 1, 1, 1.0
+        startup_runs = 1
     else:
         runs, anchor_runs = args.runs, max(1, args.runs // 4)
         signals, warmup, rss_repeats, idle_repeats, window = 5 * args.runs, 5, 5, 3, 3.0
+        startup_runs = 200
 
     # A stop request or the time budget becomes an exception, so the finally below always runs.
     def stop(signum, _frame):
@@ -863,9 +928,10 @@ def main():
     figures = [
         ("size", lambda: figure_size(meshwait, results)),
         ("peak RSS", lambda: figure_rss(kids, argvs, rss_repeats, results)),
-        ("idle wakeups", lambda: figure_idle(kids, argvs, window, idle_repeats, scratch, results)),
+        ("start-up", lambda: figure_startup(argvs, startup_runs, results)),
         ("readiness", lambda: figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results)),
         ("signals", lambda: figure_signals(kids, argvs, signals, warmup, scratch, results)),
+        ("idle wakeups", lambda: figure_idle(kids, argvs, window, idle_repeats, scratch, results)),
     ]
     try:
         for name, run in figures:
@@ -886,6 +952,12 @@ def main():
         kids.cleanup()
         shutil.rmtree(scratch, ignore_errors=True)
         print(f"\ntotal time: {time.monotonic() - started:.1f} s")
+        if args.json:
+            doc = {"script": "core", "mode": "quick" if args.quick else "full", "machine": machine(),
+                   "versions": {name: version_of([argv[0], "--version"]) for name, argv in argvs.items()},
+                   "tables": TABLES, "results": results}
+            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+            print(f"results written to {args.json}")
     return 0
 
 

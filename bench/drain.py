@@ -10,26 +10,29 @@ the tools interleaved round by round in a shuffled order, so that the noise of a
 hits all of them alike; figures are medians and p90s (nearest rank: every number printed was
 observed) and ratios.
 
-  1. scan time, 18k sockets   9,000 established loopback pairs held by one helper process, plus a
-                              few listeners: `netstat -plunt`, `ss -tan` and
+  6. scan time               about 1k, 10k and 18k sockets (500, 5,000 and 9,000 established loopback
+                              pairs held by one helper process, plus a few listeners): `netstat -tan`,
+                              `netstat -plunt`, the troubleshooting guides' one pass of
+                              `netstat -plunt | grep tcp | grep -v envoy | wc -l`, `ss -tan` and
                               `meshwait drain --until idle --timeout 0 --mesh none` (one scan),
                               and for information `meshwait conns --json --mesh none`; wall time
                               of each run (perf_counter around subprocess.run, stdout /dev/null).
                               Targets: meshwait >= 8x faster than netstat -plunt, >= 2x than ss.
-  2. drain detection latency  `meshwait --mesh none --drain-timeout 10s --quiet-window 0 -- app`,
+  8. drain detection latency  `meshwait --mesh none --drain-timeout 10s --quiet-window 0 -- app`,
                               the app a small HTTP/1.1 server that holds one answer 500 ms; SIGTERM
                               reaches meshwait while the request is in flight (a random 0-300 ms
                               after the app has it). Latency = the app's clock in its SIGTERM
                               handler - the client's when the last answer byte arrived (both
                               CLOCK_MONOTONIC). Target <= 150 ms; with the default 1 s quiet
                               window the table shows latency - 1 s.
-  3. peak RSS, 100k sockets   50,000 established pairs (several holder processes if RLIMIT_NOFILE
-                              cannot be raised); peak RSS of the meshwait scans and of `ss -tan`:
-                              VmHWM at exit under ptrace, cross-checked with GNU time's %M (see
-                              run_peak_rss for why os.wait4 from this script cannot be used as is).
-                              Target <= 1.5 MiB.
+  2b. peak RSS while scanning about 10k, 50k and 100k sockets (several holder processes if
+                              RLIMIT_NOFILE cannot be raised); peak RSS of the meshwait scans and of
+                              `ss -tan`: VmHWM at exit under ptrace, cross-checked with GNU time's %M
+                              (see run_peak_rss for why os.wait4 from this script cannot be used as
+                              is). Target <= 1.5 MiB.
+  (Figures 1-5 and 7 are bench/core.py's.)
 
---quick (CI smoke, < 30 s): 5 rounds instead of 30, and 20,000 pairs instead of 50,000 in (3).
+--quick (CI smoke, < 60 s): 3 rounds instead of 30, and 10k and 40k sockets in (2b).
 Python 3 standard library only; needs unshare (util-linux), ip and ss (iproute2), netstat
 (net-tools), and optionally GNU time (time).
 """
@@ -53,7 +56,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from benchlib import descendants, median, pct
+from benchlib import TABLES, descendants, machine, median, pct, record_table
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
@@ -66,8 +69,12 @@ TARGET_SS_RATIO = 2.0
 TARGET_LATENCY_MS = 150.0
 TARGET_RSS_KIB = 1536  # 1.5 MiB
 
-SCAN_PAIRS = 9_000
-RSS_PAIRS, RSS_PAIRS_QUICK = 50_000, 20_000
+# Established loopback pairs per scan size: about 1k, 10k and 18k sockets (two per pair, plus a
+# few listeners). 18k is the most a pod's netstat loop was seen to face in the guides' setting.
+SCAN_PAIRS = (500, 5_000, 9_000)
+# Peak RSS while scanning about 10k, 50k and 100k sockets.
+RSS_PAIRS, RSS_PAIRS_QUICK = (5_000, 25_000, 50_000), (5_000, 20_000)
+SEEDS_PIPELINE = "netstat -plunt | grep tcp | grep -v envoy | wc -l"
 HOLD_MS = 500
 DRAIN_TIMEOUT = "10s"
 DEFAULT_QUIET_S = 1.0  # meshwait's default --quiet-window
@@ -264,6 +271,7 @@ def fmt_ratio(x):
 def print_table(title, headers, rows, notes=(), left=(0,)):
     """Numbers right-aligned, the columns in `left` (names) left-aligned. A row of two cells is a
     name and a message, printed as is; cells beyond the headers are printed after their row."""
+    record_table(title, headers, rows, notes)
     n = len(headers)
     table = [[str(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
@@ -623,8 +631,11 @@ def scan_tools(meshwait, feats):
     tools["meshwait conns --json"] = ([mw, "conns", "--json", "--mesh", "none"], {0}, why_conns)
     tools["ss -tan"] = (["ss", "-tan"], {0}, None if shutil.which("ss") else
                         "ss not installed (apt-get install iproute2)")
-    tools["netstat -plunt"] = (["netstat", "-plunt"], {0}, None if shutil.which("netstat") else
-                               "netstat not installed (apt-get install net-tools)")
+    no_netstat = None if shutil.which("netstat") else "netstat not installed (apt-get install net-tools)"
+    tools["netstat -tan"] = (["netstat", "-tan"], {0}, no_netstat)
+    tools["netstat -plunt"] = (["netstat", "-plunt"], {0}, no_netstat)
+    # The troubleshooting guides' preStop loop, one pass of it (a shell and three more processes).
+    tools[SEEDS_PIPELINE] = (["sh", "-c", SEEDS_PIPELINE], {0}, no_netstat)
     return tools
 
 
@@ -651,10 +662,10 @@ def conns_note(conns):
 
 
 # --------------------------------------------------------------------------------------------
-# Figure 1: scan time at 18k sockets.
+# Figure 6: scan time at 1k, 10k and 18k sockets.
 # --------------------------------------------------------------------------------------------
 
-def figure_scan(kids, scratch, meshwait, feats, rounds, results):
+def figure_scan(kids, scratch, meshwait, feats, rounds, pairs, results):
     tools = scan_tools(meshwait, feats)
     live = [n for n, (_, _, why) in tools.items() if why is None]
     errors = {n: why for n, (_, _, why) in tools.items() if why}
@@ -675,7 +686,7 @@ def figure_scan(kids, scratch, meshwait, feats, rounds, results):
         ehash = int(Path("/proc/sys/net/ipv4/tcp_ehash_entries").read_text())
     except (OSError, ValueError):
         ehash = None
-    with Farm(kids, scratch, SCAN_PAIRS, timeout=60) as farm:
+    with Farm(kids, scratch, pairs, timeout=60) as farm:
         rep = farm.report
         if not rep["ok"]:
             raise Unmeasurable(f"socket farm: {farm.describe()}")
@@ -731,7 +742,7 @@ def figure_scan(kids, scratch, meshwait, feats, rounds, results):
              "x meshwait: this tool's time / `meshwait drain`'s: median over median, p90 over p90, and the "
              "median of the per-round ratios.",
              "netstat -plunt prints listeners only, but reads all of /proc/net/tcp and, for -p, every "
-             "process's /proc/PID/fd (the farm holds 18k descriptors).",
+             f"process's /proc/PID/fd (the farm holds {2 * pairs:,} descriptors).",
              "meshwait drain: exit 0 = nothing busy, 1 = busy; both count. exits: code:runs."]
     notes += conns_note(conns)
     if empty:
@@ -740,18 +751,18 @@ def figure_scan(kids, scratch, meshwait, feats, rounds, results):
         notes.append("with no sockets at all (same namespace, before the farm; median of "
                      f"{EMPTY_RUNS}): " + ", ".join(f"{n} {median(v):.2f} ms" for n, v in empty.items())
                      + f". Each netlink dump walks the whole TCP hash table ({table}).")
-    print_table(f"Figure 1. Scan time at {rep['sockets']:,} TCP sockets ({rep['pairs']:,} established "
+    print_table(f"Figure 6. Scan time at {rep['sockets']:,} TCP sockets ({rep['pairs']:,} established "
                 "loopback pairs + listeners), ms per run, wall clock",
                 ["tool", "runs", "min", "median", "p90", "max", "x meshwait (median)", "(p90)",
                  "(per round)", "exits"], rows, notes)
-    results["scan_18k"] = {"farm": rep, "ss_established": estab, "ss_listening": listening,
+    results.setdefault("scan", {})[str(pairs)] = {"farm": rep, "ss_established": estab, "ss_listening": listening,
                            "no_sockets_median_ms": {n: median(v) for n, v in empty.items()},
                            "tcp_ehash_entries": ehash,
                            "rounds": rounds, "tools": out, "meshwait_conns_check": conns}
 
 
 # --------------------------------------------------------------------------------------------
-# Figure 2: drain detection latency.
+# Figure 8: drain detection latency.
 # --------------------------------------------------------------------------------------------
 
 APP_PORT = 18080
@@ -891,7 +902,7 @@ def figure_latency(kids, scratch, meshwait, feats, rounds, control_runs, quick, 
         notes.append(f"'SIGTERM at once' is the protocol without the random delay: the hold then lasts "
                      f"{HOLD_MS} ms from the SIGTERM, a whole number of meshwait's 100 ms polls, so a poll "
                      "lands just after the answer (a best case, not a typical one).")
-    print_table("Figure 2. Drain detection latency (ms): answer complete -> SIGTERM reaches the app",
+    print_table("Figure 8. Drain detection latency (ms): answer complete -> SIGTERM reaches the app",
                 ["variant", "runs", "min", "median", "p90", "max", "SIGTERM->app (median)", "early/cut",
                  "exit!=0"], rows, notes)
     results["drain_latency"] = {"hold_ms": HOLD_MS, "sigterm_spread_ms": SIGTERM_SPREAD_S * 1000,
@@ -899,7 +910,7 @@ def figure_latency(kids, scratch, meshwait, feats, rounds, control_runs, quick, 
 
 
 # --------------------------------------------------------------------------------------------
-# Figure 3: peak RSS during a 100k-socket scan.
+# Figure 2b: peak RSS during a scan of 10k, 50k and 100k sockets.
 # --------------------------------------------------------------------------------------------
 
 def figure_rss(kids, scratch, meshwait, feats, pairs, repeats, budget_left, results):
@@ -965,11 +976,11 @@ def figure_rss(kids, scratch, meshwait, feats, pairs, repeats, budget_left, resu
     notes = [n for n in notes if n] + conns_note(conns)
     if not rep["ok"]:
         notes.append(f"the farm stopped early: {rep['error']} -- limit hit: {rep['limit']}.")
-    print_table(f"Figure 3. Peak RSS while scanning {rep['sockets']:,} TCP sockets "
+    print_table(f"Figure 2b. Peak RSS while scanning {rep['sockets']:,} TCP sockets "
                 f"({rep['pairs']:,} established pairs, {repeats} runs each)",
                 ["tool", "runs", "VmHWM median KiB", "max KiB", "max MiB", "GNU time %M median / max",
                  "wall ms (median)", "x meshwait"], rows, notes)
-    results["rss_100k"] = {"farm": rep, "ss_established": estab, "ss_listening": listening,
+    results.setdefault("rss", {})[str(pairs)] = {"farm": rep, "ss_established": estab, "ss_listening": listening,
                            "repeats": repeats, "tools": out, "meshwait_conns_check": conns}
 
 
@@ -981,8 +992,9 @@ def summary(results, quick):
     def verdict(ok):
         return "not measured" if ok is None else ("met" if ok else "NOT MET")
 
-    rows, verdicts = [], {}
-    tools = results.get("scan_18k", {}).get("tools", {})
+    rows = []
+    scans = results.get("scan", {})
+    tools = scans[max(scans, key=int)].get("tools", {}) if scans else {}
     for key, label, target in (("netstat -plunt", "scan >= 8x faster than netstat -plunt", TARGET_NETSTAT_RATIO),
                                ("ss -tan", "scan >= 2x faster than ss -tan", TARGET_SS_RATIO)):
         r = tools.get(key, {}).get("ratio_to_meshwait_median")
@@ -1004,7 +1016,8 @@ def summary(results, quick):
         rows.append(["  default 1 s window: latency - 1 s",
                      f"median {qd['median_ms']:.1f}, p90 {qd['p90_ms']:.1f}, max {qd['max_ms']:.1f} ms; "
                      f"{qd['early_or_cut']} early", "(information)"])
-    rss = results.get("rss_100k", {})
+    rss_runs = results.get("rss", {})
+    rss = rss_runs[max(rss_runs, key=int)] if rss_runs else {}
     worst = None
     for n in ("meshwait drain", "meshwait conns --json"):
         t = rss.get("tools", {}).get(n, {})
@@ -1015,8 +1028,8 @@ def summary(results, quick):
     label = f"peak RSS <= 1.5 MiB scanning {sockets:,} sockets"
     rows.append([label, f"{worst} KiB = {worst / 1024:.2f} MiB (max of drain and conns)" if worst else "n/a",
                  verdict(None if worst is None else worst <= TARGET_RSS_KIB)])
-    notes = ["--quick: 5 rounds, 20k pairs in figure 3: a smoke check, not a measurement."] if quick else []
-    print_table("Summary: meshwait against its targets", ["target", "measured", "verdict"], rows, notes)
+    notes = ["--quick: 3 rounds, 20k pairs at most in figure 2b: a smoke check, not a measurement."] if quick else []
+    print_table(f"Summary ({Path(__file__).name}): meshwait against its targets", ["target", "measured", "verdict"], rows, notes)
     results["verdicts"] = {row[0].strip(): row[2] for row in rows}
 
 
@@ -1049,7 +1062,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--meshwait", help=f"meshwait binary (default: {DEFAULT_MESHWAIT.relative_to(REPO)}, "
                                            f"else {FALLBACK_MESHWAIT.relative_to(REPO)})")
-    parser.add_argument("--quick", action="store_true", help="5 rounds, 20k pairs in figure 3 (CI, < 30 s)")
+    parser.add_argument("--quick", action="store_true", help="3 rounds, 20k pairs at most in figure 2b (CI, < 60 s)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -1059,11 +1072,11 @@ def main():
         sys.exit("drain.py needs `ip` (apt-get install iproute2)")
 
     started = mono()
-    budget = 28 if args.quick else 900
-    rounds = 5 if args.quick else 30
+    budget = 60 if args.quick else 1500
+    rounds = 3 if args.quick else 30
     control_runs = 1 if args.quick else 3
     rss_pairs = RSS_PAIRS_QUICK if args.quick else RSS_PAIRS
-    rss_repeats = 3 if args.quick else 10
+    rss_repeats = 2 if args.quick else 10
 
     enter_namespaces(sys.argv[1:])
 
@@ -1097,13 +1110,14 @@ def main():
     scratch = Path(tempfile.mkdtemp(prefix="meshwait-drain-bench-"))
     kids = Children()
     budget_left = lambda: budget - (mono() - started)
-    figures = [
-        ("scan time", lambda: figure_scan(kids, scratch, meshwait, feats, rounds, results)),
-        ("drain latency", lambda: figure_latency(kids, scratch, meshwait, feats, rounds, control_runs,
-                                                 args.quick, results)),
-        ("peak RSS", lambda: figure_rss(kids, scratch, meshwait, feats, rss_pairs, rss_repeats,
-                                        budget_left, results)),
-    ]
+    figures = [(f"scan time, {p:,} pairs",
+                lambda p=p: figure_scan(kids, scratch, meshwait, feats, rounds, p, results))
+               for p in SCAN_PAIRS]
+    figures.append(("drain latency", lambda: figure_latency(kids, scratch, meshwait, feats, rounds,
+                                                            control_runs, args.quick, results)))
+    figures += [(f"peak RSS, {p:,} pairs",
+                 lambda p=p: figure_rss(kids, scratch, meshwait, feats, p, rss_repeats, budget_left, results))
+                for p in rss_pairs]
     status = 0
     try:
         for name, run in figures:
@@ -1133,7 +1147,9 @@ def main():
         results["meta"]["seconds"] = round(mono() - started, 2)
         print(f"\ntotal time: {mono() - started:.1f} s")
         if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+            doc = {"script": "drain", "mode": "quick" if args.quick else "full", "machine": machine(),
+                   "tables": TABLES, "results": results}
+            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
             print(f"results written to {args.json}")
     return status
 
