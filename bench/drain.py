@@ -953,7 +953,7 @@ def figure_rss(kids, scratch, meshwait, feats, pairs, repeats, budget_left, resu
             rows.append([name, f"not measured: {errors.get(name, 'no sample')}"])
             out[name] = {"error": errors.get(name, "no sample")}
             continue
-        rows.append([name, len(s), median(s), max(s), f"{max(s) / 1024:.2f}",
+        rows.append([name, len(s), min(s), median(s), max(s), f"{max(s) / 1024:.2f}",
                      f"{median(g)} / {max(g)}" if g else "n/a",
                      f"{median(wall[name]):.1f}" if wall[name] else "n/a",
                      fmt_ratio(median(s) / base if base else None)])
@@ -978,7 +978,7 @@ def figure_rss(kids, scratch, meshwait, feats, pairs, repeats, budget_left, resu
         notes.append(f"the farm stopped early: {rep['error']} -- limit hit: {rep['limit']}.")
     print_table(f"Figure 2b. Peak RSS while scanning {rep['sockets']:,} TCP sockets "
                 f"({rep['pairs']:,} established pairs, {repeats} runs each)",
-                ["tool", "runs", "VmHWM median KiB", "max KiB", "max MiB", "GNU time %M median / max",
+                ["tool", "runs", "VmHWM min KiB", "median", "max", "max MiB", "GNU time %M median / max",
                  "wall ms (median)", "x meshwait"], rows, notes)
     results.setdefault("rss", {})[str(pairs)] = {"farm": rep, "ss_established": estab, "ss_listening": listening,
                            "repeats": repeats, "tools": out, "meshwait_conns_check": conns}

@@ -49,9 +49,14 @@ def markdown_table(table):
         if extra:
             row[-1] = (row[-1] + " " + " ".join(extra)).strip()
         lines.append("| " + " | ".join(cell(c) for c in row) + " |")
+    bullets = []
     for note in table["notes"]:
-        lines.append("")
-        lines.append(f"- {note}")
+        if note.startswith("  ") and bullets:  # a note's continuation line
+            bullets[-1] += " " + note.strip()
+        elif note.strip():
+            bullets.append(f"- {note.strip()}")
+    if bullets:
+        lines += [""] + bullets
     return "\n".join(lines)
 
 

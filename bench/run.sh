@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole benchmark suite in one command, on a fresh Debian machine:
 #
-#   bash bench/run.sh            # full run (about 15 minutes): writes BENCHMARKS.md and bench/scan-time.png
-#   bash bench/run.sh --quick    # one pass of every figure, a smoke check (CI), about 2 minutes
-#   bash bench/run.sh --out DIR  # write BENCHMARKS.md and scan-time.png into DIR instead
+#   bash bench/run.sh            # full run (about 6 minutes on 2 cores): writes BENCHMARKS.md,
+#                                # bench/scan-time.png and the raw results in bench/results/
+#   bash bench/run.sh --quick    # one pass of every figure, a smoke check (CI), under a minute
+#   bash bench/run.sh --out DIR  # write all of it into DIR instead
 #
 # Installs the tools meshwait is compared with (tini, tini-static, dumb-init, catatonit, netstat,
 # ss, strace, GNU time) from Debian's packages, builds the static musl binary, runs
@@ -24,11 +25,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ -n "$out" ]; then
-  mkdir -p "$out"
-  report=$out/BENCHMARKS.md plot=$out/scan-time.png
+  report=$out/BENCHMARKS.md plot=$out/scan-time.png raw=$out
 else
-  report=BENCHMARKS.md plot=bench/scan-time.png
+  report=BENCHMARKS.md plot=bench/scan-time.png raw=bench/results
 fi
+mkdir -p "$raw"
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 step() { printf '\n=== %s\n' "$*"; }
@@ -60,16 +61,15 @@ fi
 "$venv/bin/python" -c 'import matplotlib' 2>/dev/null \
   || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'matplotlib>=3.7,<4'
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"
+# Written by the root-run drain benchmark too: make sure the directory is ours first.
+touch "$raw/core.json" "$raw/drain.json"
 
 step "core: size, RSS, start-up, readiness, signals, idle wakeups"
-"$PY" bench/core.py "${quick[@]}" --meshwait "$bin" --json "$tmp/core.json"
+"$PY" bench/core.py "${quick[@]}" --meshwait "$bin" --json "$raw/core.json"
 
 step "drain: socket scans, drain detection, RSS while scanning (root)"
-$SUDO "$PY" bench/drain.py "${quick[@]}" --meshwait "$bin" --json "$tmp/drain.json"
+$SUDO "$PY" bench/drain.py "${quick[@]}" --meshwait "$bin" --json "$raw/drain.json"
 
 step "report"
-"$venv/bin/python" bench/report.py --core "$tmp/core.json" --drain "$tmp/drain.json" \
+"$venv/bin/python" bench/report.py --core "$raw/core.json" --drain "$raw/drain.json" \
   --out "$report" --plot "$plot" --command "bash bench/run.sh${quick:+ --quick}"
