@@ -68,4 +68,6 @@ def machine():
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
             "cpu_model": model, "mem_gib": round(mem_kib / 1048576, 1) if mem_kib else None,
-            "python": platform.python_version(), "command": " ".join(sys.argv)}
+            "python": platform.python_version(),
+            # Relative to the working directory: drain.py re-executes itself by absolute path.
+            "command": " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])}
