@@ -204,12 +204,7 @@ def main():
     binary = os.open(args.envoy, os.O_RDONLY)
     os.set_inheritable(binary, True)
 
-    os.setgroups([])
-    os.setgid(args.uid)
-    os.setuid(args.uid)
-    # A UID change clears the parent-death signal: set it again, or a harness killed with -9
-    # would leave this agent and its Envoy running.
-    network.die_with_parent()
+    network.become(args.uid)
     # Bound after the UID drop, so that these sockets carry the proxy's UID as pilot-agent's do.
     xds = socket.create_server(("127.0.0.1", XDS_PORT))
     status = http.server.ThreadingHTTPServer(("0.0.0.0", STATUS_PORTS[args.layout]), None)

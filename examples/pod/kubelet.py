@@ -25,14 +25,19 @@ import network
 MINIMUM_GRACE = 2.0
 
 
+def container_env(env=None):
+    """A container's environment is its manifest's `env:`, not the harness's: MESHWAIT_* settings
+    of whoever runs the harness must not leak into the pod."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MESHWAIT_")}
+    clean.update(env or {})
+    return clean
+
+
 class Container:
     def __init__(self, name, argv, log_path, env=None, pre_stop=None, pre_stop_uid=0):
         self.name = name
         self.argv = argv
-        # A container's environment is its manifest's `env:`, not the harness's: MESHWAIT_*
-        # settings of whoever runs the harness must not leak into the pod.
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MESHWAIT_")}
-        self.env.update(env or {})
+        self.env = container_env(env)
         self.log_path = log_path
         self.pre_stop = pre_stop
         self.pre_stop_uid = pre_stop_uid
@@ -139,22 +144,12 @@ class Pod:
 
     def _run_hook(self, c, deadline):
         start = time.monotonic()
-        uid = c.pre_stop_uid
-
-        def enter():
-            self.net.pod.enter()
-            if uid:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-            # After the UID change, which clears it.
-            network.die_with_parent()
-
         with open(c.log_path, "ab") as log:
             log.write(f"kubelet: preStop {' '.join(c.pre_stop)}\n".encode())
             log.flush()
             hook = subprocess.Popen(c.pre_stop, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=c.env, preexec_fn=enter)
+                                    stderr=subprocess.STDOUT, env=c.env,
+                                    preexec_fn=self.net.pod.enter_as(c.pre_stop_uid))
         try:
             code = hook.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

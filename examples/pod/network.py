@@ -25,6 +25,16 @@ def die_with_parent():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def become(uid):
+    """Run as `uid` (user and group, no supplementary groups) from here on. A UID change clears
+    the parent-death signal, so it is set again: a harness killed with -9 must leave nothing of
+    this process behind."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    die_with_parent()
+
+
 def tool(name):
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
     if not path:
@@ -64,6 +74,18 @@ class Namespace:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "setns")
         os.close(fd)
+
+    def enter_as(self, uid):
+        """A preexec_fn: into this namespace, then as `uid` (0: stay root)."""
+
+        def enter():
+            self.enter()
+            if uid:
+                become(uid)
+            else:
+                die_with_parent()
+
+        return enter
 
     def run(self, argv, stdin=None):
         result = subprocess.run(

@@ -105,16 +105,24 @@ class Run:
 
     def in_pod(self, argv, uid=0):
         """A command in the pod's network namespace (kubectl exec), as `uid`."""
+        return subprocess.run(argv, preexec_fn=self.net.pod.enter_as(uid), capture_output=True,
+                              text=True, env=kubelet.container_env())
 
-        def enter():
-            self.net.pod.enter()
-            if uid:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHWAIT_")}
-        return subprocess.run(argv, preexec_fn=enter, capture_output=True, text=True, env=env)
+    def request_in_flight(self, secs):
+        """(client process, when it was started) for a GET /work?secs=N through the inbound path,
+        once the app serves and has started its upstream call; None, with a failed check, if it
+        never gets that far."""
+        up = self.client("/healthz", retry_for=20)
+        if up.get("status") != 200:
+            self.check("the app serves through the inbound path before the test", False, up)
+            return None
+        sent = time.monotonic()
+        client = self.client(f"/work?secs={secs:g}", background=True)
+        if not self.wait_log("app", "calling upstream", 5):
+            self.check("the request reaches the app and its upstream call starts", False)
+            client.kill()
+            return None
+        return client, sent
 
     def wait_log(self, container, needle, timeout):
         deadline = time.monotonic() + timeout
@@ -231,15 +239,10 @@ def long_request(opts, variant, secs=8.0, grace=30):
         pod = run.start(run.sidecar(drain=5.0, pre_stop=pre_stop),
                         run.app(["--serve", "8080"], meshwait, env), grace=grace,
                         hold_app=meshwait is None)
-        up = run.client("/healthz", retry_for=20)
-        if up.get("status") != 200:
-            run.check("the app serves through the inbound path before the test", False, up)
+        started = run.request_in_flight(secs)
+        if not started:
             return run, None
-        sent = time.monotonic()
-        client = run.client(f"/work?secs={secs:g}", background=True)
-        if not run.wait_log("app", "calling upstream", 5):
-            run.check("the request reaches the app and its upstream call starts", False)
-            return run, None
+        client, sent = started
         time.sleep(1.0)
         pod.delete()
         ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
@@ -335,14 +338,10 @@ def linkerd_sockets(opts):
     run = Run("Linkerd: sockets of UID 2102 are the proxy's", opts, "linkerd")
     with run:
         run.start(run.sidecar(), run.app(["--serve", "8080"], ["--mesh", "linkerd"]))
-        up = run.client("/healthz", retry_for=20)
-        if up.get("status") != 200:
-            run.check("the app serves through the inbound path before the test", False, up)
+        started = run.request_in_flight(3)
+        if not started:
             return run, None
-        client = run.client("/work?secs=3", background=True)
-        if not run.wait_log("app", "calling upstream", 5):
-            run.check("the request reaches the app and its upstream call starts", False)
-            return run, None
+        client, _ = started
         time.sleep(0.3)
 
         def owner_of_proxy_upstream_call(mesh):
