@@ -211,7 +211,7 @@ def farm_main(argv):
 
 
 # --------------------------------------------------------------------------------------------
-# Helper process 2: the app of figure 2. A one-connection-at-a-time HTTP/1.1 server on
+# Helper process 2: the app of figure 8. A one-connection-at-a-time HTTP/1.1 server on
 # 127.0.0.1:PORT that holds each answer HOLD ms. It drops marker files in DIR: `listening`,
 # `received` (the request is in) and `sigterm` (CLOCK_MONOTONIC in its SIGTERM handler, after
 # which it exits 0 at once; keep-alive connections are reset rather than left in TIME_WAIT).
@@ -924,7 +924,7 @@ def figure_rss(kids, scratch, meshwait, feats, pairs, repeats, budget_left, resu
     wall = {n: [] for n in names}
     with Farm(kids, scratch, pairs, timeout=max(10.0, min(180.0, budget_left() - 5))) as farm:
         rep = farm.report
-        time.sleep(SETTLE_S)  # as in figure 1: the scans see idle sockets, all alike
+        time.sleep(SETTLE_S)  # as in figure 6: the scans see idle sockets, all alike
         estab, listening = count_sockets()
         print(f"  farm: {farm.describe()}; ss sees {estab} established, {listening} listening", flush=True)
         conns = check_conns_output(meshwait, feats)
@@ -1126,6 +1126,7 @@ def main():
                 run()
             except (Unmeasurable, OSError, subprocess.SubprocessError) as e:
                 print(f"\nFigure '{name}' could not be measured: {type(e).__name__}: {e}")
+                status = 1  # fails the run, so that CI's smoke pass notices rot
                 results.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
             cpu1 = cpu_times()
             total = max(1, cpu1[0] - cpu0[0])

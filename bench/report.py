@@ -33,7 +33,10 @@ def figure_key(table):
 
 
 def cell(text):
-    return str(text).replace("|", "\\|")
+    text = str(text)
+    indent = len(text) - len(text.lstrip(" "))
+    # Markdown drops leading spaces; an indented row (a sub-row of the one above) keeps its look.
+    return "&emsp;" * (indent // 2) + text.lstrip(" ").replace("|", "\\|")
 
 
 def markdown_table(table):
@@ -127,7 +130,7 @@ def main():
         "the same machine, interleaved so that noise hits every tool alike. Ratios compare within",
         "the run; absolute times move with the machine's load.",
         "",
-        f"- **Command**: `{args.command}` (`bench/core.py` and `sudo bench/drain.py`, then this report)",
+        f"- **Command**: `{args.command}` (`bench/core.py`, then `bench/drain.py` as root, then this report)",
         f"- **Date**: {m['date']}",
         f"- **Machine**: {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, Linux {m['kernel']},"
         f" Python {m['python']}",
@@ -152,8 +155,10 @@ def main():
     out += ["## Figures", "",
             "1 size, 2 peak RSS supervising `sleep`, 2b peak RSS while scanning sockets, 3 start-up",
             "overhead, 4 readiness to exec, 5 signal forwarding, 6 socket scan at about 1k, 10k and 18k",
-            "sockets, 7 idle wakeups, 8 drain detection. Each table gives min / median (or p50) / max",
-            "over the repeated runs, or says why a row could not be measured.", ""]
+            "sockets, 7 idle wakeups, 8 drain detection. The main measure of each figure is given as",
+            "min / median (or p50) / max over the repeated runs; secondary columns may be medians",
+            "only. A row that could not be measured says why. Ratio columns name their direction:",
+            "`meshwait / this` is below 1 where meshwait is smaller or faster, `x meshwait` above 1.", ""]
     for t in tables:
         out += [markdown_table(t), ""]
     Path(args.out).write_text("\n".join(out).rstrip() + "\n")

@@ -3,7 +3,8 @@
 #
 #   bash bench/run.sh            # full run (about 6 minutes on 2 cores): writes BENCHMARKS.md,
 #                                # bench/scan-time.png and the raw results in bench/results/
-#   bash bench/run.sh --quick    # one pass of every figure, a smoke check (CI), under a minute
+#   bash bench/run.sh --quick    # one pass of every figure, a smoke check (CI), under a minute;
+#                                # writes into target/bench-quick/, never over the committed report
 #   bash bench/run.sh --out DIR  # write all of it into DIR instead
 #
 # Installs the tools meshwait is compared with (tini, tini-static, dumb-init, catatonit, netstat,
@@ -24,6 +25,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+# A smoke run's numbers are not measurements: they never replace the committed report.
+[ -n "$out" ] || [ ${#quick[@]} -eq 0 ] || out=target/bench-quick
 if [ -n "$out" ]; then
   report=$out/BENCHMARKS.md plot=$out/scan-time.png raw=$out
 else
@@ -34,15 +37,18 @@ SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 step() { printf '\n=== %s\n' "$*"; }
 
+apt_install() {
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 step "comparison tools"
+command -v cargo >/dev/null || { echo "bench/run.sh needs Rust (cargo and rustup): https://rustup.rs" >&2; exit 1; }
 missing=()
-for pkg in tini dumb-init catatonit net-tools iproute2 util-linux strace time musl-tools; do
+for pkg in python3 tini dumb-init catatonit net-tools iproute2 util-linux strace time musl-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 step "static meshwait"
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
@@ -52,11 +58,15 @@ bin=target/x86_64-unknown-linux-musl/release/meshwait
 step "plotting environment (matplotlib, bench only)"
 venv=target/bench-venv
 PY=$(command -v python3)
-if [ ! -x "$venv/bin/python" ]; then
-  "$PY" -m venv "$venv" 2>/dev/null || {
-    $SUDO apt-get install -y -qq python3-venv >/dev/null
+# A venv without pip (Debian's python3 lacks ensurepip until python3-venv is installed) is
+# useless: start again rather than fail on every later run.
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  rm -rf "$venv"
+  if ! "$PY" -m venv "$venv"; then
+    rm -rf "$venv"
+    apt_install python3-venv
     "$PY" -m venv "$venv"
-  }
+  fi
 fi
 "$venv/bin/python" -c 'import matplotlib' 2>/dev/null \
   || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'matplotlib>=3.7,<4'
