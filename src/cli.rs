@@ -277,15 +277,41 @@ impl LogArgs {
 
 impl Cli {
     /// Parses argv, treating anything that does not start with a subcommand name as run mode.
+    ///
+    /// The log flags are global and may come first: `meshwait -q drain` is the drain subcommand,
+    /// not an app named `drain` behind a readiness gate (which would hang a preStop hook).
     pub fn parse_args(mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
-        let first = args.get(1).and_then(|a| a.to_str());
+        let first = leading_log_flags(&args);
+        let word = args.get(first).and_then(|a| a.to_str());
         let explicit =
-            first.is_some_and(|a| SUBCOMMANDS.contains(&a) || TOP_LEVEL_FLAGS.contains(&a));
+            word.is_some_and(|a| SUBCOMMANDS.contains(&a) || TOP_LEVEL_FLAGS.contains(&a));
         if !explicit {
-            args.insert(1.min(args.len()), OsString::from("run"));
+            args.insert(first.min(args.len()), OsString::from("run"));
         }
         Cli::try_parse_from(args)
     }
+}
+
+/// The index of the first argument after any leading global log flags (`-q`, `-vv`,
+/// `--log-level debug`, `--log-format=json`, ...).
+fn leading_log_flags(args: &[OsString]) -> usize {
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        let counted = arg.len() > 1
+            && arg.starts_with('-')
+            && !arg.starts_with("--")
+            && arg[1..].chars().all(|c| c == 'q' || c == 'v');
+        if counted || arg == "--quiet" || arg == "--verbose" {
+            i += 1;
+        } else if arg == "--log-level" || arg == "--log-format" {
+            i += 2;
+        } else if arg.starts_with("--log-level=") || arg.starts_with("--log-format=") {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
 }
 
 /// Longer than any wait a pod could mean, and far from the point where adding it to a clock
@@ -331,6 +357,27 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(run.command, ["python", "-u", "app.py"]);
+    }
+
+    #[test]
+    fn log_flags_before_a_subcommand_keep_it_a_subcommand() {
+        for args in [
+            &["meshwait", "-q", "drain", "--timeout", "0"][..],
+            &["meshwait", "-vv", "--log-format", "json", "drain"],
+            &["meshwait", "--log-level=debug", "--quiet", "drain"],
+        ] {
+            let cli = parse(args).unwrap();
+            assert!(matches!(cli.command, Command::Drain(_)), "{args:?}");
+        }
+        // Anything else before the word still makes it run mode: the word is the app.
+        let cli = parse(&["meshwait", "-q", "--mesh", "none", "drain"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["drain"]);
+        assert!(cli.log.quiet == 1);
+        let cli = parse(&["meshwait", "-q", "--", "drain"]).unwrap();
+        assert!(matches!(cli.command, Command::Run(_)));
     }
 
     #[test]
