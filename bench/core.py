@@ -27,6 +27,7 @@ import random
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -51,6 +52,7 @@ TARGET_SIGNAL_RATIO = 1.2
 
 WRAPPER_NAMES = ("meshwait", "tini", "tini-static", "dumb-init", "catatonit")
 MESHWAIT_INTERVAL = "50ms"  # the default, passed explicitly so the figure says what it measured
+LISTENER_ROW = f"meshwait --interval {MESHWAIT_INTERVAL}, proxy listener at the flip"
 
 
 class Unmeasurable(Exception):
@@ -596,10 +598,27 @@ class ReadinessServer:
                                        daemon=True)
         self.thread.start()
 
-    def arm(self, run, flip_ns):
+        self.listener = None  # the stand-in for the proxy's capture listener, open after a flip
+
+    def arm(self, run, flip_ns, listen_port=None):
+        """Sets up a run. With `listen_port`, a listener also opens there at the flip, as Envoy's
+        capture listeners open in the step that makes it ready."""
         with self.lock:
             self.run, self.flip_ns = str(run), flip_ns
             self.not_ready, self.ready = [], []
+            if self.listener:
+                self.listener.close()
+                self.listener = None
+        if listen_port:
+            def open_at_flip():
+                time.sleep(max(0.0, (flip_ns - time.time_ns()) / 1e9))
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", listen_port))
+                sock.listen()
+                with self.lock:
+                    self.listener = sock
+            threading.Thread(target=open_at_flip, daemon=True).start()
 
     def observed(self):
         with self.lock:
@@ -608,6 +627,8 @@ class ReadinessServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+        if self.listener:
+            self.listener.close()
 
 
 # Models the two usual alternatives with the same probe-then-sleep shape they really have:
@@ -632,11 +653,11 @@ os.execvp("date", ["date", "+%s%N"])
 """
 
 
-def readiness_run(kids, server, run, argv_for_url):
+def readiness_run(kids, server, run, argv_for_url, listen_port=None):
     """One run: start the gate, flip at a random instant 300-800 ms later, read the app's clock."""
     start_ns = time.time_ns()
     flip_ns = start_ns + random.randint(300_000, 800_000) * 1000
-    server.arm(run, flip_ns)
+    server.arm(run, flip_ns, listen_port)
     url = f"http://127.0.0.1:{server.port}/ready/{run}"
     proc = kids.spawn(argv_for_url(url), stdout=subprocess.PIPE)
     try:
@@ -675,10 +696,18 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
     poll.write_text(POLL_LOOP)
     methods = collections.OrderedDict()
     have_meshwait = bool(meshwait) and os.access(meshwait, os.X_OK)
-    methods[f"meshwait --interval {MESHWAIT_INTERVAL}"] = (
+    # A free port stands for the proxy's capture listener (15001 in Istio).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        listen_port = s.getsockname()[1]
+    methods[f"meshwait --interval {MESHWAIT_INTERVAL} (probes only)"] = (
         runs if have_meshwait else 0,
         lambda url: [str(meshwait), "--ready-url", url, "--interval", MESHWAIT_INTERVAL,
-                     "--", "date", "+%s%N"])
+                     "--watch-listener", "0", "--", "date", "+%s%N"])
+    methods[LISTENER_ROW] = (
+        runs if have_meshwait else 0,
+        lambda url: [str(meshwait), "--ready-url", url, "--interval", MESHWAIT_INTERVAL,
+                     "--watch-listener", str(listen_port), "--", "date", "+%s%N"])
     methods["poll 500 ms (pilot-agent wait)"] = (
         anchor_runs, lambda url: [PYTHON, str(poll), url, "0.5"])
     methods["poll 1 s (shell loop)"] = (
@@ -697,7 +726,8 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
     try:
         for run, name in enumerate(schedule):
             try:
-                outcomes[name].append(readiness_run(kids, server, run, methods[name][1]))
+                outcomes[name].append(readiness_run(kids, server, run, methods[name][1],
+                                                    listen_port if name == LISTENER_ROW else None))
             except Unmeasurable as e:
                 failures[name].append(str(e))
     finally:
@@ -719,6 +749,8 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
         if base is None and name.startswith("meshwait"):
             base = p50
             results["ready"] = (p50, pct(lat, 99), raw_rate, steady, len(lat))
+        if name == LISTENER_ROW:
+            results["ready_listener"] = (p50, pct(lat, 99), raw_rate, steady, len(lat))
         rows.append([name, f"{len(lat)}/{len(lat) + len(failures[name])}", f"{min(lat):.1f}", f"{p50:.1f}",
                      f"{pct(lat, 99):.1f}", f"{max(lat):.1f}", f"{raw_rate:.2f}",
                      f"{steady:.2f}" if steady else "n/a",
@@ -731,6 +763,9 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
         "p99 is nearest-rank: with fewer than 100 runs it is the maximum.",
         "fixed-period polling: the wait from flip to the next probe is ~uniform in [0, period),",
         "  so p50 cannot be below about period/2 (25 ms at 50 ms) plus probe + fork/exec time.",
+        "proxy listener at the flip: a listener opens on a port of the run's own when the endpoint turns",
+        "  ready, as Envoy's capture listeners (15001/15006) open in the step that makes it ready;",
+        "  meshwait --watch-listener PORT looks at the listening sockets every 5 ms and probes at once.",
     ]
     for name, errs in failures.items():
         if errs:
@@ -837,10 +872,18 @@ def summary(results, quick):
     if ready:
         p50, p99, raw_rate, steady, n = ready
         rate = steady if steady is not None else raw_rate
-        rows.append(["ready->exec p50 <= 20 ms", f"{p50:.1f} ms ({n} runs)", verdict(p50 <= TARGET_READY_P50_MS)])
+        rows.append(["ready->exec p50 <= 20 ms", f"{p50:.1f} ms ({n} runs; probes only)", verdict(p50 <= TARGET_READY_P50_MS)])
         rows.append(["ready->exec p99 <= 60 ms", f"{p99:.1f} ms", verdict(p99 <= TARGET_READY_P99_MS)])
         rows.append(["... at <= 20 probes/s", f"{rate:.2f}/s steady ({raw_rate:.2f}/s incl. first probe)",
                      verdict(rate <= TARGET_PROBES_PER_S + 0.05)])  # 0.05: clock granularity, not load
+        listener = results.get("ready_listener")
+        if listener:
+            lp50, lp99, lraw, lsteady, ln = listener
+            lrate = lsteady if lsteady is not None else lraw
+            rows.append(["ready->exec p50 <= 20 ms, p99 <= 60 ms", f"{lp50:.1f} / {lp99:.1f} ms ({ln} runs; "
+                         f"proxy listener at the flip) at {lrate:.2f}/s steady",
+                         verdict(lp50 <= TARGET_READY_P50_MS and lp99 <= TARGET_READY_P99_MS
+                                 and lrate <= TARGET_PROBES_PER_S + 0.05)])
     else:
         rows.append(["ready->exec p50/p99 at <= 20 probes/s", "n/a", verdict(None)])
     idle = results.get("idle")

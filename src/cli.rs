@@ -74,6 +74,14 @@ pub struct GateArgs {
     /// What to do when --timeout expires: exit 69 (`fail`) or start the app anyway (`start`).
     #[arg(long, env = "MESHWAIT_ON_TIMEOUT", value_enum, default_value_t = OnTimeout::Fail)]
     pub on_timeout: OnTimeout,
+    /// Probe at once when a listener appears on this port (repeatable; default from --mesh: istio 15001,15006, linkerd 4140,4143; 0: none).
+    #[arg(
+        long,
+        env = "MESHWAIT_WATCH_LISTENER",
+        value_name = "PORT",
+        value_delimiter = ','
+    )]
+    pub watch_listener: Vec<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

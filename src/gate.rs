@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::listener_watch::{self, ListenerWatch};
 use crate::plan::GatePlan;
 use crate::probe::{self, Kind, Outcome};
 use crate::reaper;
@@ -42,6 +43,11 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
     let mut in_flight: Option<Pin<Box<dyn Future<Output = Outcome> + '_>>> = None;
     let mut probes = 0u64;
     let mut last: Option<Outcome> = None;
+    // The proxy's capture listeners: when they appear (having been absent), probe at once.
+    let mut watch = ListenerWatch::new(&plan.watch_ports);
+    let mut next_look = started;
+    let mut seen_absent = false;
+    let mut probe_again_at_once = false;
 
     loop {
         tokio::select! {
@@ -85,6 +91,12 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                 }
                 narrator.not_ready(&outcome, probes);
                 last = Some(outcome);
+                if probe_again_at_once {
+                    // The listeners appeared while this probe was out: it may have been answered
+                    // before the proxy was ready.
+                    probe_again_at_once = false;
+                    next_start = Instant::now();
+                }
             },
             _ = tokio::time::sleep_until(next_start), if in_flight.is_none() => {
                 let now = Instant::now();
@@ -95,6 +107,33 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     None => plan.request_timeout,
                 };
                 in_flight = Some(Box::pin(probe::probe(&plan.url, limit.max(Duration::from_millis(1)))));
+            },
+            _ = tokio::time::sleep_until(next_look), if watch.is_some() => {
+                next_look = Instant::now() + listener_watch::EVERY;
+                match watch.as_mut().map(ListenerWatch::listening) {
+                    Some(Ok(false)) => seen_absent = true,
+                    Some(Ok(true)) => {
+                        // One trigger only; already listening at the start means the first probe
+                        // covered it.
+                        watch = None;
+                        if seen_absent {
+                            tracing::debug!(
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "the proxy started listening: probing now"
+                            );
+                            if in_flight.is_some() {
+                                probe_again_at_once = true;
+                            } else {
+                                next_start = Instant::now();
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "cannot watch the proxy's listeners; probing on schedule only");
+                        watch = None;
+                    }
+                    None => {}
+                }
             },
         }
     }

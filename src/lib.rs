@@ -15,6 +15,7 @@ mod install;
 mod job_control;
 mod launch;
 mod lifecycle;
+mod listener_watch;
 mod logging;
 mod mesh;
 mod plan;

@@ -42,6 +42,17 @@ impl Mesh {
 
     /// The UIDs the sidecar runs as: istio-init and linkerd-init exempt exactly these from
     /// redirection, so every injected proxy uses them.
+    /// The proxy's traffic-capture listeners. Envoy starts listening on them in the same step
+    /// that makes it ready (its listeners go live when initialisation completes), so their
+    /// appearance is the moment worth probing at. Linkerd's proxy listens on its own.
+    pub fn capture_ports(self) -> &'static [u16] {
+        match self {
+            Mesh::Istio => &[15001, 15006],
+            Mesh::Linkerd => &[4140, 4143],
+            Mesh::Envoy | Mesh::None => &[],
+        }
+    }
+
     pub fn proxy_uids(self) -> &'static [u32] {
         match self {
             Mesh::Istio | Mesh::Envoy => &[1337],

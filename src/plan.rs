@@ -48,6 +48,8 @@ pub struct GatePlan {
     pub interval: Duration,
     pub request_timeout: Duration,
     pub on_timeout: OnTimeout,
+    /// Ports whose listeners appearing trigger a probe at once (empty: none watched).
+    pub watch_ports: Vec<u16>,
 }
 
 #[derive(Debug)]
@@ -147,6 +149,14 @@ impl GatePlan {
             interval: args.interval,
             request_timeout: args.request_timeout,
             on_timeout: args.on_timeout,
+            watch_ports: if args.watch_listener.is_empty() {
+                mesh.capture_ports().to_vec()
+            } else {
+                args.watch_listener
+                    .into_iter()
+                    .filter(|&p| p != 0)
+                    .collect()
+            },
         })
     }
 }
@@ -206,6 +216,25 @@ mod tests {
         let cli = Cli::parse_args(args.iter().map(OsString::from).collect())
             .map_err(|e| e.to_string())?;
         Plan::from_cli(cli)
+    }
+
+    #[test]
+    fn watched_listeners_come_from_the_mesh_unless_given() {
+        let watch = |args: &[&str]| match plan(args).unwrap() {
+            Plan::Ready { gate, .. } => gate.watch_ports,
+            other => panic!("not ready: {other:?}"),
+        };
+        assert_eq!(watch(&["meshwait", "ready"]), [15001, 15006]);
+        assert_eq!(
+            watch(&["meshwait", "ready", "--mesh", "linkerd"]),
+            [4140, 4143]
+        );
+        assert!(watch(&["meshwait", "ready", "--mesh", "envoy"]).is_empty());
+        assert_eq!(
+            watch(&["meshwait", "ready", "--watch-listener", "9000,9001"]),
+            [9000, 9001]
+        );
+        assert!(watch(&["meshwait", "ready", "--watch-listener", "0"]).is_empty());
     }
 
     #[test]

@@ -437,3 +437,41 @@ fn a_dead_resolver_neither_stalls_the_gate_nor_delays_the_exit() {
     assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
     assert!(err.contains("has not finished"), "{err}");
 }
+
+#[test]
+fn a_proxy_listener_appearing_moves_the_next_probe_forward() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ISTIO_503));
+    // A free port of the test's own stands for the proxy's capture port (15001 in Istio).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    // With a 30 s interval the schedule alone would probe a second time only after 30 s.
+    let mut child = spawn(gated_with(
+        &server.url(),
+        &["--interval", "30s", "--watch-listener", &port],
+        "exit 0",
+    ));
+    assert!(eventually(Duration::from_secs(5), || server.served().len() == 1));
+    std::thread::sleep(Duration::from_millis(300)); // looks that find the port unused
+    // Ready, then listening, as Envoy goes live.
+    server.set(Reply::Status(200, ""));
+    let _proxy = std::net::TcpListener::bind(format!("127.0.0.1:{port}")).unwrap();
+    let flipped = std::time::Instant::now();
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(20)).code(),
+        Some(0)
+    );
+    assert!(
+        flipped.elapsed() < Duration::from_secs(5),
+        "the app started {:?} after the listener appeared",
+        flipped.elapsed()
+    );
+    assert_eq!(
+        server.served().len(),
+        2,
+        "one probe at the start, one at the listener"
+    );
+}
