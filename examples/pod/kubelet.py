@@ -57,7 +57,7 @@ class Container:
         self.process = subprocess.Popen(
             [network.tool("unshare"), "--pid", "--fork", "--kill-child", "--", *self.argv],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-            preexec_fn=lambda: (network.die_with_parent(), netns.enter()),
+            preexec_fn=netns.enter_as(0),
         )
         log.close()
         self.init_pid = self._find_init()

@@ -59,7 +59,7 @@ class Run:
         self.upstream = subprocess.Popen(
             [PY, f"{HERE}/peers.py", "upstream", "--listen", f"{network.CLUSTER_IP}:8081"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            preexec_fn=lambda: (network.die_with_parent(), self.net.cluster.enter()),
+            preexec_fn=self.net.cluster.enter_as(0),
         )
         self.upstream.stdout.readline()  # "listening"
         self.pod = None
@@ -97,7 +97,7 @@ class Run:
         argv = [PY, f"{HERE}/peers.py", "client", APP_URL + path, "--retry-for", str(retry_for)]
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, text=True,
-            preexec_fn=lambda: (network.die_with_parent(), self.net.cluster.enter()),
+            preexec_fn=self.net.cluster.enter_as(0),
         )
         if background:
             return proc
@@ -177,6 +177,11 @@ class Run:
         return all(ok for _, ok, _ in self.checks)
 
 
+def mesh_args(layout):
+    """meshwait's options for a layout: Istio is its default preset."""
+    return [] if layout == "istio" else ["--mesh", layout]
+
+
 def first_call(run, timeout=20):
     line = run.wait_log("app", "first call", timeout) or f"(no first call within {timeout} s)"
     return line.split(" ", 2)[2] if line.startswith("app: ") else line
@@ -185,7 +190,7 @@ def first_call(run, timeout=20):
 # 1 ------------------------------------------------------------------------------------------
 
 def race(opts, with_meshwait, layout="istio"):
-    mesh = [] if layout == "istio" else ["--mesh", layout]
+    mesh = mesh_args(layout)
     run = Run(f"start-up race ({layout}), {'with' if with_meshwait else 'without'} meshwait",
               opts, layout)
     with run:
@@ -290,7 +295,7 @@ def job(opts, variant, layout="istio", shutdown_enabled=False):
     """variant: 'without', 'success' (exit 0, --quit-proxy) or 'failure' (exit 1, --quit-on
     success)."""
     code = 1 if variant == "failure" else 0
-    mesh = [] if layout == "istio" else ["--mesh", layout]
+    mesh = mesh_args(layout)
     meshwait = None
     if variant == "success":
         meshwait = [*mesh, "--quit-proxy"]
