@@ -16,7 +16,9 @@ use crate::signal_name::Signal;
 use crate::sockets::Source;
 
 /// Names that select a subcommand when they are the first argument. Anything else is run mode.
-const SUBCOMMANDS: &[&str] = &["run", "ready", "drain", "conns", "install", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "run", "ready", "drain", "conns", "doctor", "install", "help",
+];
 const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 #[derive(Debug, Parser)]
@@ -27,7 +29,7 @@ const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
     after_help = "`meshwait [OPTIONS] [--] COMMAND [ARGS]...` is short for `meshwait run [OPTIONS] [--] COMMAND [ARGS]...`.\nEvery option can also be set with the MESHWAIT_* environment variable shown in brackets.",
     subcommand_required = true,
     subcommand_value_name = "SUBCOMMAND",
-    override_usage = "meshwait [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait run [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait ready [--wait] [OPTIONS]\n       meshwait drain [--until idle|closed|app-exit] [--timeout D] [OPTIONS]\n       meshwait conns [--json] [OPTIONS]\n       meshwait install <DIR>"
+    override_usage = "meshwait [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait run [OPTIONS] [--] <COMMAND> [ARGS]...\n       meshwait ready [--wait] [OPTIONS]\n       meshwait drain [--until idle|closed|app-exit] [--timeout D] [OPTIONS]\n       meshwait conns [--json] [OPTIONS]\n       meshwait doctor [--json] [OPTIONS]\n       meshwait install <DIR>"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -46,6 +48,8 @@ pub enum Command {
     Drain(DrainArgs),
     /// List the pod's TCP sockets as the drain sees them: proxy or app, in or out, busy or idle.
     Conns(ConnsArgs),
+    /// Check the pod once (proxy, readiness, Envoy's config, sockets): exit 0 when nothing is wrong.
+    Doctor(DoctorArgs),
     /// Copy this binary to DIR/meshwait (for an initContainer filling a shared volume).
     Install(InstallArgs),
 }
@@ -57,20 +61,31 @@ pub struct MeshArg {
     pub mesh: Mesh,
 }
 
+/// Where the sidecar answers, and how long an answer may take.
 #[derive(Debug, Args)]
-pub struct GateArgs {
+pub struct EndpointArgs {
     /// Readiness URL, overriding the mesh preset (plain http; `localhost` tries 127.0.0.1 then ::1).
     #[arg(long, env = "MESHWAIT_READY_URL", value_name = "URL")]
     pub ready_url: Option<ReadyUrl>,
+    /// Envoy's admin address, read to explain a proxy that is not ready (default from --mesh:
+    /// istio and envoy http://localhost:15000; `none`: never read).
+    #[arg(long, env = "MESHWAIT_ADMIN_URL", value_name = "URL")]
+    pub admin_url: Option<String>,
+    /// Bound on each probe and each quit call, so a hung endpoint cannot stall meshwait.
+    #[arg(long, env = "MESHWAIT_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = positive_duration)]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     /// Give up waiting after this long (`90s`, `2m`); `0` waits forever.
     #[arg(long, env = "MESHWAIT_TIMEOUT", value_name = "DURATION", default_value = "2m", value_parser = duration)]
     pub timeout: Duration,
     /// Time from one probe's start to the next (fixed, no backoff).
     #[arg(long, env = "MESHWAIT_INTERVAL", value_name = "DURATION", default_value = "50ms", value_parser = positive_duration)]
     pub interval: Duration,
-    /// Bound on each probe and each quit call, so a hung endpoint cannot stall meshwait.
-    #[arg(long, env = "MESHWAIT_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = positive_duration)]
-    pub request_timeout: Duration,
     /// What to do when --timeout expires: exit 69 (`fail`) or start the app anyway (`start`).
     #[arg(long, env = "MESHWAIT_ON_TIMEOUT", value_enum, default_value_t = OnTimeout::Fail)]
     pub on_timeout: OnTimeout,
@@ -224,6 +239,22 @@ pub struct ConnsArgs {
     pub sockets: SocketArgs,
     /// One JSON document instead of the table.
     #[arg(long, env = "MESHWAIT_CONNS_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub mesh: MeshArg,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    #[command(flatten)]
+    pub sockets: SocketArgs,
+    /// The URL whose availability the quit check reports, instead of the mesh's.
+    #[arg(long, env = "MESHWAIT_QUIT_URL", value_name = "URL", value_delimiter = ',')]
+    pub quit_url: Vec<ReadyUrl>,
+    /// One JSON document instead of the check list.
+    #[arg(long, env = "MESHWAIT_DOCTOR_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
 }
 
@@ -415,7 +446,8 @@ mod tests {
         assert_eq!(run.sockets.quiet_window, Duration::from_secs(1));
         assert!(!run.quit.quit_proxy && run.quit.quit_url.is_empty());
         assert_eq!(run.gate.timeout, Duration::from_secs(120));
-        assert_eq!(run.gate.request_timeout, Duration::from_secs(1));
+        assert_eq!(run.gate.endpoint.request_timeout, Duration::from_secs(1));
+        assert_eq!(run.gate.endpoint.admin_url, None);
         assert_eq!(run.gate.on_timeout, OnTimeout::Fail);
         assert_eq!(run.stop_signal, Signal::TERM);
         assert!(!run.no_wait && !run.process_group);

@@ -9,6 +9,8 @@ pub const OK: i32 = 0;
 pub const NOT_READY: i32 = 1;
 /// `meshwait drain`: the timeout passed with connections still blocking.
 pub const STILL_BUSY: i32 = 1;
+/// `meshwait doctor`: at least one check failed.
+pub const PROBLEMS_FOUND: i32 = 1;
 /// Bad command line or environment: unknown flag, bad duration, URL or signal, missing command.
 pub const USAGE: i32 = 2;
 /// EX_UNAVAILABLE from sysexits.h: the proxy never became ready within `--timeout`.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::diagnosis::{self, Explained, Facts};
+use crate::envoy_admin::{self, AdminView, Unreadable};
 use crate::listener_watch::{self, ListenerWatch};
 use crate::plan::GatePlan;
 use crate::probe::{self, Kind, Outcome};
@@ -18,6 +20,13 @@ use crate::signals::Signals;
 const REPEAT_EVERY: Duration = Duration::from_secs(5);
 /// A change of failure class is logged at once, but not more often than this (flapping).
 const CHANGE_EVERY: Duration = Duration::from_secs(1);
+/// A likely cause is named once its symptom has lasted this long: a sidecar normally becomes
+/// ready within a few seconds, refusing and then answering 503 on the way, and that is no fault.
+pub const HINT_AFTER: Duration = Duration::from_secs(5);
+/// The longest look at Envoy's admin for the message on `--timeout`, on top of the timeout.
+const FINAL_LOOK: Duration = Duration::from_millis(500);
+
+type AdminRead<'a> = Pin<Box<dyn Future<Output = Result<AdminView, Unreadable>> + 'a>>;
 
 /// How the gate ended.
 #[derive(Debug)]
@@ -26,7 +35,8 @@ pub enum GateEnd {
     TimedOut {
         probes: u64,
         waited: Duration,
-        last: Option<Outcome>,
+        /// The last answer, with Envoy's admin view when it could be read.
+        last: Option<Facts>,
     },
     /// TERM, INT, HUP or QUIT arrived first: the pod is stopping, the app must not start.
     Stopped(Signal),
@@ -48,6 +58,8 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
     let mut next_look = started;
     let mut seen_absent = false;
     let mut probe_again_at_once = false;
+    // Envoy's admin, read when a hint is due for a 503 (whose cause pilot-agent does not say).
+    let mut explaining: Option<(Outcome, AdminRead<'_>)> = None;
 
     loop {
         tokio::select! {
@@ -75,7 +87,22 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
             // Before the in-flight probe: a probe cut short by the deadline times out at the
             // same instant, and "no answer" must not replace the last real answer.
             _ = sleep_until(deadline), if deadline.is_some() => {
-                return GateEnd::TimedOut { probes, waited: started.elapsed(), last };
+                let waited = started.elapsed();
+                let last = match last {
+                    Some(outcome) => Some(final_facts(plan, outcome).await),
+                    None => None,
+                };
+                return GateEnd::TimedOut { probes, waited, last };
+            },
+            admin = async {
+                match explaining.as_mut() {
+                    Some((_, read)) => read.await,
+                    None => std::future::pending().await,
+                }
+            }, if explaining.is_some() => {
+                if let Some((outcome, _)) = explaining.take() {
+                    narrator.hint(&Facts { outcome, admin: Some(admin) }, probes);
+                }
             },
             outcome = async {
                 match in_flight.as_mut() {
@@ -90,6 +117,15 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     return GateEnd::Ready;
                 }
                 narrator.not_ready(&outcome, probes);
+                if narrator.hint_due(&outcome) {
+                    match (&plan.admin, &outcome) {
+                        (Some(admin), Outcome::NotReady { .. }) if explaining.is_none() => {
+                            let read = envoy_admin::read(admin, plan.request_timeout);
+                            explaining = Some((outcome.clone(), Box::pin(read)));
+                        }
+                        _ => narrator.hint(&Facts::probe(outcome.clone()), probes),
+                    }
+                }
                 last = Some(outcome);
                 if probe_again_at_once {
                     // The listeners appeared while this probe was out: it may have been answered
@@ -146,11 +182,26 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// The last answer with Envoy's admin view added when the admin may explain it.
+async fn final_facts(plan: &GatePlan, outcome: Outcome) -> Facts {
+    let admin = match (&plan.admin, &outcome) {
+        (Some(admin), Outcome::NotReady { .. }) => {
+            Some(envoy_admin::read(admin, plan.request_timeout.min(FINAL_LOOK)).await)
+        }
+        _ => None,
+    };
+    Facts { outcome, admin }
+}
+
 /// Decides which probe results are worth a log line, so a long wait says why without flooding.
 struct Narrator<'a> {
     plan: &'a GatePlan,
     started: Instant,
     last_line: Option<(Instant, Kind)>,
+    /// The current symptom (the hint the answer alone points at) and since when it holds.
+    symptom: Option<(&'static str, Instant)>,
+    /// Hints already given: each is given once per wait.
+    hinted: Vec<&'static str>,
 }
 
 impl<'a> Narrator<'a> {
@@ -159,7 +210,50 @@ impl<'a> Narrator<'a> {
             plan,
             started,
             last_line: None,
+            symptom: None,
+            hinted: Vec::new(),
         }
+    }
+
+    /// Whether `outcome`'s symptom has lasted `HINT_AFTER` without its hint having been given.
+    /// Says yes once per symptom: the caller gives the hint (after reading Envoy's admin, which
+    /// may name a more precise one).
+    fn hint_due(&mut self, outcome: &Outcome) -> bool {
+        let now = Instant::now();
+        let Some(hint) = diagnosis::diagnose(self.plan.mesh, &Facts::probe(outcome.clone())) else {
+            self.symptom = None;
+            return false;
+        };
+        let since = match self.symptom {
+            Some((id, since)) if id == hint.id => since,
+            _ => now,
+        };
+        self.symptom = Some((hint.id, since));
+        if now - since < HINT_AFTER || self.hinted.contains(&hint.id) {
+            return false;
+        }
+        self.hinted.push(hint.id);
+        true
+    }
+
+    fn hint(&mut self, facts: &Facts, attempt: u64) {
+        let Some(hint) = diagnosis::diagnose(self.plan.mesh, facts) else {
+            return;
+        };
+        if hint.id != self.symptom.map_or("", |(id, _)| id) && self.hinted.contains(&hint.id) {
+            return;
+        }
+        self.hinted.push(hint.id);
+        let elapsed = Duration::from_millis(self.elapsed_ms());
+        tracing::warn!(
+            hint = hint.id,
+            url = %self.plan.url,
+            attempt,
+            elapsed_ms = self.elapsed_ms(),
+            "not ready after {}: {}",
+            humantime::format_duration(elapsed),
+            Explained { hint, facts }
+        );
     }
 
     fn not_ready(&mut self, outcome: &Outcome, attempt: u64) {
@@ -173,12 +267,21 @@ impl<'a> Narrator<'a> {
         };
         if due {
             self.last_line = Some((now, outcome.kind()));
-            tracing::info!(
-                url = %self.plan.url,
-                attempt,
-                elapsed_ms = self.elapsed_ms(),
-                "waiting for the proxy: {outcome}"
-            );
+            match outcome {
+                Outcome::NotReady { status, .. } => tracing::info!(
+                    url = %self.plan.url,
+                    status,
+                    attempt,
+                    elapsed_ms = self.elapsed_ms(),
+                    "waiting for the proxy: {outcome}"
+                ),
+                _ => tracing::info!(
+                    url = %self.plan.url,
+                    attempt,
+                    elapsed_ms = self.elapsed_ms(),
+                    "waiting for the proxy: {outcome}"
+                ),
+            }
         }
     }
 
@@ -196,22 +299,32 @@ impl<'a> Narrator<'a> {
     }
 }
 
-/// The final word on a timeout: what was tried, for how long, and the last answer.
+/// The final word on a timeout: what was tried, for how long, the last answer, and the likely
+/// cause with the next check when the hint table has one. Returns the hint's id too, for the log.
 pub fn describe_timeout(
     plan: &GatePlan,
     probes: u64,
     waited: Duration,
-    last: Option<&Outcome>,
-) -> String {
+    last: Option<&Facts>,
+) -> (String, Option<&'static str>) {
     let waited = humantime::format_duration(Duration::from_millis(waited.as_millis() as u64));
-    let last = last.map_or_else(
-        || "no probe completed".to_string(),
-        |o| format!("last answer: {o}"),
-    );
-    format!(
-        "the proxy was not ready after {waited}: {probes} probes of {} every {} (each bounded by {}); {last}",
+    let mut text = format!(
+        "the proxy was not ready after {waited}: {probes} probes of {} every {} (each bounded by {}); ",
         plan.url,
         humantime::format_duration(plan.interval),
         humantime::format_duration(plan.request_timeout),
-    )
+    );
+    let Some(facts) = last else {
+        text.push_str("no probe completed");
+        return (text, None);
+    };
+    text.push_str(&format!("last answer: {}", facts.outcome));
+    if let Some(Ok(view)) = &facts.admin {
+        text.push_str(&format!("; Envoy's admin: {view}"));
+    }
+    let hint = diagnosis::diagnose(plan.mesh, facts);
+    if let Some(hint) = hint {
+        text.push_str(&format!("; likely cause: {}", Explained { hint, facts }));
+    }
+    (text, hint.map(|h| h.id))
 }

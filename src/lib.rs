@@ -8,7 +8,10 @@
 mod cli;
 mod connection_class;
 mod conns;
+mod diagnosis;
+mod doctor;
 mod drain;
+mod envoy_admin;
 pub mod exit_code;
 mod gate;
 mod install;
@@ -21,6 +24,7 @@ mod mesh;
 mod plan;
 mod port_set;
 mod probe;
+mod process_table;
 mod quit_proxy;
 mod ready_url;
 mod reaper;

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Cli, OnTimeout};
 use crate::conns;
+use crate::diagnosis::{self, Explained, Facts};
+use crate::doctor;
+use crate::envoy_admin;
 use crate::drain::{Drainer, Poll, SocketPlan, Until};
 use crate::exit_code;
 use crate::gate::{self, GateEnd};
@@ -105,6 +108,7 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             until,
             timeout,
         } => drain_until(sockets, until, timeout, &mut signals),
+        Plan::Doctor(plan) => runtime.block_on(doctor::examine(&plan, &mut signals)),
         Plan::Install { dir } => match install::install(&dir) {
             Ok(path) => {
                 tracing::info!(path = %path.display(), "installed");
@@ -217,10 +221,21 @@ async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
     };
     let _ = writeln!(std::io::stdout(), "{verdict}: {} ({outcome})", gate.url);
     if outcome.is_ready() {
-        exit_code::OK
-    } else {
-        exit_code::NOT_READY
+        return exit_code::OK;
     }
+    // One look is all a probe gets, so the likely cause is named at once (on stderr: stdout
+    // stays one line for scripts).
+    let admin = match (&gate.admin, &outcome) {
+        (Some(admin), probe::Outcome::NotReady { .. }) => {
+            Some(envoy_admin::read(admin, gate.request_timeout).await)
+        }
+        _ => None,
+    };
+    let facts = Facts { outcome, admin };
+    if let Some(hint) = diagnosis::diagnose(gate.mesh, &facts) {
+        tracing::warn!(hint = hint.id, url = %gate.url, "{}", Explained { hint, facts: &facts });
+    }
+    exit_code::NOT_READY
 }
 
 /// Runs the gate; `Err` carries the exit code when meshwait must stop here.
@@ -237,14 +252,15 @@ async fn gate_outcome(
             waited,
             last,
         } => {
-            let why = gate::describe_timeout(gate, probes, waited, last.as_ref());
+            let (why, hint) = gate::describe_timeout(gate, probes, waited, last.as_ref());
+            let hint = hint.unwrap_or("none");
             match on_timeout {
                 OnTimeout::Fail => {
-                    tracing::error!(exit_code = exit_code::PROXY_UNAVAILABLE, "{why}");
+                    tracing::error!(exit_code = exit_code::PROXY_UNAVAILABLE, hint, "{why}");
                     Err(exit_code::PROXY_UNAVAILABLE)
                 }
                 OnTimeout::Start => {
-                    tracing::warn!("{why}; continuing because --on-timeout start");
+                    tracing::warn!(hint, "{why}; continuing because --on-timeout start");
                     Ok(())
                 }
             }

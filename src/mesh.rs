@@ -40,8 +40,35 @@ impl Mesh {
         }
     }
 
-    /// The UIDs the sidecar runs as: istio-init and linkerd-init exempt exactly these from
-    /// redirection, so every injected proxy uses them.
+    /// Envoy's admin interface, read only to explain why the proxy is not ready. Istio binds it
+    /// to 127.0.0.1:15000 inside the pod; Linkerd's proxy is not Envoy.
+    pub fn admin_url(self) -> Option<&'static str> {
+        match self {
+            Mesh::Istio | Mesh::Envoy => Some("http://localhost:15000"),
+            Mesh::Linkerd | Mesh::None => None,
+        }
+    }
+
+    /// The ports an injected, started sidecar listens on, and what each is for: the ones whose
+    /// absence says something (`meshwait doctor`).
+    pub fn listener_ports(self) -> &'static [(u16, &'static str)] {
+        match self {
+            Mesh::Istio => &[
+                (15020, "status"),
+                (15000, "Envoy admin"),
+                (15001, "outbound capture"),
+                (15006, "inbound capture"),
+            ],
+            Mesh::Linkerd => &[
+                (4191, "admin"),
+                (4140, "outbound"),
+                (4143, "inbound"),
+            ],
+            Mesh::Envoy => &[(15000, "Envoy admin")],
+            Mesh::None => &[],
+        }
+    }
+
     /// The proxy's traffic-capture listeners. Envoy starts listening on them in the same step
     /// that makes it ready (its listeners go live when initialisation completes), so their
     /// appearance is the moment worth probing at. Linkerd's proxy listens on its own.
@@ -53,6 +80,8 @@ impl Mesh {
         }
     }
 
+    /// The UIDs the sidecar runs as: istio-init and linkerd-init exempt exactly these from
+    /// redirection, so every injected proxy uses them.
     pub fn proxy_uids(self) -> &'static [u32] {
         match self {
             Mesh::Istio | Mesh::Envoy => &[1337],
@@ -97,7 +126,8 @@ mod tests {
     #[test]
     fn every_preset_url_parses() {
         for mesh in [Mesh::Istio, Mesh::Linkerd, Mesh::Envoy] {
-            for url in [mesh.ready_url().unwrap(), mesh.quit_url().unwrap()] {
+            let urls = [mesh.ready_url(), mesh.quit_url(), mesh.admin_url()];
+            for url in urls.into_iter().flatten() {
                 assert!(url.parse::<ReadyUrl>().is_ok(), "{url}");
             }
             assert!(!mesh.proxy_uids().is_empty());

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, GateArgs, OnTimeout, QuitArgs, SocketArgs};
+use crate::cli::{Cli, Command, EndpointArgs, GateArgs, OnTimeout, QuitArgs, SocketArgs};
 use crate::connection_class::ProxyRules;
 use crate::drain::{SocketPlan, Until};
 use crate::mesh::Mesh;
@@ -19,7 +19,7 @@ pub enum Plan {
     Run(Box<RunPlan>),
     /// `meshwait ready`: one probe, or with `wait` a gate without a command.
     Ready {
-        gate: GatePlan,
+        gate: Box<GatePlan>,
         wait: bool,
     },
     /// `meshwait drain`: poll the sockets until drained or the timeout.
@@ -33,6 +33,8 @@ pub enum Plan {
         sockets: SocketPlan,
         json: bool,
     },
+    /// `meshwait doctor`: one look at everything, as a check list.
+    Doctor(Box<DoctorPlan>),
     /// `meshwait install`: copy the binary into a directory.
     Install {
         dir: std::path::PathBuf,
@@ -43,6 +45,10 @@ pub enum Plan {
 #[derive(Clone, Debug)]
 pub struct GatePlan {
     pub url: ReadyUrl,
+    /// Which mesh's troubleshooting hints apply.
+    pub mesh: Mesh,
+    /// Envoy's admin address, read to explain a 503 (`None`: never read).
+    pub admin: Option<ReadyUrl>,
     /// `None` waits forever.
     pub timeout: Option<Duration>,
     pub interval: Duration,
@@ -50,6 +56,19 @@ pub struct GatePlan {
     pub on_timeout: OnTimeout,
     /// Ports whose listeners appearing trigger a probe at once (empty: none watched).
     pub watch_ports: Vec<u16>,
+}
+
+/// What `meshwait doctor` looks at.
+#[derive(Debug)]
+pub struct DoctorPlan {
+    pub mesh: Mesh,
+    /// `None` with `--mesh none` and no `--ready-url`.
+    pub ready: Option<ReadyUrl>,
+    pub admin: Option<ReadyUrl>,
+    pub quit: Vec<ReadyUrl>,
+    pub request_timeout: Duration,
+    pub sockets: SocketPlan,
+    pub json: bool,
 }
 
 #[derive(Debug)]
@@ -75,7 +94,7 @@ impl Plan {
                     .filter(|p| !p.is_empty())
                     .ok_or("missing command: meshwait [OPTIONS] [--] COMMAND [ARGS]...")?;
                 let mesh = run.mesh.mesh;
-                let quit = quit_plan(mesh, run.quit, run.gate.request_timeout)?;
+                let quit = quit_plan(mesh, run.quit, run.gate.endpoint.request_timeout)?;
                 if let Some(bad) = run.hold.drain_on.iter().find(|s| !can_hold(**s)) {
                     return Err(format!(
                         "--drain-on {bad}: that signal can never be held (KILL and STOP cannot be \
@@ -91,7 +110,7 @@ impl Plan {
                 let gate = if run.no_wait {
                     None
                 } else {
-                    GatePlan::from_args(mesh, run.gate)
+                    GatePlan::from_args(mesh, run.gate)?
                 };
                 Ok(Plan::Run(Box::new(RunPlan {
                     gate,
@@ -111,14 +130,14 @@ impl Plan {
             }
             Command::Ready(ready) => {
                 let mesh = ready.mesh.mesh;
-                let gate = GatePlan::from_args(mesh, ready.gate).ok_or_else(|| {
+                let gate = GatePlan::from_args(mesh, ready.gate)?.ok_or_else(|| {
                     format!(
                         "nothing to probe: --mesh {} has no readiness URL; give --ready-url",
                         mesh.name()
                     )
                 })?;
                 Ok(Plan::Ready {
-                    gate,
+                    gate: Box::new(gate),
                     wait: ready.wait,
                 })
             }
@@ -131,23 +150,67 @@ impl Plan {
                 sockets: socket_plan(conns.mesh.mesh, conns.sockets),
                 json: conns.json,
             }),
+            Command::Doctor(doctor) => {
+                let mesh = doctor.mesh.mesh;
+                let ready = match doctor.endpoint.ready_url {
+                    Some(url) => Some(url),
+                    None => preset(mesh.ready_url())?,
+                };
+                let quit = if doctor.quit_url.is_empty() {
+                    preset(mesh.quit_url())?.into_iter().collect()
+                } else {
+                    doctor.quit_url
+                };
+                Ok(Plan::Doctor(Box::new(DoctorPlan {
+                    mesh,
+                    ready,
+                    admin: admin_url(mesh, doctor.endpoint.admin_url.as_deref())?,
+                    quit,
+                    request_timeout: doctor.endpoint.request_timeout,
+                    sockets: socket_plan(mesh, doctor.sockets),
+                    json: doctor.json,
+                })))
+            }
             Command::Install(install) => Ok(Plan::Install { dir: install.dir }),
         }
     }
 }
 
+fn preset(url: Option<&str>) -> Result<Option<ReadyUrl>, String> {
+    url.map(str::parse).transpose()
+}
+
+/// `--admin-url`: a base URL (its path is ignored), `none`, or the mesh's.
+fn admin_url(mesh: Mesh, given: Option<&str>) -> Result<Option<ReadyUrl>, String> {
+    match given.map(str::trim) {
+        Some("none") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("--admin-url '{text}': {e}")),
+        None => preset(mesh.admin_url()),
+    }
+}
+
 impl GatePlan {
     /// `None` when neither `--ready-url` nor the mesh preset names an endpoint.
-    fn from_args(mesh: Mesh, args: GateArgs) -> Option<GatePlan> {
-        let url = match args.ready_url {
-            Some(url) => url,
-            None => mesh.ready_url()?.parse().ok()?,
+    fn from_args(mesh: Mesh, args: GateArgs) -> Result<Option<GatePlan>, String> {
+        let EndpointArgs {
+            ready_url,
+            admin_url: admin,
+            request_timeout,
+        } = args.endpoint;
+        let Some(url) = ready_url.map_or_else(|| preset(mesh.ready_url()), |u| Ok(Some(u)))?
+        else {
+            return Ok(None);
         };
-        Some(GatePlan {
+        Ok(Some(GatePlan {
             url,
+            mesh,
+            admin: admin_url(mesh, admin.as_deref())?,
             timeout: (!args.timeout.is_zero()).then_some(args.timeout),
             interval: args.interval,
-            request_timeout: args.request_timeout,
+            request_timeout,
             on_timeout: args.on_timeout,
             watch_ports: if args.watch_listener.is_empty() {
                 mesh.capture_ports().to_vec()
@@ -157,7 +220,7 @@ impl GatePlan {
                     .filter(|&p| p != 0)
                     .collect()
             },
-        })
+        }))
     }
 }
 

@@ -82,23 +82,56 @@ pub async fn probe(url: &ReadyUrl, limit: Duration) -> Outcome {
 /// One request with an empty body (GET for readiness, POST to quit a sidecar), taking at most
 /// `limit`. Any 2xx is `Ready`.
 pub async fn call(url: &ReadyUrl, method: Method, limit: Duration) -> Outcome {
-    match tokio::time::timeout(limit, exchange(url, method)).await {
-        Ok(outcome) => outcome,
-        Err(_elapsed) => Outcome::TimedOut,
+    match bounded(url, method, limit, 0).await {
+        Fetched::Answer { status, .. } if (200..300).contains(&status) => Outcome::Ready { status },
+        Fetched::Answer { status, body } => Outcome::NotReady {
+            status,
+            body: first_line(&body),
+        },
+        Fetched::Refused => Outcome::Refused,
+        Fetched::TimedOut => Outcome::TimedOut,
+        Fetched::Failed(why) => Outcome::Failed(why),
     }
 }
 
-async fn exchange(url: &ReadyUrl, method: Method) -> Outcome {
+/// What a GET brought back, body included: for reading a sidecar's admin pages (stats, state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// Any status, with up to `FETCH_MAX` bytes of the body (`BODY_PEEK` when not 2xx and no
+    /// 2xx body was asked for).
+    Answer { status: u16, body: Vec<u8> },
+    Refused,
+    TimedOut,
+    Failed(String),
+}
+
+/// The most of a 2xx body `fetch` keeps: Envoy's filtered stats are a few hundred bytes.
+pub const FETCH_MAX: usize = 16 * 1024;
+
+/// GETs `url`, taking at most `limit`, and keeps the body whatever the status.
+pub async fn fetch(url: &ReadyUrl, limit: Duration) -> Fetched {
+    bounded(url, Method::GET, limit, FETCH_MAX).await
+}
+
+async fn bounded(url: &ReadyUrl, method: Method, limit: Duration, ok_body: usize) -> Fetched {
+    match tokio::time::timeout(limit, exchange(url, method, ok_body)).await {
+        Ok(fetched) => fetched,
+        Err(_elapsed) => Fetched::TimedOut,
+    }
+}
+
+/// `ok_body`: how much of a 2xx body to read (0 for a probe, which needs only the status).
+async fn exchange(url: &ReadyUrl, method: Method, ok_body: usize) -> Fetched {
     let stream = match connect(url).await {
         Ok(stream) => stream,
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Outcome::Refused,
-        Err(e) => return Outcome::Failed(format!("cannot connect: {e}")),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Fetched::Refused,
+        Err(e) => return Fetched::Failed(format!("cannot connect: {e}")),
     };
     let _ = stream.set_nodelay(true);
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
             Ok(pair) => pair,
-            Err(e) => return Outcome::Failed(format!("HTTP handshake failed: {e}")),
+            Err(e) => return Fetched::Failed(format!("HTTP handshake failed: {e}")),
         };
     let mut request = Request::builder()
         .method(method.clone())
@@ -117,42 +150,42 @@ async fn exchange(url: &ReadyUrl, method: Method) -> Outcome {
         .body(Empty::<Bytes>::new());
     let request = match request {
         Ok(request) => request,
-        Err(e) => return Outcome::Failed(format!("cannot build the request: {e}")),
+        Err(e) => return Fetched::Failed(format!("cannot build the request: {e}")),
     };
     let answer = async {
         let response = sender.send_request(request).await.map_err(describe)?;
         let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(Outcome::Ready { status });
-        }
+        let want = if (200..300).contains(&status) {
+            ok_body
+        } else {
+            BODY_PEEK.max(ok_body)
+        };
         let mut body = response.into_body();
-        let mut peek = Vec::new();
-        while peek.len() < BODY_PEEK {
+        let mut kept = Vec::new();
+        while kept.len() < want {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
-                        peek.extend_from_slice(data);
+                        let room = want - kept.len();
+                        kept.extend_from_slice(&data[..data.len().min(room)]);
                     }
                 }
                 // A body cut short still explains something; keep what arrived.
                 Some(Err(_)) | None => break,
             }
         }
-        Ok(Outcome::NotReady {
-            status,
-            body: first_line(&peek),
-        })
+        Ok(Fetched::Answer { status, body: kept })
     };
     // The connection future must be polled for the request to make progress; both are dropped
-    // together when the probe ends, so a hung peer cannot keep a socket or task alive.
+    // together when the request ends, so a hung peer cannot keep a socket or task alive.
     tokio::pin!(connection, answer);
     tokio::select! {
-        result = &mut answer => result.unwrap_or_else(Outcome::Failed),
+        result = &mut answer => result.unwrap_or_else(Fetched::Failed),
         ended = &mut connection => match ended {
-            Err(e) => Outcome::Failed(describe(e)),
+            Err(e) => Fetched::Failed(describe(e)),
             // With `Connection: close` the connection may finish first; the answer is already
             // buffered and only needs collecting.
-            Ok(()) => answer.await.unwrap_or_else(Outcome::Failed),
+            Ok(()) => answer.await.unwrap_or_else(Fetched::Failed),
         },
     }
 }

@@ -1,0 +1,647 @@
+//! `meshwait doctor`: one look at a troubled pod, as a check list with evidence and hints.
+//!
+//! Meant for `kubectl exec POD -c APP -- meshwait doctor` (or a debug step in a Job). Every HTTP
+//! request is bounded and they all run at once, so the whole look takes about `DOCTOR_REQUEST_MAX`
+//! at most even when every endpoint hangs. Nothing is changed: the quit endpoint is asked with a
+//! GET (which pilot-agent refuses with 405) or, for Linkerd, through the proxy's `/env.json`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+use crate::diagnosis::{self, Explained, Facts};
+use crate::drain::{self, Until};
+use crate::envoy_admin::{self, AdminView, ServerState, Unreadable};
+use crate::exit_code;
+use crate::logging::json_string;
+use crate::mesh::Mesh;
+use crate::plan::DoctorPlan;
+use crate::probe::{self, Fetched, Outcome};
+use crate::process_table::{self, Process};
+use crate::ready_url::{Host, ReadyUrl};
+use crate::signals::Signals;
+use crate::sockets::{SocketView, TcpState, Which};
+
+/// The longest any one request may take, whatever `--request-timeout` says: a doctor that hangs
+/// is no help in a pod that is already in trouble.
+const DOCTOR_REQUEST_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    Pass,
+    Fail,
+    /// Evidence only: neither right nor wrong by itself.
+    Info,
+}
+
+impl Mark {
+    fn symbol(self) -> &'static str {
+        match self {
+            Mark::Pass => "✓",
+            Mark::Fail => "✗",
+            Mark::Info => "·",
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Mark::Pass => "pass",
+            Mark::Fail => "fail",
+            Mark::Info => "info",
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub mark: Mark,
+    pub evidence: String,
+    /// The hint table's id, when the hint came from it.
+    pub hint_id: Option<&'static str>,
+    pub hint: Option<String>,
+}
+
+impl Check {
+    fn new(name: &'static str, mark: Mark, evidence: impl Into<String>) -> Check {
+        Check {
+            name,
+            mark,
+            evidence: evidence.into(),
+            hint_id: None,
+            hint: None,
+        }
+    }
+
+    fn hint(mut self, text: impl Into<String>) -> Check {
+        self.hint = Some(text.into());
+        self
+    }
+
+    fn explained(mut self, mesh: Mesh, facts: &Facts) -> Check {
+        if let Some(hint) = diagnosis::diagnose(mesh, facts) {
+            self.hint_id = Some(hint.id);
+            self.hint = Some(Explained { hint, facts }.to_string());
+        }
+        self
+    }
+}
+
+/// Runs every check and prints the report; 0 when nothing failed, 1 otherwise, 128+N on a stop
+/// signal.
+pub async fn examine(plan: &DoctorPlan, signals: &mut Signals) -> i32 {
+    let checks = gather(plan);
+    tokio::pin!(checks);
+    let checks = loop {
+        tokio::select! {
+            checks = &mut checks => break checks,
+            received = signals.next() => {
+                if let Ok(r) = received {
+                    if r.asks_to_stop() {
+                        return exit_code::for_signal(r.signal.raw());
+                    }
+                }
+            }
+        }
+    };
+    let text = if plan.json {
+        render_json(plan.mesh, &checks)
+    } else {
+        render_text(plan.mesh, &checks)
+    };
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    if checks.iter().any(|c| c.mark == Mark::Fail) {
+        exit_code::PROBLEMS_FOUND
+    } else {
+        exit_code::OK
+    }
+}
+
+/// Every check, in report order.
+pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
+    let limit = plan.request_timeout.min(DOCTOR_REQUEST_MAX);
+    let ready = async {
+        match &plan.ready {
+            Some(url) => Some(probe::probe(url, limit).await),
+            None => None,
+        }
+    };
+    let admin = async {
+        match &plan.admin {
+            Some(url) => Some(envoy_admin::read(url, limit).await),
+            None => None,
+        }
+    };
+    let quit = quit_check(plan, limit);
+    let (ready, admin, quit) = tokio::join!(ready, admin, quit);
+
+    let processes = process_table::all();
+    let supervisor = processes
+        .iter()
+        .find(|p| p.is_supervising_meshwait() && p.pid != std::process::id());
+    let mut checks = vec![init_check(&processes, supervisor)];
+    let sockets = SocketFacts::read(plan);
+    checks.push(ports_check(plan, &sockets));
+    checks.push(readiness_check(plan, ready, admin.clone()));
+    let sidecar_seen = sockets.proxy_sockets > 0;
+    checks.push(envoy_check(plan, admin, sidecar_seen));
+    checks.push(proxy_sockets_check(plan, &sockets));
+    checks.push(app_listeners_check(&sockets));
+    checks.push(in_flight_check(plan));
+    let quits = supervisor.and_then(Process::quits_proxy).unwrap_or(false);
+    checks.push(match quit {
+        // Off is only a fault when the app's meshwait is going to ask.
+        Check {
+            mark: Mark::Fail, ..
+        } if !quits => Check {
+            mark: Mark::Info,
+            ..quit
+        },
+        other => other,
+    });
+    checks
+}
+
+fn init_check(processes: &[Process], supervisor: Option<&Process>) -> Check {
+    let Some(first) = processes.iter().find(|p| p.pid == 1) else {
+        return Check::new("init", Mark::Fail, "cannot read PID 1 in /proc");
+    };
+    if first.is_supervising_meshwait() {
+        return Check::new(
+            "init",
+            Mark::Pass,
+            format!("PID 1 is meshwait: {}", first.command_line()),
+        );
+    }
+    if let Some(m) = supervisor {
+        return Check::new(
+            "init",
+            Mark::Pass,
+            format!(
+                "meshwait is pid {} (a child subreaper): {}; PID 1 is {}",
+                m.pid,
+                m.command_line(),
+                first.command_line()
+            ),
+        );
+    }
+    Check::new(
+        "init",
+        Mark::Fail,
+        format!(
+            "PID 1 is {} and no meshwait supervises this container",
+            first.command_line()
+        ),
+    )
+    .hint(
+        "make meshwait the entrypoint: `ENTRYPOINT [\"meshwait\", \"--\", \"your-app\"]`. \
+         Without it the app can start before the proxy is ready, SIGTERM is not held while \
+         requests are in flight, and an app without signal handlers ignores SIGTERM as PID 1. \
+         Run doctor in the app's container: `kubectl exec POD -c APP -- meshwait doctor`",
+    )
+}
+
+/// What one scan of the namespace's sockets says about the proxy and the app.
+struct SocketFacts {
+    /// Listening ports with the owner's UID.
+    listening: Vec<(u16, u32)>,
+    proxy_sockets: u32,
+    app_listeners: Vec<u16>,
+    error: Option<String>,
+    source: &'static str,
+}
+
+impl SocketFacts {
+    fn read(plan: &DoctorPlan) -> SocketFacts {
+        let mut facts = SocketFacts {
+            listening: Vec::new(),
+            proxy_sockets: 0,
+            app_listeners: Vec::new(),
+            error: None,
+            source: "",
+        };
+        let mut view = SocketView::new(plan.sockets.source);
+        let uids = &plan.sockets.rules.uids;
+        let scanned = view.scan(Which::ListenersThenConnections, &mut |s| {
+            if uids.contains(&s.uid) {
+                facts.proxy_sockets += 1;
+            }
+            if s.state != TcpState::Listen {
+                return;
+            }
+            let port = s.local.port();
+            if !facts.listening.contains(&(port, s.uid)) {
+                facts.listening.push((port, s.uid));
+            }
+            if !plan.sockets.rules.owns(s) && !facts.app_listeners.contains(&port) {
+                facts.app_listeners.push(port);
+            }
+        });
+        facts.error = scanned.err().map(|e| format!("cannot read the sockets: {e}"));
+        facts.source = view.source_name();
+        facts
+    }
+
+    fn uid_on(&self, port: u16) -> Option<u32> {
+        self.listening
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|&(_, uid)| uid)
+    }
+}
+
+fn ports_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
+    const NAME: &str = "proxy ports";
+    if let Some(e) = &sockets.error {
+        return Check::new(NAME, Mark::Fail, e.clone());
+    }
+    let mut wanted: Vec<(u16, &str)> = plan.mesh.listener_ports().to_vec();
+    if let Some(url) = plan.ready.as_ref().filter(|u| is_local(u)) {
+        if !wanted.iter().any(|(p, _)| *p == url.port) {
+            wanted.insert(0, (url.port, "readiness"));
+        }
+    }
+    if wanted.is_empty() {
+        return Check::new(NAME, Mark::Info, "--mesh none: no proxy ports to look for");
+    }
+    let (mut up, mut down) = (Vec::new(), Vec::new());
+    for (port, what) in &wanted {
+        match sockets.uid_on(*port) {
+            Some(uid) => up.push(format!("{port} ({what}, uid {uid})")),
+            None => down.push(format!("{port} ({what})")),
+        }
+    }
+    if down.is_empty() {
+        return Check::new(NAME, Mark::Pass, format!("listening: {}", up.join(", ")));
+    }
+    let mut evidence = format!("absent: {}", down.join(", "));
+    if !up.is_empty() {
+        let _ = write!(evidence, "; listening: {}", up.join(", "));
+    }
+    let check = Check::new(NAME, Mark::Fail, evidence);
+    if up.is_empty() {
+        // Not one of the sidecar's ports: it is not there, which the Refused row explains.
+        return check.explained(plan.mesh, &Facts::probe(Outcome::Refused));
+    }
+    check.hint(
+        "the sidecar runs but not all of its listeners are open: Envoy opens its capture \
+         listeners only once it has its configuration (see readiness and envoy below)",
+    )
+}
+
+fn readiness_check(
+    plan: &DoctorPlan,
+    ready: Option<Outcome>,
+    admin: Option<Result<AdminView, Unreadable>>,
+) -> Check {
+    const NAME: &str = "readiness";
+    let (Some(url), Some(outcome)) = (&plan.ready, ready) else {
+        return Check::new(
+            NAME,
+            Mark::Info,
+            "no readiness URL (--mesh none without --ready-url)",
+        );
+    };
+    let evidence = format!("{url}: {outcome}");
+    if outcome.is_ready() {
+        return Check::new(NAME, Mark::Pass, evidence);
+    }
+    Check::new(NAME, Mark::Fail, evidence).explained(plan.mesh, &Facts { outcome, admin })
+}
+
+fn envoy_check(
+    plan: &DoctorPlan,
+    admin: Option<Result<AdminView, Unreadable>>,
+    sidecar_seen: bool,
+) -> Check {
+    const NAME: &str = "envoy";
+    let (Some(url), Some(admin)) = (&plan.admin, admin) else {
+        let why = match plan.mesh {
+            Mesh::Linkerd => "not read: Linkerd's proxy is not Envoy",
+            _ => "not read (--admin-url none)",
+        };
+        return Check::new(NAME, Mark::Info, why);
+    };
+    let view = match admin {
+        Ok(view) => view,
+        Err(e) => {
+            let check = Check::new(NAME, Mark::Fail, format!("{url}: {e}"));
+            let outcome = match e {
+                Unreadable::Refused => Outcome::Refused,
+                Unreadable::TimedOut => Outcome::TimedOut,
+                Unreadable::Failed(why) => Outcome::Failed(why),
+            };
+            return match outcome {
+                // Envoy's admin refusing while the sidecar's sockets are there: not started or
+                // crashed. Without any of them, the sidecar itself is missing.
+                Outcome::Refused if sidecar_seen => check.hint(
+                    "Envoy is not running: `kubectl logs POD -c istio-proxy` (and --previous), \
+                     and the container's status for OOMKilled or restarts",
+                ),
+                other => check.explained(plan.mesh, &Facts::probe(other)),
+            };
+        }
+    };
+    let evidence = format!("{url}: {view}");
+    let healthy = view.state == Some(ServerState::Live)
+        && view.counts.is_none_or(|c| c.complete() && !c.rejected());
+    if healthy {
+        return Check::new(NAME, Mark::Pass, evidence);
+    }
+    // Read as if the status port had said "not ready", so the same table explains it.
+    let facts = Facts {
+        outcome: Outcome::NotReady {
+            status: 503,
+            body: String::new(),
+        },
+        admin: Some(Ok(view)),
+    };
+    let check = Check::new(NAME, Mark::Fail, evidence).explained(plan.mesh, &facts);
+    match check.hint_id {
+        // That row sends the reader here; say nothing rather than point in a circle.
+        Some("istio-not-ready") => Check {
+            hint_id: None,
+            hint: None,
+            ..check
+        },
+        _ => check,
+    }
+}
+
+fn proxy_sockets_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
+    const NAME: &str = "proxy sockets";
+    let uids = &plan.sockets.rules.uids;
+    if let Some(e) = &sockets.error {
+        return Check::new(NAME, Mark::Fail, e.clone());
+    }
+    if uids.is_empty() {
+        return Check::new(NAME, Mark::Info, "no proxy UID (--mesh none)");
+    }
+    let uids_text = uids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if sockets.proxy_sockets > 0 {
+        return Check::new(
+            NAME,
+            Mark::Pass,
+            format!(
+                "{} sockets belong to UID {uids_text} (source: {})",
+                sockets.proxy_sockets, sockets.source
+            ),
+        );
+    }
+    let check = Check::new(
+        NAME,
+        Mark::Fail,
+        format!("no socket belongs to UID {uids_text}"),
+    );
+    // The proxy's own ports held by some other UID: the sidecar is there under another user
+    // (OpenShift, for one, assigns UIDs per namespace).
+    let other = plan
+        .mesh
+        .listener_ports()
+        .iter()
+        .find_map(|(port, _)| sockets.uid_on(*port).filter(|uid| !uids.contains(uid)));
+    match other {
+        Some(uid) => check.hint(format!(
+            "the proxy's ports are held by UID {uid}: pass --proxy-uid {uid} (MESHWAIT_PROXY_UID) \
+             so that drains tell its sockets from the app's"
+        )),
+        None => check.explained(plan.mesh, &Facts::probe(Outcome::Refused)),
+    }
+}
+
+fn app_listeners_check(sockets: &SocketFacts) -> Check {
+    const NAME: &str = "app listeners";
+    if let Some(e) = &sockets.error {
+        return Check::new(NAME, Mark::Fail, e.clone());
+    }
+    if sockets.app_listeners.is_empty() {
+        return Check::new(
+            NAME,
+            Mark::Info,
+            "none: the app has not started (the gate may still be waiting), or it only makes \
+             outbound calls",
+        );
+    }
+    let mut ports = sockets.app_listeners.clone();
+    ports.sort_unstable();
+    let ports: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+    Check::new(NAME, Mark::Pass, ports.join(", "))
+}
+
+fn in_flight_check(plan: &DoctorPlan) -> Check {
+    const NAME: &str = "in flight";
+    let mut view = SocketView::new(plan.sockets.source);
+    match drain::census(&mut view, &plan.sockets, Until::Idle) {
+        Ok(census) if census.drained() => Check::new(
+            NAME,
+            Mark::Info,
+            "no app connection has a request in flight: a drain would end now",
+        ),
+        Ok(census) => Check::new(
+            NAME,
+            Mark::Info,
+            format!("app connections with work in flight: {census}"),
+        )
+        .hint("`meshwait conns` lists them; a drain waits for these"),
+        Err(e) => Check::new(NAME, Mark::Fail, format!("cannot read the sockets: {e}")),
+    }
+}
+
+/// Whether the proxy can be asked to quit (for Jobs), without asking it.
+async fn quit_check(plan: &DoctorPlan, limit: Duration) -> Check {
+    const NAME: &str = "quit endpoint";
+    let Some(url) = plan.quit.first() else {
+        return Check::new(NAME, Mark::Info, "none for --mesh none");
+    };
+    let preset = |mesh: Mesh| mesh.quit_url() == Some(url.to_string().as_str());
+    if plan.mesh == Mesh::Linkerd && preset(Mesh::Linkerd) {
+        return linkerd_shutdown_check(url, limit).await;
+    }
+    if !(plan.mesh == Mesh::Istio && preset(Mesh::Istio)) {
+        // Envoy's admin and other helpers may act on a GET: never try.
+        return Check::new(
+            NAME,
+            Mark::Info,
+            format!("POST {url} (not tried: it would stop the proxy)"),
+        );
+    }
+    match probe::call(url, hyper::Method::GET, limit).await {
+        // pilot-agent serves the path to POST only: 405 proves it is there.
+        Outcome::NotReady { status: 405, .. } => Check::new(
+            NAME,
+            Mark::Pass,
+            format!("POST {url} is served (a GET is refused with 405)"),
+        ),
+        other => Check::new(NAME, Mark::Fail, format!("GET {url}: {other}")).hint(
+            "`--quit-proxy` will not be able to stop the sidecar; the Job's pod will not complete \
+             until it stops",
+        ),
+    }
+}
+
+/// Linkerd serves `/shutdown` only with `config.linkerd.io/proxy-admin-shutdown: enabled`; the
+/// proxy's `/env.json` tells whether it is, without shutting anything down.
+async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
+    const NAME: &str = "quit endpoint";
+    const VAR: &str = "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED";
+    const ENABLE: &str = "annotate the pod template with `config.linkerd.io/proxy-admin-shutdown: \
+                          enabled`, or the Job's pod will not complete";
+    let env: ReadyUrl = match format!("http://{}/env.json?{VAR}", url.authority).parse() {
+        Ok(env) => env,
+        Err(e) => return Check::new(NAME, Mark::Info, format!("cannot ask: {e}")),
+    };
+    match probe::fetch(&env, limit).await {
+        Fetched::Answer { status: 200, body } => {
+            let body = String::from_utf8_lossy(&body);
+            if body.contains("\"true\"") {
+                Check::new(
+                    NAME,
+                    Mark::Pass,
+                    format!("POST {url} is enabled ({VAR}=true)"),
+                )
+            } else {
+                Check::new(
+                    NAME,
+                    Mark::Fail,
+                    format!("POST {url} is off (Linkerd's default): {}", body.trim()),
+                )
+                .hint(ENABLE)
+            }
+        }
+        Fetched::Answer { status, .. } => Check::new(
+            NAME,
+            Mark::Info,
+            format!("unknown: {env} answered HTTP {status}"),
+        ),
+        Fetched::Refused => Check::new(NAME, Mark::Fail, format!("{env}: connection refused")),
+        Fetched::TimedOut => Check::new(NAME, Mark::Fail, format!("{env}: no answer in time")),
+        Fetched::Failed(why) => Check::new(NAME, Mark::Fail, format!("{env}: {why}")),
+    }
+}
+
+fn is_local(url: &ReadyUrl) -> bool {
+    match &url.host {
+        Host::Localhost => true,
+        Host::Ip(ip) => ip.is_loopback(),
+        Host::Name(_) => false,
+    }
+}
+
+fn problems(checks: &[Check]) -> usize {
+    checks.iter().filter(|c| c.mark == Mark::Fail).count()
+}
+
+pub fn render_text(mesh: Mesh, checks: &[Check]) -> String {
+    let mut out = format!("meshwait doctor (--mesh {})\n", mesh.name());
+    // One missing sidecar fails several checks with the same hint: give it once.
+    let mut shown: Vec<&str> = Vec::new();
+    for c in checks {
+        let _ = writeln!(out, "{} {:<14} {}", c.mark.symbol(), c.name, c.evidence);
+        let Some(hint) = &c.hint else {
+            continue;
+        };
+        let _ = match c.hint_id {
+            Some(id) if shown.contains(&id) => writeln!(out, "  {:<14} → [{id}] as above", ""),
+            Some(id) => {
+                shown.push(id);
+                writeln!(out, "  {:<14} → [{id}] {hint}", "")
+            }
+            None => writeln!(out, "  {:<14} → {hint}", ""),
+        };
+    }
+    let _ = match problems(checks) {
+        0 => writeln!(out, "nothing wrong found"),
+        1 => writeln!(out, "1 problem found"),
+        n => writeln!(out, "{n} problems found"),
+    };
+    out
+}
+
+pub fn render_json(mesh: Mesh, checks: &[Check]) -> String {
+    let mut out = format!(
+        "{{\"mesh\":\"{}\",\"ok\":{},\"problems\":{},\"checks\":[",
+        mesh.name(),
+        problems(checks) == 0,
+        problems(checks)
+    );
+    for (i, c) in checks.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("\n{\"check\":");
+        let _ = json_string(&mut out, c.name);
+        let _ = write!(out, ",\"result\":\"{}\",\"evidence\":", c.mark.word());
+        let _ = json_string(&mut out, &c.evidence);
+        out.push_str(",\"hint_id\":");
+        match c.hint_id {
+            Some(id) => {
+                let _ = json_string(&mut out, id);
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"hint\":");
+        match &c.hint {
+            Some(hint) => {
+                let _ = json_string(&mut out, hint);
+            }
+            None => out.push_str("null"),
+        }
+        out.push('}');
+    }
+    out.push_str("\n]}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Check> {
+        vec![
+            Check::new("init", Mark::Pass, "PID 1 is meshwait: meshwait -- app"),
+            Check::new("readiness", Mark::Fail, "http://localhost:15020/healthz/ready: HTTP 503")
+                .explained(
+                    Mesh::Istio,
+                    &Facts::probe(Outcome::NotReady {
+                        status: 503,
+                        body: "config not received from XDS server (is Istiod running?): cds updates: 0 successful, 0 rejected; lds updates: 0 successful, 0 rejected".into(),
+                    }),
+                ),
+            Check::new("in flight", Mark::Info, "quote \" and back\\slash"),
+        ]
+    }
+
+    #[test]
+    fn text_report() {
+        let text = render_text(Mesh::Istio, &sample());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "meshwait doctor (--mesh istio)");
+        assert_eq!(lines[1], "✓ init           PID 1 is meshwait: meshwait -- app");
+        assert_eq!(
+            lines[2],
+            "✗ readiness      http://localhost:15020/healthz/ready: HTTP 503"
+        );
+        assert!(
+            lines[3].starts_with("                 → [no-config-from-istiod] Envoy has received no configuration"),
+            "{}",
+            lines[3]
+        );
+        assert_eq!(lines[4], "· in flight      quote \" and back\\slash");
+        assert_eq!(lines[5], "1 problem found");
+    }
+
+    #[test]
+    fn json_report_shape() {
+        let json = render_json(Mesh::Istio, &sample());
+        assert!(json.starts_with("{\"mesh\":\"istio\",\"ok\":false,\"problems\":1,\"checks\":["));
+        assert!(json.contains("\"check\":\"readiness\",\"result\":\"fail\""));
+        assert!(json.contains("\"hint_id\":\"no-config-from-istiod\""));
+        assert!(json.contains("\"evidence\":\"quote \\\" and back\\\\slash\""));
+        assert!(json.ends_with("]}\n"));
+    }
+}

@@ -1,0 +1,161 @@
+//! Who runs this container: PID 1, and any meshwait supervising an app here, read from /proc.
+//!
+//! `meshwait doctor` usually arrives by `kubectl exec`, as a sibling of the app rather than its
+//! child, so it cannot ask its own parent; it looks through the PID namespace instead.
+
+use std::fs;
+
+/// A process as /proc shows it to an unprivileged reader.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    /// The kernel's name for it (the executable's name, at most 15 bytes).
+    pub comm: String,
+    /// argv, or empty when unreadable (a kernel thread, a process already gone).
+    pub argv: Vec<String>,
+}
+
+impl Process {
+    pub fn read(pid: u32) -> Option<Process> {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let argv = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| {
+                raw.split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Process {
+            pid,
+            comm: comm.trim_end().to_string(),
+            argv,
+        })
+    }
+
+    /// argv joined for display, or the comm in brackets as `ps` shows argv-less processes.
+    pub fn command_line(&self) -> String {
+        if self.argv.is_empty() {
+            format!("[{}]", self.comm)
+        } else {
+            self.argv.join(" ")
+        }
+    }
+
+    /// A meshwait in run mode: the one that gates and supervises an app (not a `doctor`,
+    /// `drain`, `conns`, `ready` or `install` of the moment).
+    pub fn is_supervising_meshwait(&self) -> bool {
+        if self.comm != "meshwait" {
+            return false;
+        }
+        const ONE_SHOT: [&str; 6] = ["doctor", "drain", "conns", "ready", "install", "help"];
+        let word = first_word(&self.argv);
+        !word.is_some_and(|w| ONE_SHOT.contains(&w))
+    }
+
+    /// Whether this meshwait was told to quit the proxy when its app ends: by flag, or by an
+    /// environment variable when /proc lets us read its environment (same user, or root).
+    pub fn quits_proxy(&self) -> Option<bool> {
+        if self
+            .argv
+            .iter()
+            .any(|a| a == "--quit-proxy" || a.starts_with("--quit-url"))
+        {
+            return Some(true);
+        }
+        let environ = fs::read(format!("/proc/{}/environ", self.pid)).ok()?;
+        let set = environ.split(|&b| b == 0).any(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            match entry.split_once('=') {
+                Some(("MESHWAIT_QUIT_PROXY", v)) => {
+                    matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "1" | "true" | "yes" | "on" | "y"
+                    )
+                }
+                Some(("MESHWAIT_QUIT_URL", v)) => !v.is_empty(),
+                _ => false,
+            }
+        });
+        Some(set)
+    }
+}
+
+/// The first argument that is not a log flag: the subcommand, or the app in run mode.
+fn first_word(argv: &[String]) -> Option<&str> {
+    let mut args = argv.iter().skip(1).map(String::as_str);
+    while let Some(arg) = args.next() {
+        if arg == "--log-level" || arg == "--log-format" {
+            args.next();
+        } else if !(arg.starts_with('-') && is_log_flag(arg)) {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+fn is_log_flag(arg: &str) -> bool {
+    arg == "--quiet"
+        || arg == "--verbose"
+        || arg.starts_with("--log-level=")
+        || arg.starts_with("--log-format=")
+        || (!arg.starts_with("--") && arg[1..].chars().all(|c| c == 'q' || c == 'v'))
+}
+
+/// Every process of the PID namespace, in PID order.
+pub fn all() -> Vec<Process> {
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids.into_iter().filter_map(Process::read).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(argv: &[&str]) -> Process {
+        Process {
+            pid: 1,
+            comm: "meshwait".into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn run_mode_is_told_from_one_shot_commands() {
+        assert!(process(&["meshwait", "--", "app"]).is_supervising_meshwait());
+        assert!(process(&["/bin/meshwait", "-q", "python", "app.py"]).is_supervising_meshwait());
+        assert!(process(&["meshwait", "run", "app"]).is_supervising_meshwait());
+        assert!(!process(&["meshwait", "doctor"]).is_supervising_meshwait());
+        assert!(!process(&["meshwait", "-q", "--log-format", "json", "drain"]).is_supervising_meshwait());
+        let mut other = process(&["tini", "--", "app"]);
+        other.comm = "tini".into();
+        assert!(!other.is_supervising_meshwait());
+    }
+
+    #[test]
+    fn quit_flags_are_seen_in_argv() {
+        assert_eq!(
+            process(&["meshwait", "--quit-proxy", "--", "job"]).quits_proxy(),
+            Some(true)
+        );
+        assert_eq!(
+            process(&["meshwait", "--quit-url=http://localhost:9091/quitquitquit", "job"])
+                .quits_proxy(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = Process::read(std::process::id()).unwrap();
+        assert!(!me.comm.is_empty());
+        assert!(!me.argv.is_empty());
+        assert!(all().iter().any(|p| p.pid == std::process::id()));
+    }
+}
