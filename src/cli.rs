@@ -86,6 +86,10 @@ pub struct GateArgs {
     /// Time from one probe's start to the next (fixed, no backoff).
     #[arg(long, env = "MESHWAIT_INTERVAL", value_name = "DURATION", default_value = "50ms", value_parser = positive_duration)]
     pub interval: Duration,
+    /// Name the likely cause once the same symptom has lasted this long (a sidecar normally
+    /// becomes ready within a few seconds, refusing and answering 503 on the way).
+    #[arg(long, env = "MESHWAIT_HINT_AFTER", value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    pub hint_after: Duration,
     /// What to do when --timeout expires: exit 69 (`fail`) or start the app anyway (`start`).
     #[arg(long, env = "MESHWAIT_ON_TIMEOUT", value_enum, default_value_t = OnTimeout::Fail)]
     pub on_timeout: OnTimeout,
@@ -251,7 +255,12 @@ pub struct DoctorArgs {
     #[command(flatten)]
     pub sockets: SocketArgs,
     /// The URL whose availability the quit check reports, instead of the mesh's.
-    #[arg(long, env = "MESHWAIT_QUIT_URL", value_name = "URL", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "MESHWAIT_QUIT_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
     pub quit_url: Vec<ReadyUrl>,
     /// One JSON document instead of the check list.
     #[arg(long, env = "MESHWAIT_DOCTOR_JSON", value_parser = BoolishValueParser::new())]

@@ -269,9 +269,7 @@ impl Facts {
             }
             When::State(state) => not_ready && self.state() == Some(*state),
             When::BodyHas(text) => self.body().is_some_and(|b| b.contains(text)),
-            When::AdminRefused => {
-                not_ready && matches!(self.admin, Some(Err(Unreadable::Refused)))
-            }
+            When::AdminRefused => not_ready && matches!(self.admin, Some(Err(Unreadable::Refused))),
         }
     }
 }
@@ -303,10 +301,7 @@ impl fmt::Display for Explained<'_> {
         }
         if let Some(Ok(view)) = &self.facts.admin {
             if let Some(failures) = view.cds_failures.filter(|&n| n > 0) {
-                write!(
-                    f,
-                    "; Envoy failed to reach the xDS server {failures} times"
-                )?;
+                write!(f, "; Envoy failed to reach the xDS server {failures} times")?;
             }
         }
         write!(f, ". Next: {}", self.hint.next)
@@ -364,7 +359,11 @@ mod tests {
         let hint = diagnose(Mesh::Istio, &facts).unwrap();
         assert_eq!(hint.id, "config-rejected");
         assert!(hint.next.contains("EnvoyFilter"));
-        let line = Explained { hint, facts: &facts }.to_string();
+        let line = Explained {
+            hint,
+            facts: &facts,
+        }
+        .to_string();
         assert!(
             line.contains("(cds 1 successful, 0 rejected; lds 0 successful, 1 rejected)"),
             "{line}"
@@ -437,8 +436,15 @@ mod tests {
         );
         let hint = diagnose(Mesh::Istio, &facts).unwrap();
         assert_eq!(hint.id, "no-config-from-istiod");
-        let line = Explained { hint, facts: &facts }.to_string();
-        assert!(line.contains("failed to reach the xDS server 5 times"), "{line}");
+        let line = Explained {
+            hint,
+            facts: &facts,
+        }
+        .to_string();
+        assert!(
+            line.contains("failed to reach the xDS server 5 times"),
+            "{line}"
+        );
         facts.admin = stats("listener_manager.lds.update_rejected: 3\n");
         assert_eq!(id(Mesh::Istio, &facts), Some("config-rejected"));
         facts.admin = Some(Err(Unreadable::Refused));
@@ -460,7 +466,10 @@ mod tests {
         assert_eq!(
             id(
                 Mesh::Linkerd,
-                &not_ready(503, "cds updates: 0 successful, 1 rejected; lds updates: 0 successful, 0 rejected")
+                &not_ready(
+                    503,
+                    "cds updates: 0 successful, 1 rejected; lds updates: 0 successful, 0 rejected"
+                )
             ),
             Some("linkerd-not-ready")
         );
@@ -519,7 +528,11 @@ mod tests {
         // A row shadowed by an earlier one for all of its meshes could never be shown.
         let all = [Mesh::Istio, Mesh::Linkerd, Mesh::Envoy, Mesh::None];
         for hint in HINTS {
-            let meshes = if hint.meshes.is_empty() { &all[..] } else { hint.meshes };
+            let meshes = if hint.meshes.is_empty() {
+                &all[..]
+            } else {
+                hint.meshes
+            };
             let facts = facts_for(&hint.when);
             assert!(
                 meshes.iter().any(|&m| id(m, &facts) == Some(hint.id)),
@@ -527,7 +540,11 @@ mod tests {
                 hint.id
             );
             assert!(hint.cause.len() > 20 && hint.next.len() > 20, "{}", hint.id);
-            assert!(!hint.next.ends_with('.'), "{}: the line adds its own", hint.id);
+            assert!(
+                !hint.next.ends_with('.'),
+                "{}: the line adds its own",
+                hint.id
+            );
         }
         let mut ids: Vec<&str> = HINTS.iter().map(|h| h.id).collect();
         ids.sort_unstable();

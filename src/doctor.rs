@@ -238,7 +238,9 @@ impl SocketFacts {
                 facts.app_listeners.push(port);
             }
         });
-        facts.error = scanned.err().map(|e| format!("cannot read the sockets: {e}"));
+        facts.error = scanned
+            .err()
+            .map(|e| format!("cannot read the sockets: {e}"));
         facts.source = view.source_name();
         facts
     }
@@ -621,13 +623,18 @@ mod tests {
         let text = render_text(Mesh::Istio, &sample());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "meshwait doctor (--mesh istio)");
-        assert_eq!(lines[1], "✓ init           PID 1 is meshwait: meshwait -- app");
+        assert_eq!(
+            lines[1],
+            "✓ init           PID 1 is meshwait: meshwait -- app"
+        );
         assert_eq!(
             lines[2],
             "✗ readiness      http://localhost:15020/healthz/ready: HTTP 503"
         );
         assert!(
-            lines[3].starts_with("                 → [no-config-from-istiod] Envoy has received no configuration"),
+            lines[3].starts_with(
+                "                 → [no-config-from-istiod] Envoy has received no configuration"
+            ),
             "{}",
             lines[3]
         );

@@ -173,7 +173,9 @@ impl fmt::Display for AdminView {
             parts.push(counts.to_string());
         }
         if let Some(failures) = self.cds_failures.filter(|&n| n > 0) {
-            parts.push(format!("{failures} CDS fetches failed to reach the xDS server"));
+            parts.push(format!(
+                "{failures} CDS fetches failed to reach the xDS server"
+            ));
         }
         if self.workers_started == Some(false) {
             parts.push("workers not started".into());
@@ -267,7 +269,10 @@ listener_manager.workers_started: 0
         assert_eq!((counts.cds_success, counts.lds_rejected), (3, 2));
         assert!(counts.rejected() && !counts.complete());
         // No xDS counters at all (a static Envoy): unknown, not zero.
-        assert_eq!(AdminView::default().with_stats("server.state: 0\n").counts, None);
+        assert_eq!(
+            AdminView::default().with_stats("server.state: 0\n").counts,
+            None
+        );
     }
 
     #[test]

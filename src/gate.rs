@@ -20,9 +20,6 @@ use crate::signals::Signals;
 const REPEAT_EVERY: Duration = Duration::from_secs(5);
 /// A change of failure class is logged at once, but not more often than this (flapping).
 const CHANGE_EVERY: Duration = Duration::from_secs(1);
-/// A likely cause is named once its symptom has lasted this long: a sidecar normally becomes
-/// ready within a few seconds, refusing and then answering 503 on the way, and that is no fault.
-pub const HINT_AFTER: Duration = Duration::from_secs(5);
 /// The longest look at Envoy's admin for the message on `--timeout`, on top of the timeout.
 const FINAL_LOOK: Duration = Duration::from_millis(500);
 
@@ -215,7 +212,7 @@ impl<'a> Narrator<'a> {
         }
     }
 
-    /// Whether `outcome`'s symptom has lasted `HINT_AFTER` without its hint having been given.
+    /// Whether `outcome`'s symptom has lasted `--hint-after` without its hint having been given.
     /// Says yes once per symptom: the caller gives the hint (after reading Envoy's admin, which
     /// may name a more precise one).
     fn hint_due(&mut self, outcome: &Outcome) -> bool {
@@ -229,7 +226,7 @@ impl<'a> Narrator<'a> {
             _ => now,
         };
         self.symptom = Some((hint.id, since));
-        if now - since < HINT_AFTER || self.hinted.contains(&hint.id) {
+        if now - since < self.plan.hint_after || self.hinted.contains(&hint.id) {
             return false;
         }
         self.hinted.push(hint.id);

@@ -59,11 +59,7 @@ impl Mesh {
                 (15001, "outbound capture"),
                 (15006, "inbound capture"),
             ],
-            Mesh::Linkerd => &[
-                (4191, "admin"),
-                (4140, "outbound"),
-                (4143, "inbound"),
-            ],
+            Mesh::Linkerd => &[(4191, "admin"), (4140, "outbound"), (4143, "inbound")],
             Mesh::Envoy => &[(15000, "Envoy admin")],
             Mesh::None => &[],
         }

@@ -53,6 +53,8 @@ pub struct GatePlan {
     pub timeout: Option<Duration>,
     pub interval: Duration,
     pub request_timeout: Duration,
+    /// How long a symptom lasts before its hint is logged.
+    pub hint_after: Duration,
     pub on_timeout: OnTimeout,
     /// Ports whose listeners appearing trigger a probe at once (empty: none watched).
     pub watch_ports: Vec<u16>,
@@ -200,8 +202,7 @@ impl GatePlan {
             admin_url: admin,
             request_timeout,
         } = args.endpoint;
-        let Some(url) = ready_url.map_or_else(|| preset(mesh.ready_url()), |u| Ok(Some(u)))?
-        else {
+        let Some(url) = ready_url.map_or_else(|| preset(mesh.ready_url()), |u| Ok(Some(u)))? else {
             return Ok(None);
         };
         Ok(Some(GatePlan {
@@ -211,6 +212,7 @@ impl GatePlan {
             timeout: (!args.timeout.is_zero()).then_some(args.timeout),
             interval: args.interval,
             request_timeout,
+            hint_after: args.hint_after,
             on_timeout: args.on_timeout,
             watch_ports: if args.watch_listener.is_empty() {
                 mesh.capture_ports().to_vec()

@@ -99,7 +99,10 @@ pub async fn call(url: &ReadyUrl, method: Method, limit: Duration) -> Outcome {
 pub enum Fetched {
     /// Any status, with up to `FETCH_MAX` bytes of the body (`BODY_PEEK` when not 2xx and no
     /// 2xx body was asked for).
-    Answer { status: u16, body: Vec<u8> },
+    Answer {
+        status: u16,
+        body: Vec<u8>,
+    },
     Refused,
     TimedOut,
     Failed(String),

@@ -132,7 +132,10 @@ mod tests {
         assert!(process(&["/bin/meshwait", "-q", "python", "app.py"]).is_supervising_meshwait());
         assert!(process(&["meshwait", "run", "app"]).is_supervising_meshwait());
         assert!(!process(&["meshwait", "doctor"]).is_supervising_meshwait());
-        assert!(!process(&["meshwait", "-q", "--log-format", "json", "drain"]).is_supervising_meshwait());
+        assert!(
+            !process(&["meshwait", "-q", "--log-format", "json", "drain"])
+                .is_supervising_meshwait()
+        );
         let mut other = process(&["tini", "--", "app"]);
         other.comm = "tini".into();
         assert!(!other.is_supervising_meshwait());
@@ -145,8 +148,12 @@ mod tests {
             Some(true)
         );
         assert_eq!(
-            process(&["meshwait", "--quit-url=http://localhost:9091/quitquitquit", "job"])
-                .quits_proxy(),
+            process(&[
+                "meshwait",
+                "--quit-url=http://localhost:9091/quitquitquit",
+                "job"
+            ])
+            .quits_proxy(),
             Some(true)
         );
     }

@@ -1,0 +1,349 @@
+//! `meshwait doctor`: the check list against a stand-in sidecar in known troubled states.
+//! The endpoint checks run anywhere (random ports); the whole-pod checks need root for a network
+//! and PID namespace of their own, so that the proxy's ports and PID 1 are the test's.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// The stand-in sidecar, killed when dropped.
+struct Sidecar {
+    child: Child,
+    status: u16,
+    admin: u16,
+}
+
+impl Sidecar {
+    fn start(mode: &str, ports: &[u16], netns: Option<&Netns>) -> Sidecar {
+        let mut cmd = Command::new(python());
+        cmd.arg(helper("fake_sidecar.py"))
+            .arg(mode)
+            .args(ports.iter().map(u16::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some(ns) = netns {
+            ns.enter(&mut cmd);
+        }
+        let mut child = cmd.spawn().expect("fake sidecar");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"ports"), "{line}");
+        Sidecar {
+            status: words[1].parse().unwrap(),
+            admin: words[2].parse().unwrap(),
+            child,
+        }
+    }
+
+    /// On ports of its own (no listeners beyond the two endpoints).
+    fn anywhere(mode: &str) -> Sidecar {
+        Sidecar::start(mode, &[0, 0], None)
+    }
+
+    fn endpoint_args(&self) -> Vec<String> {
+        vec![
+            "--ready-url".into(),
+            format!("http://127.0.0.1:{}/healthz/ready", self.status),
+            "--admin-url".into(),
+            format!("http://127.0.0.1:{}", self.admin),
+        ]
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `meshwait doctor --json ARGS`: the exit code and the parsed report.
+fn doctor_json(args: &[String]) -> (Option<i32>, Value) {
+    let mut cmd = meshwait();
+    cmd.args(["doctor", "--json"]).args(args);
+    let mut child = spawn(cmd);
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let out = stdout_of(&mut child);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (status.code(), report)
+}
+
+fn stdout_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {report}"))
+}
+
+#[test]
+fn rejected_config_is_named_by_readiness_and_envoy() {
+    let sidecar = Sidecar::anywhere("rejected");
+    let (code, report) = doctor_json(&sidecar.endpoint_args());
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["ok"], false);
+    let readiness = check(&report, "readiness");
+    assert_eq!(readiness["result"], "fail");
+    assert_eq!(readiness["hint_id"], "config-rejected", "{readiness}");
+    assert!(
+        readiness["hint"].as_str().unwrap().contains("EnvoyFilter"),
+        "{readiness}"
+    );
+    let envoy = check(&report, "envoy");
+    assert_eq!(envoy["result"], "fail");
+    assert!(
+        envoy["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("state LIVE; cds 1 successful, 0 rejected; lds 0 successful, 1 rejected"),
+        "{envoy}"
+    );
+    assert_eq!(envoy["hint_id"], "config-rejected");
+}
+
+#[test]
+fn an_empty_503_is_explained_from_envoys_admin() {
+    let sidecar = Sidecar::anywhere("no-config");
+    let (code, report) = doctor_json(&sidecar.endpoint_args());
+    assert_eq!(code, Some(1));
+    let readiness = check(&report, "readiness");
+    assert_eq!(readiness["hint_id"], "no-config-from-istiod", "{readiness}");
+    let hint = readiness["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("failed to reach the xDS server 5 times"),
+        "{hint}"
+    );
+    assert!(hint.contains("15012"), "{hint}");
+    let envoy = check(&report, "envoy");
+    assert!(
+        envoy["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("state PRE_INITIALIZING"),
+        "{envoy}"
+    );
+}
+
+#[test]
+fn a_healthy_proxy_passes_the_endpoint_checks() {
+    let sidecar = Sidecar::anywhere("healthy");
+    let (_, report) = doctor_json(&sidecar.endpoint_args());
+    for name in ["readiness", "envoy"] {
+        let c = check(&report, name);
+        assert_eq!(c["result"], "pass", "{c}");
+        assert!(c["hint"].is_null(), "{c}");
+    }
+}
+
+#[test]
+fn hung_endpoints_cannot_hold_the_doctor() {
+    let sidecar = Sidecar::anywhere("hang");
+    let mut args = sidecar.endpoint_args();
+    // Asked to wait 30 s per request, the doctor still bounds itself.
+    args.extend(["--request-timeout".into(), "30s".into()]);
+    let started = Instant::now();
+    let (code, report) = doctor_json(&args);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "doctor took {took:?}");
+    assert_eq!(code, Some(1));
+    let readiness = check(&report, "readiness");
+    assert_eq!(readiness["hint_id"], "status-server-hung", "{readiness}");
+    let envoy = check(&report, "envoy");
+    assert!(
+        envoy["evidence"]
+            .as_str()
+            .unwrap()
+            .ends_with("no answer in time"),
+        "{envoy}"
+    );
+}
+
+#[test]
+fn text_report_marks_and_hints() {
+    let sidecar = Sidecar::anywhere("rejected");
+    let mut cmd = meshwait();
+    cmd.arg("doctor").args(sidecar.endpoint_args());
+    let mut child = spawn(cmd);
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    let out = stdout_of(&mut child);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "meshwait doctor (--mesh istio)");
+    let readiness = lines
+        .iter()
+        .position(|l| l.starts_with("✗ readiness "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        lines[readiness + 1].contains("→ [config-rejected] Envoy rejected configuration"),
+        "{out}"
+    );
+    // The same hint under envoy is not repeated in full.
+    assert!(out.contains("→ [config-rejected] as above"), "{out}");
+    assert!(lines.last().unwrap().ends_with("problems found"), "{out}");
+}
+
+fn root_or_skip(test: &str) -> bool {
+    let can = is_root()
+        && Command::new("unshare")
+            .args(["--net", "--pid", "--fork", "--mount-proc", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !can {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: needs root and `unshare`, and CI is set"
+        );
+        println!("skipped {test}: needs root and `unshare` for network and PID namespaces");
+    }
+    can
+}
+
+/// `meshwait doctor --json ARGS` as a process of a pod: in `ns`, in a PID namespace of its own
+/// whose PID 1 is `init` (a command line ending where doctor's arguments go).
+fn doctor_in_pod(ns: &Netns, init: &[&str], args: &[&str]) -> (Option<i32>, Value) {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--"])
+        .args(init)
+        .args([MESHWAIT, "doctor", "--json"])
+        .args(args);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MESHWAIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    ns.enter(&mut cmd);
+    let mut child = spawn(cmd);
+    let status = wait_bounded(&mut child, Duration::from_secs(20));
+    let out = stdout_of(&mut child);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    (status.code(), report)
+}
+
+/// The Istio ports, served by a stand-in running as root: `--proxy-uid 0` makes its sockets the
+/// proxy's.
+fn istio_pod(mode: &str) -> (Netns, Sidecar) {
+    let ns = Netns::new();
+    let sidecar = Sidecar::start(mode, &[15020, 15000, 15001, 15006], Some(&ns));
+    (ns, sidecar)
+}
+
+#[test]
+fn a_healthy_pod_under_meshwait_has_nothing_wrong() {
+    if !root_or_skip("a_healthy_pod_under_meshwait_has_nothing_wrong") {
+        return;
+    }
+    let (ns, _sidecar) = istio_pod("healthy");
+    let init = [MESHWAIT, "--mesh", "none", "--no-wait", "--"];
+    let (code, report) = doctor_in_pod(&ns, &init, &["--proxy-uid", "0"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["problems"], 0);
+    for c in report["checks"].as_array().unwrap() {
+        assert_ne!(c["result"], "fail", "{c}");
+    }
+    for name in [
+        "init",
+        "proxy ports",
+        "readiness",
+        "envoy",
+        "proxy sockets",
+        "quit endpoint",
+    ] {
+        assert_eq!(check(&report, name)["result"], "pass", "{name}: {report:#}");
+    }
+    let init = check(&report, "init")["evidence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(init.starts_with("PID 1 is meshwait: "), "{init}");
+    let quit = check(&report, "quit endpoint")["evidence"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(quit.contains("405"), "{quit}");
+}
+
+#[test]
+fn a_pod_without_meshwait_or_configured_envoy_is_diagnosed() {
+    if !root_or_skip("a_pod_without_meshwait_or_configured_envoy_is_diagnosed") {
+        return;
+    }
+    let (ns, _sidecar) = istio_pod("no-config");
+    let (code, report) = doctor_in_pod(
+        &ns,
+        &["sh", "-c", "exec \"$@\"", "sh"],
+        &["--proxy-uid", "0"],
+    );
+    assert_eq!(code, Some(1), "{report:#}");
+    // `sh -c 'exec "$@"'` replaces itself with doctor, so PID 1 is doctor: not a supervisor.
+    let init = check(&report, "init");
+    assert_eq!(init["result"], "fail", "{init}");
+    assert!(
+        init["hint"]
+            .as_str()
+            .unwrap()
+            .contains("ENTRYPOINT [\"meshwait\""),
+        "{init}"
+    );
+    let ports = check(&report, "proxy ports");
+    assert_eq!(ports["result"], "fail");
+    let evidence = ports["evidence"].as_str().unwrap();
+    assert!(
+        evidence.contains("absent: 15001 (outbound capture), 15006 (inbound capture)"),
+        "{evidence}"
+    );
+    assert!(
+        ports["hint"]
+            .as_str()
+            .unwrap()
+            .contains("capture listeners"),
+        "{ports}"
+    );
+    assert_eq!(
+        check(&report, "readiness")["hint_id"],
+        "no-config-from-istiod"
+    );
+    // The sidecar is there (its sockets are), so nothing points at injection.
+    assert_eq!(check(&report, "proxy sockets")["result"], "pass");
+}
+
+#[test]
+fn a_pod_with_no_sidecar_points_at_injection() {
+    if !root_or_skip("a_pod_with_no_sidecar_points_at_injection") {
+        return;
+    }
+    let ns = Netns::new();
+    let init = [MESHWAIT, "--mesh", "none", "--no-wait", "--"];
+    let (code, report) = doctor_in_pod(&ns, &init, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(check(&report, "init")["result"], "pass");
+    for name in ["proxy ports", "readiness", "proxy sockets", "envoy"] {
+        assert_eq!(
+            check(&report, name)["hint_id"],
+            "istio-not-injected",
+            "{name}: {report:#}"
+        );
+    }
+    assert_eq!(check(&report, "quit endpoint")["result"], "info");
+}
