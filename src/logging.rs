@@ -75,13 +75,9 @@ where
         match self.format {
             LogFormat::Text => {
                 self.clock.format_time(&mut out)?;
-                write!(
-                    out,
-                    " {:<5} {component}: {}{}",
-                    meta.level().as_str(),
-                    fields.message,
-                    fields.rest
-                )?;
+                write!(out, " {:<5} {component}: ", meta.level().as_str())?;
+                one_line(&mut out, &fields.message)?;
+                out.write_str(&fields.rest)?;
             }
             LogFormat::Json => {
                 out.write_str("{\"time\":\"")?;
@@ -154,6 +150,21 @@ impl Visit for Fields {
     }
 }
 
+/// `text` with control characters escaped, so that one event stays one line (a proxy's body
+/// may carry a newline, and line-based log collectors would split it into two events).
+fn one_line(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        match c {
+            '\n' => out.write_str("\\n")?,
+            '\r' => out.write_str("\\r")?,
+            '\t' => out.write_str("\\t")?,
+            c if c.is_control() => write!(out, "\\u{{{:x}}}", c as u32)?,
+            c => out.write_char(c)?,
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
     out.write_char('"')?;
     for c in text.chars() {
@@ -220,7 +231,7 @@ mod tests {
     fn text_golden_line() {
         assert_eq!(
             capture(LogFormat::Text, sample),
-            "2026-01-02T03:04:05.678Z WARN  tests: proxy not ready: \"no\\config\"\n url=http://localhost:15020/healthz/ready status=503 attempt=7 ready=false\n"
+            "2026-01-02T03:04:05.678Z WARN  tests: proxy not ready: \"no\\config\"\\n url=http://localhost:15020/healthz/ready status=503 attempt=7 ready=false\n"
         );
     }
 
@@ -230,6 +241,32 @@ mod tests {
             capture(LogFormat::Json, sample),
             "{\"time\":\"2026-01-02T03:04:05.678Z\",\"severity\":\"WARNING\",\"component\":\"tests\",\"message\":\"proxy not ready: \\\"no\\\\config\\\"\\n\",\"url\":\"http://localhost:15020/healthz/ready\",\"status\":503,\"attempt\":7,\"ready\":false}\n"
         );
+    }
+
+    #[test]
+    fn json_lines_parse_with_every_field_typed() {
+        let line = capture(LogFormat::Json, || {
+            sample();
+            tracing::error!(
+                pid = 42u64,
+                signal = "SIGTERM",
+                exit_code = 143i64,
+                "app died"
+            );
+        });
+        let lines: Vec<serde_json::Value> = line
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["status"], 503);
+        assert_eq!(lines[0]["ready"], false);
+        assert_eq!(lines[0]["message"], "proxy not ready: \"no\\config\"\n");
+        assert_eq!(lines[1]["severity"], "ERROR");
+        assert_eq!(lines[1]["pid"], 42);
+        assert_eq!(lines[1]["signal"], "SIGTERM");
+        assert_eq!(lines[1]["exit_code"], 143);
+        assert_eq!(lines[1]["time"], "2026-01-02T03:04:05.678Z");
     }
 
     #[test]

@@ -4,66 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-/// The stand-in sidecar, killed when dropped.
-struct Sidecar {
-    child: Child,
-    status: u16,
-    admin: u16,
-}
-
-impl Sidecar {
-    fn start(mode: &str, ports: &[u16], netns: Option<&Netns>) -> Sidecar {
-        let mut cmd = Command::new(python());
-        cmd.arg(helper("fake_sidecar.py"))
-            .arg(mode)
-            .args(ports.iter().map(u16::to_string))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        if let Some(ns) = netns {
-            ns.enter(&mut cmd);
-        }
-        let mut child = cmd.spawn().expect("fake sidecar");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words.first(), Some(&"ports"), "{line}");
-        Sidecar {
-            status: words[1].parse().unwrap(),
-            admin: words[2].parse().unwrap(),
-            child,
-        }
-    }
-
-    /// On ports of its own (no listeners beyond the two endpoints).
-    fn anywhere(mode: &str) -> Sidecar {
-        Sidecar::start(mode, &[0, 0], None)
-    }
-
-    fn endpoint_args(&self) -> Vec<String> {
-        vec![
-            "--ready-url".into(),
-            format!("http://127.0.0.1:{}/healthz/ready", self.status),
-            "--admin-url".into(),
-            format!("http://127.0.0.1:{}", self.admin),
-        ]
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `meshwait doctor --json ARGS`: the exit code and the parsed report.
 fn doctor_json(args: &[String]) -> (Option<i32>, Value) {

@@ -475,3 +475,175 @@ fn a_proxy_listener_appearing_moves_the_next_probe_forward() {
         "one probe at the start, one at the listener"
     );
 }
+
+/// meshwait's JSON log lines, each parsed (a line that does not parse fails the test).
+fn json_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn a_lasting_symptom_is_named_once_and_again_in_the_timeout_message() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ISTIO_503));
+    let mut cmd = gated_with(
+        &server.url(),
+        &[
+            "--log-format",
+            "json",
+            "--hint-after",
+            "300ms",
+            "--timeout",
+            "1500ms",
+            "--admin-url",
+            "none",
+        ],
+        "exit 0",
+    );
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let lines = json_lines(&String::from_utf8_lossy(&out.stderr));
+    let hints: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.get("hint").is_some() && l["severity"] == "WARNING")
+        .collect();
+    assert_eq!(hints.len(), 1, "one hint per symptom: {lines:#?}");
+    let hint = hints[0];
+    assert_eq!(hint["hint"], "config-rejected");
+    assert_eq!(hint["component"], "gate");
+    assert!(hint["elapsed_ms"].as_u64().unwrap() >= 300, "{hint}");
+    assert!(hint["attempt"].as_u64().unwrap() > 1, "{hint}");
+    let message = hint["message"].as_str().unwrap();
+    assert!(
+        message.contains("Envoy rejected configuration it was sent (cds 1 successful, 0 rejected; lds 0 successful, 1 rejected)"),
+        "{message}"
+    );
+    assert!(message.contains("EnvoyFilter"), "{message}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["severity"], "ERROR");
+    assert_eq!(last["exit_code"], 69);
+    assert_eq!(last["hint"], "config-rejected");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.contains("likely cause: Envoy rejected"),
+        "{message}"
+    );
+    // Every line carries the time as RFC 3339 in UTC.
+    for line in &lines {
+        let time = line["time"].as_str().unwrap();
+        assert!(
+            time.len() >= 20 && time.ends_with('Z') && &time[10..11] == "T",
+            "{time}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_503_is_explained_from_envoys_admin_while_gating() {
+    let sidecar = Sidecar::anywhere("no-config");
+    let ready = format!("http://127.0.0.1:{}/healthz/ready", sidecar.status);
+    let admin = format!("http://127.0.0.1:{}", sidecar.admin);
+    let cmd = gated_with(
+        &ready,
+        &[
+            "--log-format",
+            "json",
+            "--hint-after",
+            "200ms",
+            "--timeout",
+            "1s",
+            "--admin-url",
+            &admin,
+        ],
+        "exit 0",
+    );
+    let mut cmd = cmd;
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let lines = json_lines(&String::from_utf8_lossy(&out.stderr));
+    let hint = lines
+        .iter()
+        .find(|l| l["severity"] == "WARNING" && l.get("hint").is_some())
+        .unwrap_or_else(|| panic!("no hint: {lines:#?}"));
+    assert_eq!(hint["hint"], "no-config-from-istiod", "{hint}");
+    assert!(
+        hint["message"]
+            .as_str()
+            .unwrap()
+            .contains("Envoy failed to reach the xDS server 5 times"),
+        "{hint}"
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["hint"], "no-config-from-istiod");
+    let message = last["message"].as_str().unwrap();
+    assert!(
+        message.contains("Envoy's admin: state PRE_INITIALIZING; cds 0 successful, 0 rejected"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_refused_status_port_points_at_injection_and_probe_timeouts_at_a_hung_sidecar() {
+    // Nothing listens: bind a port and close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/healthz/ready");
+    let out = gated_with(&url, &["--timeout", "300ms"], "exit 0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("hint=istio-not-injected"), "{last}");
+    assert!(last.contains("istio-injection=enabled"), "{last}");
+    let out = gated_with(&url, &["--timeout", "300ms", "--mesh", "linkerd"], "exit 0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("linkerd.io/inject: enabled"), "{err}");
+
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Hang);
+    let out = gated_with(
+        &server.url(),
+        &[
+            "--timeout",
+            "1s",
+            "--request-timeout",
+            "100ms",
+            "--hint-after",
+            "300ms",
+        ],
+        "exit 0",
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let hints: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("hint=status-server-hung"))
+        .collect();
+    assert_eq!(hints.len(), 1, "{err}");
+    assert!(
+        hints[0].contains("hung or starved of CPU, not absent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_single_probe_names_the_likely_cause() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not ready\n"));
+    let out = meshwait()
+        .args(["ready", "--mesh", "linkerd", "--ready-url", &server.url()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hint=linkerd-not-ready"), "{err}");
+    assert!(err.contains("linkerd check --proxy"), "{err}");
+}

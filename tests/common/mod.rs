@@ -371,3 +371,58 @@ impl Drop for Netns {
         let _ = self.holder.wait();
     }
 }
+
+/// The stand-in sidecar (`helpers/fake_sidecar.py`): pilot-agent's status port and Envoy's admin
+/// in a chosen state; killed when dropped.
+pub struct Sidecar {
+    child: Child,
+    pub status: u16,
+    pub admin: u16,
+}
+
+impl Sidecar {
+    pub fn start(mode: &str, ports: &[u16], netns: Option<&Netns>) -> Sidecar {
+        let mut cmd = Command::new(python());
+        cmd.arg(helper("fake_sidecar.py"))
+            .arg(mode)
+            .args(ports.iter().map(u16::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some(ns) = netns {
+            ns.enter(&mut cmd);
+        }
+        let mut child = cmd.spawn().expect("fake sidecar");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"ports"), "{line}");
+        Sidecar {
+            status: words[1].parse().unwrap(),
+            admin: words[2].parse().unwrap(),
+            child,
+        }
+    }
+
+    /// On ports of its own (no listeners beyond the two endpoints).
+    pub fn anywhere(mode: &str) -> Sidecar {
+        Sidecar::start(mode, &[0, 0], None)
+    }
+
+    pub fn endpoint_args(&self) -> Vec<String> {
+        vec![
+            "--ready-url".into(),
+            format!("http://127.0.0.1:{}/healthz/ready", self.status),
+            "--admin-url".into(),
+            format!("http://127.0.0.1:{}", self.admin),
+        ]
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
