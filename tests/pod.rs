@@ -73,3 +73,8 @@ fn job_pod_completes_only_when_meshwait_quits_the_proxy() {
 fn linkerd_preset_gates_quits_and_knows_the_proxy_uid() {
     scenario(4, "linkerd preset");
 }
+
+#[test]
+fn diagnosis_names_a_silent_control_plane_and_doctor_sees_the_real_envoy() {
+    scenario(5, "diagnosis and doctor");
+}

