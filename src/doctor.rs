@@ -139,7 +139,8 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
     let processes = process_table::all();
     let supervisor = processes
         .iter()
-        .find(|p| p.is_supervising_meshwait() && p.pid != std::process::id());
+        .filter(|p| p.is_supervising_meshwait() && p.pid != std::process::id())
+        .min_by_key(|p| p.pid);
     let mut checks = vec![init_check(&processes, supervisor)];
     let sockets = SocketFacts::read(plan);
     checks.push(ports_check(plan, &sockets));
@@ -234,8 +235,11 @@ impl SocketFacts {
             if !facts.listening.contains(&(port, s.uid)) {
                 facts.listening.push((port, s.uid));
             }
-            if !plan.sockets.rules.owns(s) && !facts.app_listeners.contains(&port) {
-                facts.app_listeners.push(port);
+            if !plan.sockets.rules.owns(s) {
+                // Kept in order as they come (no sort: its code would cost the binary kilobytes).
+                if let Err(at) = facts.app_listeners.binary_search(&port) {
+                    facts.app_listeners.insert(at, port);
+                }
             }
         });
         facts.error = scanned
@@ -429,9 +433,11 @@ fn app_listeners_check(sockets: &SocketFacts) -> Check {
              outbound calls",
         );
     }
-    let mut ports = sockets.app_listeners.clone();
-    ports.sort_unstable();
-    let ports: Vec<String> = ports.iter().map(|p| format!(":{p}")).collect();
+    let ports: Vec<String> = sockets
+        .app_listeners
+        .iter()
+        .map(|p| format!(":{p}"))
+        .collect();
     Check::new(NAME, Mark::Pass, ports.join(", "))
 }
 

@@ -102,16 +102,14 @@ fn is_log_flag(arg: &str) -> bool {
         || (!arg.starts_with("--") && arg[1..].chars().all(|c| c == 'q' || c == 'v'))
 }
 
-/// Every process of the PID namespace, in PID order.
+/// Every process of the PID namespace, in the order /proc lists them.
 pub fn all() -> Vec<Process> {
-    let mut pids: Vec<u32> = fs::read_dir("/proc")
+    fs::read_dir("/proc")
         .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            dir.filter_map(|e| Process::read(e.ok()?.file_name().to_str()?.parse().ok()?))
                 .collect()
         })
-        .unwrap_or_default();
-    pids.sort_unstable();
-    pids.into_iter().filter_map(Process::read).collect()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
