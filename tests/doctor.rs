@@ -149,19 +149,7 @@ fn text_report_marks_and_hints() {
 }
 
 fn root_or_skip(test: &str) -> bool {
-    let can = is_root()
-        && Command::new("unshare")
-            .args(["--net", "--pid", "--fork", "--mount-proc", "true"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !can {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: needs root and `unshare`, and CI is set"
-        );
-        println!("skipped {test}: needs root and `unshare` for network and PID namespaces");
-    }
-    can
+    common::root_or_skip(test, &["--net", "--pid", "--fork", "--mount-proc"])
 }
 
 /// `meshwait doctor --json ARGS` as a process of a pod: in `ns`, in a PID namespace of its own

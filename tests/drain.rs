@@ -15,21 +15,7 @@ const APP_PORT: u16 = 8080;
 const OTHER_PORT: u16 = 9090;
 
 fn root_or_skip(test: &str) -> bool {
-    // Root alone is not enough inside some containers: try making a namespace.
-    let can = is_root()
-        && Command::new("unshare")
-            .args(["--net", "true"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if !can {
-        // CI must run these: a silent skip there would turn the whole drain suite green.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: needs root and `unshare --net`, and CI is set"
-        );
-        println!("skipped {test}: needs root and `unshare --net` for a network namespace");
-    }
-    can
+    common::root_or_skip(test, &["--net"])
 }
 
 /// CLOCK_MONOTONIC in seconds, the clock the Python helpers print.

@@ -314,6 +314,27 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Whether this machine lets `test` make the namespaces it needs (`unshare` with `flags`), as
+/// root. Root alone is not enough inside some containers, so it tries. CI must run such tests:
+/// a silent skip there would turn a whole suite green, so with `CI` set a skip fails instead.
+pub fn root_or_skip(test: &str, flags: &[&str]) -> bool {
+    let can = is_root()
+        && Command::new("unshare")
+            .args(flags)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success());
+    if !can {
+        let needs = format!("root and `unshare {}`", flags.join(" "));
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: needs {needs}, and CI is set"
+        );
+        println!("skipped {test}: needs {needs}");
+    }
+    can
+}
+
 /// A network namespace of its own with loopback up, so a test sees only its own sockets.
 /// Needs root; held open by a process that exits when the namespace is dropped.
 pub struct Netns {
