@@ -7,9 +7,12 @@
 
 use std::fmt;
 
-use crate::envoy_admin::{AdminView, ServerState, Unreadable, XdsCounts};
+use std::time::Duration;
+
+use crate::envoy_admin::{self, AdminView, ServerState, Unreadable, XdsCounts};
 use crate::mesh::Mesh;
 use crate::probe::Outcome;
+use crate::ready_url::ReadyUrl;
 
 /// One row: when it applies, the likely cause, and the next check.
 #[derive(Debug)]
@@ -221,6 +224,16 @@ impl Facts {
             outcome,
             admin: None,
         }
+    }
+
+    /// `outcome`, with Envoy's admin view (read within `limit`) when the answer was "not ready":
+    /// the only answer the admin can explain, since pilot-agent's 503 carries no reason.
+    pub async fn gather(outcome: Outcome, admin: Option<&ReadyUrl>, limit: Duration) -> Facts {
+        let admin = match (admin, &outcome) {
+            (Some(admin), Outcome::NotReady { .. }) => Some(envoy_admin::read(admin, limit).await),
+            _ => None,
+        };
+        Facts { outcome, admin }
     }
 
     fn body(&self) -> Option<&str> {

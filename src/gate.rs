@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::diagnosis::{self, Explained, Facts};
-use crate::envoy_admin::{self, AdminView, Unreadable};
 use crate::listener_watch::{self, ListenerWatch};
 use crate::plan::GatePlan;
 use crate::probe::{self, Kind, Outcome};
@@ -22,8 +21,6 @@ const REPEAT_EVERY: Duration = Duration::from_secs(5);
 const CHANGE_EVERY: Duration = Duration::from_secs(1);
 /// The longest look at Envoy's admin for the message on `--timeout`, on top of the timeout.
 const FINAL_LOOK: Duration = Duration::from_millis(500);
-
-type AdminRead<'a> = Pin<Box<dyn Future<Output = Result<AdminView, Unreadable>> + 'a>>;
 
 /// How the gate ended.
 #[derive(Debug)]
@@ -55,8 +52,9 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
     let mut next_look = started;
     let mut seen_absent = false;
     let mut probe_again_at_once = false;
-    // Envoy's admin, read when a hint is due for a 503 (whose cause pilot-agent does not say).
-    let mut explaining: Option<(Outcome, AdminRead<'_>)> = None;
+    // The facts behind a hint that is due, being completed with Envoy's admin view for a 503
+    // (whose cause pilot-agent does not say).
+    let mut explaining: Option<Pin<Box<dyn Future<Output = Facts> + '_>>> = None;
 
     loop {
         tokio::select! {
@@ -86,20 +84,22 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
             _ = sleep_until(deadline), if deadline.is_some() => {
                 let waited = started.elapsed();
                 let last = match last {
-                    Some(outcome) => Some(final_facts(plan, outcome).await),
+                    Some(outcome) => {
+                        let limit = plan.request_timeout.min(FINAL_LOOK);
+                        Some(Facts::gather(outcome, plan.admin.as_ref(), limit).await)
+                    }
                     None => None,
                 };
                 return GateEnd::TimedOut { probes, waited, last };
             },
-            admin = async {
+            facts = async {
                 match explaining.as_mut() {
-                    Some((_, read)) => read.await,
+                    Some(gathering) => gathering.await,
                     None => std::future::pending().await,
                 }
             }, if explaining.is_some() => {
-                if let Some((outcome, _)) = explaining.take() {
-                    narrator.hint(&Facts { outcome, admin: Some(admin) }, probes);
-                }
+                explaining = None;
+                narrator.hint(&facts, probes);
             },
             outcome = async {
                 match in_flight.as_mut() {
@@ -115,12 +115,13 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                 }
                 narrator.not_ready(&outcome, probes);
                 if narrator.hint_due(&outcome) {
-                    match (&plan.admin, &outcome) {
-                        (Some(admin), Outcome::NotReady { .. }) if explaining.is_none() => {
-                            let read = envoy_admin::read(admin, plan.request_timeout);
-                            explaining = Some((outcome.clone(), Box::pin(read)));
-                        }
-                        _ => narrator.hint(&Facts::probe(outcome.clone()), probes),
+                    if explaining.is_none() {
+                        let gathering =
+                            Facts::gather(outcome.clone(), plan.admin.as_ref(), plan.request_timeout);
+                        explaining = Some(Box::pin(gathering));
+                    } else {
+                        // One admin read at a time; this hint goes out on the answer alone.
+                        narrator.hint(&Facts::probe(outcome.clone()), probes);
                     }
                 }
                 last = Some(outcome);
@@ -177,17 +178,6 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// The last answer with Envoy's admin view added when the admin may explain it.
-async fn final_facts(plan: &GatePlan, outcome: Outcome) -> Facts {
-    let admin = match (&plan.admin, &outcome) {
-        (Some(admin), Outcome::NotReady { .. }) => {
-            Some(envoy_admin::read(admin, plan.request_timeout.min(FINAL_LOOK)).await)
-        }
-        _ => None,
-    };
-    Facts { outcome, admin }
 }
 
 /// Decides which probe results are worth a log line, so a long wait says why without flooding.

@@ -12,7 +12,6 @@ use crate::conns;
 use crate::diagnosis::{self, Explained, Facts};
 use crate::doctor;
 use crate::drain::{Drainer, Poll, SocketPlan, Until};
-use crate::envoy_admin;
 use crate::exit_code;
 use crate::gate::{self, GateEnd};
 use crate::install;
@@ -225,13 +224,7 @@ async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
     }
     // One look is all a probe gets, so the likely cause is named at once (on stderr: stdout
     // stays one line for scripts).
-    let admin = match (&gate.admin, &outcome) {
-        (Some(admin), probe::Outcome::NotReady { .. }) => {
-            Some(envoy_admin::read(admin, gate.request_timeout).await)
-        }
-        _ => None,
-    };
-    let facts = Facts { outcome, admin };
+    let facts = Facts::gather(outcome, gate.admin.as_ref(), gate.request_timeout).await;
     if let Some(hint) = diagnosis::diagnose(gate.mesh, &facts) {
         tracing::warn!(hint = hint.id, url = %gate.url, "{}", Explained { hint, facts: &facts });
     }
