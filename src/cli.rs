@@ -329,15 +329,24 @@ impl Cli {
     /// The log flags are global and may come first: `meshwait -q drain` is the drain subcommand,
     /// not an app named `drain` behind a readiness gate (which would hang a preStop hook).
     pub fn parse_args(mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
-        let first = leading_log_flags(&args);
-        let word = args.get(first).and_then(|a| a.to_str());
-        let explicit =
-            word.is_some_and(|a| SUBCOMMANDS.contains(&a) || TOP_LEVEL_FLAGS.contains(&a));
-        if !explicit {
+        if explicit_word(&args).is_none() {
+            let first = leading_log_flags(&args);
             args.insert(first.min(args.len()), OsString::from("run"));
         }
         Cli::try_parse_from(args)
     }
+}
+
+/// Whether argv (program name first) starts an app, explicitly (`run`) or implicitly: how
+/// `meshwait doctor` tells a supervising meshwait in /proc from a one-shot `drain` or `ready`.
+pub fn is_run_mode(args: &[OsString]) -> bool {
+    explicit_word(args).is_none_or(|word| word == "run")
+}
+
+/// The subcommand or top-level flag argv names, after any leading log flags.
+fn explicit_word(args: &[OsString]) -> Option<&str> {
+    let word = args.get(leading_log_flags(args))?.to_str()?;
+    (SUBCOMMANDS.contains(&word) || TOP_LEVEL_FLAGS.contains(&word)).then_some(word)
 }
 
 /// The index of the first argument after any leading global log flags (`-q`, `-vv`,

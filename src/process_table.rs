@@ -3,7 +3,10 @@
 //! `meshwait doctor` usually arrives by `kubectl exec`, as a sibling of the app rather than its
 //! child, so it cannot ask its own parent; it looks through the PID namespace instead.
 
+use std::ffi::OsString;
 use std::fs;
+
+use crate::cli;
 
 /// A process as /proc shows it to an unprivileged reader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,9 +51,8 @@ impl Process {
         if self.comm != "meshwait" {
             return false;
         }
-        const ONE_SHOT: [&str; 6] = ["doctor", "drain", "conns", "ready", "install", "help"];
-        let word = first_word(&self.argv);
-        !word.is_some_and(|w| ONE_SHOT.contains(&w))
+        let args: Vec<OsString> = self.argv.iter().map(OsString::from).collect();
+        cli::is_run_mode(&args)
     }
 
     /// Whether this meshwait was told to quit the proxy when its app ends: by flag, or by an
@@ -79,27 +81,6 @@ impl Process {
         });
         Some(set)
     }
-}
-
-/// The first argument that is not a log flag: the subcommand, or the app in run mode.
-fn first_word(argv: &[String]) -> Option<&str> {
-    let mut args = argv.iter().skip(1).map(String::as_str);
-    while let Some(arg) = args.next() {
-        if arg == "--log-level" || arg == "--log-format" {
-            args.next();
-        } else if !(arg.starts_with('-') && is_log_flag(arg)) {
-            return Some(arg);
-        }
-    }
-    None
-}
-
-fn is_log_flag(arg: &str) -> bool {
-    arg == "--quiet"
-        || arg == "--verbose"
-        || arg.starts_with("--log-level=")
-        || arg.starts_with("--log-format=")
-        || (!arg.starts_with("--") && arg[1..].chars().all(|c| c == 'q' || c == 'v'))
 }
 
 /// Every process of the PID namespace, in the order /proc lists them.
