@@ -14,6 +14,11 @@ use serde_json::Value;
 fn doctor_json(args: &[String]) -> (Option<i32>, Value) {
     let mut cmd = meshwait();
     cmd.args(["doctor", "--json"]).args(args);
+    report_of(cmd)
+}
+
+/// Runs `cmd`, a doctor with `--json`: the exit code and the parsed report.
+fn report_of(cmd: Command) -> (Option<i32>, Value) {
     let mut child = spawn(cmd);
     let status = wait_bounded(&mut child, Duration::from_secs(20));
     let out = stdout_of(&mut child);
@@ -160,17 +165,9 @@ fn doctor_in_pod(ns: &Netns, init: &[&str], args: &[&str]) -> (Option<i32>, Valu
         .args(init)
         .args([MESHWAIT, "doctor", "--json"])
         .args(args);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MESHWAIT_") {
-            cmd.env_remove(key);
-        }
-    }
+    without_meshwait_env(&mut cmd);
     ns.enter(&mut cmd);
-    let mut child = spawn(cmd);
-    let status = wait_bounded(&mut child, Duration::from_secs(20));
-    let out = stdout_of(&mut child);
-    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    (status.code(), report)
+    report_of(cmd)
 }
 
 /// The Istio ports, served by a stand-in running as root: `--proxy-uid 0` makes its sockets the

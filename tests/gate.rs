@@ -549,7 +549,7 @@ fn an_empty_503_is_explained_from_envoys_admin_while_gating() {
     let sidecar = Sidecar::anywhere("no-config");
     let ready = format!("http://127.0.0.1:{}/healthz/ready", sidecar.status);
     let admin = format!("http://127.0.0.1:{}", sidecar.admin);
-    let cmd = gated_with(
+    let mut cmd = gated_with(
         &ready,
         &[
             "--log-format",
@@ -563,7 +563,6 @@ fn an_empty_503_is_explained_from_envoys_admin_while_gating() {
         ],
         "exit 0",
     );
-    let mut cmd = cmd;
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(69));
     let lines = json_lines(&String::from_utf8_lossy(&out.stderr));

@@ -18,11 +18,7 @@ pub const MESHWAIT: &str = env!("CARGO_BIN_EXE_meshwait");
 pub fn meshwait() -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(MESHWAIT);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MESHWAIT_") {
-            cmd.env_remove(key);
-        }
-    }
+    without_meshwait_env(&mut cmd);
     unsafe {
         cmd.pre_exec(|| {
             for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
@@ -32,6 +28,15 @@ pub fn meshwait() -> Command {
         });
     }
     cmd
+}
+
+/// Keeps the test runner's MESHWAIT_* variables away from `cmd` (and whatever it starts).
+pub fn without_meshwait_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MESHWAIT_") {
+            cmd.env_remove(key);
+        }
+    }
 }
 
 /// The real python interpreter (not a version-manager shim, which would add a process).
