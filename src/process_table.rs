@@ -3,8 +3,10 @@
 //! `meshwait doctor` usually arrives by `kubectl exec`, as a sibling of the app rather than its
 //! child, so it cannot ask its own parent; it looks through the PID namespace instead.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
+
+use clap::builder::{BoolishValueParser, TypedValueParser};
 
 use crate::cli;
 
@@ -66,21 +68,23 @@ impl Process {
             return Some(true);
         }
         let environ = fs::read(format!("/proc/{}/environ", self.pid)).ok()?;
-        let set = environ.split(|&b| b == 0).any(|entry| {
-            let entry = String::from_utf8_lossy(entry);
-            match entry.split_once('=') {
-                Some(("MESHWAIT_QUIT_PROXY", v)) => {
-                    matches!(
-                        v.to_ascii_lowercase().as_str(),
-                        "1" | "true" | "yes" | "on" | "y"
-                    )
-                }
-                Some(("MESHWAIT_QUIT_URL", v)) => !v.is_empty(),
-                _ => false,
-            }
-        });
-        Some(set)
+        Some(quit_asked_in(&environ))
     }
+}
+
+/// Whether an environment block (NUL-separated `KEY=value`) asks meshwait to quit the proxy.
+fn quit_asked_in(environ: &[u8]) -> bool {
+    environ.split(|&b| b == 0).any(|entry| {
+        let entry = String::from_utf8_lossy(entry);
+        match entry.split_once('=') {
+            // Read as meshwait reads it (a list of our own had missed `t`).
+            Some(("MESHWAIT_QUIT_PROXY", v)) => BoolishValueParser::new()
+                .parse_ref(&clap::Command::new("meshwait"), None, OsStr::new(v))
+                .unwrap_or(false),
+            Some(("MESHWAIT_QUIT_URL", v)) => !v.is_empty(),
+            _ => false,
+        }
+    })
 }
 
 /// Every process of the PID namespace, in the order /proc lists them.
@@ -135,6 +139,18 @@ mod tests {
             .quits_proxy(),
             Some(true)
         );
+    }
+
+    #[test]
+    fn quit_settings_in_the_environment() {
+        assert!(quit_asked_in(b"PATH=/bin\0MESHWAIT_QUIT_PROXY=t\0"));
+        assert!(quit_asked_in(b"MESHWAIT_QUIT_PROXY=Yes"));
+        assert!(!quit_asked_in(b"MESHWAIT_QUIT_PROXY=false\0HOME=/"));
+        assert!(!quit_asked_in(b"MESHWAIT_QUIT_PROXY=maybe"));
+        assert!(!quit_asked_in(b"MESHWAIT_QUIT_URL="));
+        assert!(quit_asked_in(
+            b"MESHWAIT_QUIT_URL=http://localhost:9091/quitquitquit"
+        ));
     }
 
     #[test]
