@@ -67,11 +67,20 @@ pub struct EndpointArgs {
     /// Readiness URL, overriding the mesh preset (plain http; `localhost` tries 127.0.0.1 then ::1).
     #[arg(long, env = "MESHWAIT_READY_URL", value_name = "URL")]
     pub ready_url: Option<ReadyUrl>,
-    /// Envoy's admin address, read to explain a proxy that is not ready (default from --mesh:
-    /// istio and envoy http://localhost:15000; `none`: never read).
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Envoy's admin, and the bound on every request meshwait makes.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Envoy's admin address: its request counts (/clusters) while draining, its state to explain
+    /// a proxy that is not ready (default from --mesh: istio and envoy http://localhost:15000;
+    /// `none`: never read).
     #[arg(long, env = "MESHWAIT_ADMIN_URL", value_name = "URL")]
     pub admin_url: Option<String>,
-    /// Bound on each probe and each quit call, so a hung endpoint cannot stall meshwait.
+    /// Bound on each probe, each read of Envoy's admin and each quit call, so a hung endpoint
+    /// cannot stall meshwait.
     #[arg(long, env = "MESHWAIT_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = positive_duration)]
     pub request_timeout: Duration,
 }
@@ -134,6 +143,11 @@ pub struct SocketArgs {
     /// Where sockets are read: netlink (sees in-flight work), proc (/proc/net/tcp), auto.
     #[arg(long, env = "MESHWAIT_SOCKETS", value_enum, default_value_t = Source::Auto)]
     pub sockets: Source,
+    /// How long an outbound request through Envoy (the app's own call) keeps a drain waiting,
+    /// from when meshwait first sees it: longer ones are taken for watches and streaming pulls;
+    /// 0: never wait for outbound requests.
+    #[arg(long, env = "MESHWAIT_OUTBOUND_HOLD", value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    pub outbound_hold: Duration,
 }
 
 /// What happens between SIGTERM and the app's stop signal.
@@ -226,6 +240,8 @@ pub struct DrainArgs {
     #[command(flatten)]
     pub mesh: MeshArg,
     #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
     pub sockets: SocketArgs,
     /// idle: no connection has work in flight; closed: no connection at all; app-exit: nothing listens.
     #[arg(long, env = "MESHWAIT_DRAIN_UNTIL", value_enum, default_value_t = Until::Idle)]
@@ -239,6 +255,8 @@ pub struct DrainArgs {
 pub struct ConnsArgs {
     #[command(flatten)]
     pub mesh: MeshArg,
+    #[command(flatten)]
+    pub admin: AdminArgs,
     #[command(flatten)]
     pub sockets: SocketArgs,
     /// One JSON document instead of the table.
@@ -464,8 +482,12 @@ mod tests {
         assert_eq!(run.sockets.quiet_window, Duration::from_secs(1));
         assert!(!run.quit.quit_proxy && run.quit.quit_url.is_empty());
         assert_eq!(run.gate.timeout, Duration::from_secs(120));
-        assert_eq!(run.gate.endpoint.request_timeout, Duration::from_secs(1));
-        assert_eq!(run.gate.endpoint.admin_url, None);
+        assert_eq!(
+            run.gate.endpoint.admin.request_timeout,
+            Duration::from_secs(1)
+        );
+        assert_eq!(run.gate.endpoint.admin.admin_url, None);
+        assert_eq!(run.sockets.outbound_hold, Duration::from_secs(5));
         assert_eq!(run.gate.on_timeout, OnTimeout::Fail);
         assert_eq!(run.stop_signal, Signal::TERM);
         assert!(!run.no_wait && !run.process_group);

@@ -7,8 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::connection_class::{Class, Classifier};
 use crate::drain::SocketPlan;
+use crate::envoy_admin::Unreadable;
+use crate::envoy_clusters::Flow;
 use crate::logging::json_string;
 use crate::port_set::PortSet;
+use crate::sidecar_view::Sight;
 use crate::sockets::{Socket, SocketView, TcpState, Which};
 
 #[derive(Debug, Default)]
@@ -20,9 +23,15 @@ struct Totals {
     orphans: u32,
 }
 
-/// Writes every listener and connection with its class; `Err` only when the sockets cannot be
-/// read. A closed output (`| head`) ends the listing quietly.
-pub fn list(plan: &SocketPlan, json: bool, out: &mut dyn Write) -> io::Result<()> {
+/// Writes every listener and connection with its class, then what the sidecar counts (`sidecar`:
+/// one look at Envoy's `/clusters`, when its admin is known); `Err` only when the sockets cannot
+/// be read. A closed output (`| head`) ends the listing quietly.
+pub fn list(
+    plan: &SocketPlan,
+    sidecar: Option<&Result<Sight, Unreadable>>,
+    json: bool,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let mut view = SocketView::new(plan.source);
     let mut printer = Printer {
         json,
@@ -43,7 +52,8 @@ pub fn list(plan: &SocketPlan, json: bool, out: &mut dyn Write) -> io::Result<()
     });
     match scanned {
         Ok(()) => {
-            printer.finish(view.source_name());
+            let url = plan.sidecar.as_ref().map(|s| s.admin.to_string());
+            printer.finish(view.source_name(), url.as_deref().zip(sidecar));
             Ok(())
         }
         Err(e) => {
@@ -218,26 +228,138 @@ impl Printer<'_> {
         }
     }
 
-    fn finish(&mut self, source: &str) {
+    fn finish(&mut self, source: &str, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
         let t = &self.totals;
         if self.json {
             let _ = write!(
                 self.line,
-                "\n],\"summary\":{{\"source\":\"{source}\",\"busy\":{},\"idle\":{},\"app_listeners\":{},\"proxy_sockets\":{},\"closing\":{}}}}}\n",
+                "\n],\"summary\":{{\"source\":\"{source}\",\"busy\":{},\"idle\":{},\"app_listeners\":{},\"proxy_sockets\":{},\"closing\":{}}},\"sidecar\":",
                 t.busy, t.idle, t.listeners, t.proxy, t.orphans
             );
+            sidecar_json(&mut self.line, sidecar);
+            self.line.push_str("}\n");
         } else {
             let _ = writeln!(
                 self.line,
                 "\n{} app connections busy, {} idle; {} app listeners; {} proxy sockets; {} closing (source: {source})",
                 t.busy, t.idle, t.listeners, t.proxy, t.orphans
             );
+            sidecar_text(&mut self.line, sidecar);
         }
         self.emit();
         if !self.closed {
             let _ = self.out.flush();
         }
     }
+}
+
+fn flow_name(flow: Flow) -> &'static str {
+    match flow {
+        Flow::Inbound => "in",
+        Flow::Outbound => "out",
+        Flow::Proxy => "proxy",
+    }
+}
+
+/// The sidecar's requests in flight, per cluster, under the socket table.
+fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
+    let Some((url, result)) = sidecar else {
+        line.push_str("\nsidecar: not read (no Envoy admin for this mesh, or --admin-url none)\n");
+        return;
+    };
+    let sight = match result {
+        Ok(sight) => sight,
+        Err(why) => {
+            let _ = writeln!(line, "\nsidecar: {url}/clusters unreadable: {why}");
+            return;
+        }
+    };
+    let r = &sight.reading;
+    let _ = writeln!(
+        line,
+        "\nsidecar: {url}/clusters, {} clusters, {} bytes, read in {} ms: {} inbound, {} outbound requests in flight",
+        r.clusters,
+        r.bytes,
+        sight.took.as_millis(),
+        r.total(Flow::Inbound),
+        r.total(Flow::Outbound)
+    );
+    if r.active.is_empty() && r.unnamed == (0, 0) {
+        return;
+    }
+    let _ = writeln!(line, "{:<6} {:>8}  CLUSTER", "DIR", "REQUESTS");
+    for a in &r.active {
+        let _ = writeln!(
+            line,
+            "{:<6} {:>8}  {}",
+            flow_name(a.flow),
+            a.requests,
+            a.cluster
+        );
+    }
+    for (flow, n) in [(Flow::Inbound, r.unnamed.0), (Flow::Outbound, r.unnamed.1)] {
+        if n > 0 {
+            let _ = writeln!(line, "{:<6} {:>8}  (other clusters)", flow_name(flow), n);
+        }
+    }
+    if let Some(n) = sight.upgraded.filter(|&n| n > 0) {
+        let _ = writeln!(
+            line,
+            "{n} of the inbound requests are upgraded connections (WebSocket or CONNECT)"
+        );
+    }
+}
+
+/// The same as a JSON value: `null`, `{"url", "error"}` or the counts.
+fn sidecar_json(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
+    let Some((url, result)) = sidecar else {
+        line.push_str("null");
+        return;
+    };
+    line.push_str("{\"url\":");
+    let _ = json_string(line, url);
+    match result {
+        Err(why) => {
+            line.push_str(",\"error\":");
+            let _ = json_string(line, &why.to_string());
+        }
+        Ok(sight) => {
+            let r = &sight.reading;
+            let _ = write!(
+                line,
+                ",\"clusters\":{},\"bytes\":{},\"read_ms\":{},\"inbound\":{},\"outbound\":{},\"upgraded\":",
+                r.clusters,
+                r.bytes,
+                sight.took.as_millis(),
+                r.total(Flow::Inbound),
+                r.total(Flow::Outbound)
+            );
+            match sight.upgraded {
+                Some(n) => push_number(line, n.into()),
+                None => line.push_str("null"),
+            }
+            line.push_str(",\"active\":[");
+            for (i, a) in r.active.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push_str("{\"cluster\":");
+                let _ = json_string(line, &a.cluster);
+                let _ = write!(
+                    line,
+                    ",\"direction\":\"{}\",\"requests\":{}}}",
+                    flow_name(a.flow),
+                    a.requests
+                );
+            }
+            let _ = write!(
+                line,
+                "],\"other_clusters\":{{\"in\":{},\"out\":{}}}",
+                r.unnamed.0, r.unnamed.1
+            );
+        }
+    }
+    line.push('}');
 }
 
 /// IPv4-mapped IPv6 addresses (dual-stack listeners) shown as the IPv4 address they carry.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::diagnosis::{self, Explained, Facts};
 use crate::drain::{self, Until};
 use crate::envoy_admin::{self, AdminView, ServerState, Unreadable};
+use crate::envoy_clusters::Flow;
 use crate::exit_code;
 use crate::logging::json_string;
 use crate::mesh::Mesh;
@@ -19,6 +20,7 @@ use crate::plan::DoctorPlan;
 use crate::probe::{self, Fetched, Outcome};
 use crate::process_table::{self, Process};
 use crate::ready_url::{Host, ReadyUrl};
+use crate::sidecar_view::{self, SidecarPlan, Sight};
 use crate::signals::Signals;
 use crate::sockets::{SocketView, TcpState, Which};
 
@@ -133,8 +135,20 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
             None => None,
         }
     };
+    let sidecar = async {
+        match &plan.sockets.sidecar {
+            Some(sidecar) => {
+                let bounded = SidecarPlan {
+                    bound: sidecar.bound.min(DOCTOR_REQUEST_MAX),
+                    ..sidecar.clone()
+                };
+                Some(sidecar_view::look(&bounded).await)
+            }
+            None => None,
+        }
+    };
     let quit = quit_check(plan, limit);
-    let (ready, admin, quit) = tokio::join!(ready, admin, quit);
+    let (ready, admin, sidecar, quit) = tokio::join!(ready, admin, sidecar, quit);
 
     let processes = process_table::all();
     let supervisor = processes
@@ -150,6 +164,7 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
     checks.push(proxy_sockets_check(plan, &sockets));
     checks.push(app_listeners_check(&sockets));
     checks.push(in_flight_check(plan));
+    checks.push(sidecar_check(plan.mesh, sidecar));
     let quits = supervisor.and_then(Process::quits_proxy).unwrap_or(false);
     checks.push(match quit {
         // Off is only a fault when the app's meshwait is going to ask.
@@ -458,6 +473,63 @@ fn in_flight_check(plan: &DoctorPlan) -> Check {
         .hint("`meshwait conns` lists them; a drain waits for these"),
         Err(e) => Check::new(NAME, Mark::Fail, format!("cannot read the sockets: {e}")),
     }
+}
+
+/// Envoy's own count of the requests in flight, per cluster: what the drain reads beside the
+/// sockets.
+fn sidecar_check(mesh: Mesh, look: Option<Result<Sight, Unreadable>>) -> Check {
+    const NAME: &str = "sidecar view";
+    let sight = match look {
+        None if mesh == Mesh::Linkerd => {
+            return Check::new(
+                NAME,
+                Mark::Info,
+                "not read: Linkerd's proxy exports no gauge of requests in flight; a drain goes by the sockets alone",
+            );
+        }
+        None => {
+            return Check::new(
+                NAME,
+                Mark::Info,
+                "not read (--admin-url none): a drain goes by the sockets alone",
+            );
+        }
+        Some(Err(why)) => {
+            return Check::new(
+                NAME,
+                Mark::Info,
+                format!(
+                    "Envoy's /clusters unreadable ({why}): a drain would go by the sockets alone"
+                ),
+            );
+        }
+        Some(Ok(sight)) => sight,
+    };
+    let r = &sight.reading;
+    let mut evidence = format!("Envoy's /clusters ({} clusters): ", r.clusters);
+    if r.active.is_empty() && r.unnamed == (0, 0) {
+        evidence.push_str("no request in flight");
+    }
+    for (i, a) in r.active.iter().enumerate() {
+        if i > 0 {
+            evidence.push_str(", ");
+        }
+        let flow = if a.flow == Flow::Inbound {
+            "inbound"
+        } else {
+            "outbound"
+        };
+        let _ = write!(evidence, "{} {flow} on {}", a.requests, a.cluster);
+    }
+    for (flow, n) in [("inbound", r.unnamed.0), ("outbound", r.unnamed.1)] {
+        if n > 0 {
+            let _ = write!(evidence, ", {n} {flow} on other clusters");
+        }
+    }
+    if let Some(n) = sight.upgraded.filter(|&n| n > 0) {
+        let _ = write!(evidence, " ({n} inbound upgraded: WebSocket or CONNECT)");
+    }
+    Check::new(NAME, Mark::Info, evidence)
 }
 
 /// Whether the proxy can be asked to quit (for Jobs), without asking it.

@@ -1,5 +1,10 @@
 //! Waiting for the app's connections to drain: one census per poll, what still blocks, and when
 //! to look again. Shared by the SIGTERM hold in `run` and by `meshwait drain`.
+//!
+//! Two views are read side by side: the kernel's sockets (every connection of the app's, through
+//! the sidecar or not) and, where the sidecar is Envoy, its own count of the requests it forwards
+//! (`sidecar_view`), which sees what the sockets cannot: requests on a multiplexed HTTP/2
+//! connection and streams between their messages. The app is busy while either says so.
 
 use std::fmt;
 use std::io;
@@ -9,6 +14,8 @@ use clap::ValueEnum;
 
 use crate::connection_class::{Busy, Class, Classifier, Direction, ProxyRules};
 use crate::port_set::PortSet;
+use crate::sidecar_view::{SidecarPlan, SidecarView, Verdict};
+use crate::signals::{Received, Signals};
 use crate::sockets::{Socket, SocketView, TcpState, Which};
 
 /// Longest gap between two looks at the sockets.
@@ -37,6 +44,8 @@ pub struct SocketPlan {
     pub rules: ProxyRules,
     pub quiet: Duration,
     pub source: crate::sockets::Source,
+    /// Envoy's request counts, read beside the sockets (`None`: the sockets alone).
+    pub sidecar: Option<SidecarPlan>,
 }
 
 /// One look at the namespace's sockets.
@@ -52,11 +61,29 @@ pub struct Census {
     pub quiet_ends_ms: Option<u32>,
     /// The last scan failed: nothing is known, so the drain goes on.
     pub unreadable: bool,
+    /// What the sidecar said at the time, when it is read.
+    pub sidecar: Option<Verdict>,
 }
 
 impl Census {
+    /// Nothing blocks in either view.
     pub fn drained(&self) -> bool {
+        self.sockets_drained() && !self.sidecar.as_ref().is_some_and(Verdict::holds)
+    }
+
+    fn sockets_drained(&self) -> bool {
         self.blocking == 0
+    }
+
+    /// Which view keeps the drain going, for the log.
+    pub fn held_by(&self) -> &'static str {
+        let sidecar = self.sidecar.as_ref().is_some_and(Verdict::holds);
+        match (self.sockets_drained(), sidecar) {
+            (false, true) => "sockets and sidecar",
+            (false, false) => "sockets",
+            (true, true) => "sidecar",
+            (true, false) => "none",
+        }
     }
 
     fn count(&mut self, direction: Direction, port: u16, age_ms: u32, busy: Option<Busy>) {
@@ -79,10 +106,22 @@ impl Census {
 
 impl fmt::Display for Census {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(sidecar) = &self.sidecar else {
+            return self.fmt_sockets(f);
+        };
+        f.write_str("sidecar: ")?;
+        fmt::Display::fmt(sidecar, f)?;
+        f.write_str("; sockets: ")?;
+        self.fmt_sockets(f)
+    }
+}
+
+impl Census {
+    fn fmt_sockets(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.unreadable {
             return f.write_str("the sockets could not be read");
         }
-        if self.drained() {
+        if self.sockets_drained() {
             return f.write_str("nothing blocks");
         }
         write!(f, "{} (", self.blocking)?;
@@ -180,10 +219,16 @@ pub struct Drainer {
     last: Census,
     last_report: Option<Instant>,
     last_error: Option<Instant>,
+    /// Only for `Until::Idle`: the other goals are about sockets, not requests.
+    sidecar: Option<SidecarView>,
 }
 
 impl Drainer {
     pub fn new(plan: SocketPlan, until: Until, limit: Duration) -> Drainer {
+        let sidecar = match until {
+            Until::Idle => plan.sidecar.clone().map(SidecarView::new),
+            Until::Closed | Until::AppExit => None,
+        };
         Drainer {
             view: SocketView::new(plan.source),
             plan,
@@ -192,6 +237,27 @@ impl Drainer {
             last: Census::default(),
             last_report: None,
             last_error: None,
+            sidecar,
+        }
+    }
+
+    /// Waits for a signal, the instant `at`, or the end of a sidecar read under way (after which
+    /// the caller polls again at once). Cancel-safe.
+    pub async fn wait(
+        &mut self,
+        at: Instant,
+        signals: &mut Signals,
+    ) -> io::Result<Option<Received>> {
+        let read = async {
+            match self.sidecar.as_mut() {
+                Some(sidecar) => sidecar.settle().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = signals.next() => received.map(Some),
+            () = tokio::time::sleep_until(at.into()) => Ok(None),
+            () = read => Ok(None),
         }
     }
 
@@ -199,8 +265,25 @@ impl Drainer {
         let started = Instant::now();
         let result = census(&mut self.view, &self.plan, self.until);
         let now = Instant::now();
+        let sidecar = self.sidecar.as_mut().map(|s| {
+            s.start_if_due(now);
+            s.verdict().clone()
+        });
+        // Without one completed read nothing is known of the requests the sockets cannot see;
+        // the read is bounded, so waiting for it past the deadline is bounded too.
+        let first_read = self
+            .sidecar
+            .as_ref()
+            .is_some_and(SidecarView::first_read_pending);
+        let result = result.map(|mut c| {
+            c.sidecar = sidecar.clone();
+            c
+        });
         match result {
-            Ok(c) if c.drained() => return Poll::Drained,
+            Ok(c) if c.drained() => {
+                self.last = c;
+                return Poll::Drained;
+            }
             Ok(c) => self.last = c,
             // A failed scan proves nothing: keep waiting, bounded by the deadline.
             Err(e) => {
@@ -211,23 +294,25 @@ impl Drainer {
                 self.last = Census {
                     blocking: 1,
                     unreadable: true,
+                    sidecar,
                     ..Census::default()
                 };
             }
         }
-        if now >= self.deadline {
+        if now >= self.deadline && !first_read {
             return Poll::TimedOut(std::mem::take(&mut self.last));
         }
-        if self.last_report.is_none_or(|t| now - t >= REPORT_EVERY) {
+        if !first_read && self.last_report.is_none_or(|t| now - t >= REPORT_EVERY) {
             self.last_report = Some(now);
             let what = match self.until {
                 Until::Idle => "busy connections",
                 Until::Closed => "open connections",
                 Until::AppExit => "listening sockets",
             };
-            let left = self.deadline - now;
+            let left = self.deadline.saturating_duration_since(now);
             tracing::info!(
                 blocking = self.last.blocking,
+                held_by = self.last.held_by(),
                 left_ms = left.as_millis() as u64,
                 "waiting for {what}: {}",
                 self.last
@@ -241,6 +326,18 @@ impl Drainer {
             let ends = Duration::from_millis(u64::from(quiet)) + Duration::from_millis(4);
             next = next.min(now + ends.max(MIN_POLL));
         }
+        if let Some(read) = self.sidecar.as_ref().and_then(SidecarView::next_read) {
+            next = next.min(read.max(now));
+        }
+        if first_read {
+            // The read's own end wakes the wait; the deadline does not cut it short.
+            return Poll::Busy(next);
+        }
         Poll::Busy(next.min(self.deadline))
+    }
+
+    /// The census of the last poll (what `Drained` was judged on, or what still blocks).
+    pub fn last(&self) -> &Census {
+        &self.last
     }
 }

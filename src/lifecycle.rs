@@ -23,6 +23,7 @@ use crate::probe;
 use crate::quit_proxy;
 use crate::reaper;
 use crate::shutdown;
+use crate::sidecar_view;
 use crate::signals::{Inherited, Mask, Signals};
 use crate::supervise;
 
@@ -106,7 +107,7 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             sockets,
             until,
             timeout,
-        } => drain_until(sockets, until, timeout, &mut signals),
+        } => drain_until(sockets, until, timeout, &mut signals, runtime),
         Plan::Doctor(plan) => runtime.block_on(doctor::examine(&plan, &mut signals)),
         Plan::Install { dir } => match install::install(&dir) {
             Ok(path) => {
@@ -120,9 +121,14 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             }
         },
         Plan::Conns { sockets, json } => {
+            // The sidecar first: its read is bounded, and the table then streams out unbroken.
+            let sidecar = sockets
+                .sidecar
+                .as_ref()
+                .map(|plan| runtime.block_on(sidecar_view::look(plan)));
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(32 * 1024, stdout.lock());
-            match conns::list(&sockets, json, &mut out) {
+            match conns::list(&sockets, sidecar.as_ref(), json, &mut out) {
                 Ok(()) => exit_code::OK,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the sockets");
@@ -134,7 +140,13 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
 }
 
 /// `meshwait drain`: polls until drained (0), the timeout (1), or a stop signal (128+N).
-fn drain_until(sockets: SocketPlan, until: Until, timeout: Duration, signals: &mut Signals) -> i32 {
+fn drain_until(
+    sockets: SocketPlan,
+    until: Until,
+    timeout: Duration,
+    signals: &mut Signals,
+    runtime: &Runtime,
+) -> i32 {
     let started = Instant::now();
     let mut drainer = Drainer::new(sockets, until, timeout);
     loop {
@@ -152,6 +164,7 @@ fn drain_until(sockets: SocketPlan, until: Until, timeout: Duration, signals: &m
             Poll::TimedOut(census) => {
                 tracing::warn!(
                     blocking = census.blocking,
+                    held_by = census.held_by(),
                     "drain timeout: still blocking: {census}"
                 );
                 let _ = writeln!(
@@ -161,7 +174,7 @@ fn drain_until(sockets: SocketPlan, until: Until, timeout: Duration, signals: &m
                 );
                 return exit_code::STILL_BUSY;
             }
-            Poll::Busy(at) => match signals.wait_until(at) {
+            Poll::Busy(at) => match runtime.block_on(drainer.wait(at, signals)) {
                 Ok(Some(r)) if r.asks_to_stop() => return exit_code::for_signal(r.signal.raw()),
                 Ok(_) => {}
                 Err(e) => {
@@ -284,7 +297,7 @@ fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut 
         "started {}",
         run.program.to_string_lossy()
     );
-    let ended = supervise::supervise(app, &run, signals);
+    let ended = supervise::supervise(app, &run, signals, runtime);
     job_control::reclaim_terminal(app);
     tracing::info!(
         pid = app.pid.as_raw(),

@@ -4,13 +4,17 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, EndpointArgs, GateArgs, OnTimeout, QuitArgs, SocketArgs};
+use crate::cli::{
+    AdminArgs, Cli, Command, EndpointArgs, GateArgs, OnTimeout, QuitArgs, SocketArgs,
+};
 use crate::connection_class::ProxyRules;
 use crate::drain::{SocketPlan, Until};
+use crate::envoy_clusters::ClusterRules;
 use crate::mesh::Mesh;
 use crate::port_set::PortSet;
 use crate::quit_proxy::QuitPlan;
 use crate::ready_url::ReadyUrl;
+use crate::sidecar_view::SidecarPlan;
 use crate::signal_name::Signal;
 use crate::stop_hold::HoldPlan;
 
@@ -96,7 +100,7 @@ impl Plan {
                     .filter(|p| !p.is_empty())
                     .ok_or("missing command: meshwait [OPTIONS] [--] COMMAND [ARGS]...")?;
                 let mesh = run.mesh.mesh;
-                let quit = quit_plan(mesh, run.quit, run.gate.endpoint.request_timeout)?;
+                let quit = quit_plan(mesh, run.quit, run.gate.endpoint.admin.request_timeout)?;
                 if let Some(bad) = run.hold.drain_on.iter().find(|s| !can_hold(**s)) {
                     return Err(format!(
                         "--drain-on {bad}: that signal can never be held (KILL and STOP cannot be \
@@ -109,6 +113,8 @@ impl Plan {
                     Mesh::None => Duration::ZERO,
                     _ => DEFAULT_DRAIN_TIMEOUT,
                 });
+                // Checked even when there is no gate: the drain reads it too.
+                let sockets = socket_plan(mesh, run.sockets, &run.gate.endpoint.admin)?;
                 let gate = if run.no_wait {
                     None
                 } else {
@@ -125,7 +131,7 @@ impl Plan {
                         shutdown_delay: run.hold.shutdown_delay,
                         drain_timeout,
                         triggers: run.hold.drain_on,
-                        sockets: socket_plan(mesh, run.sockets),
+                        sockets,
                     },
                     quit,
                 })))
@@ -144,12 +150,12 @@ impl Plan {
                 })
             }
             Command::Drain(drain) => Ok(Plan::Drain {
-                sockets: socket_plan(drain.mesh.mesh, drain.sockets),
+                sockets: socket_plan(drain.mesh.mesh, drain.sockets, &drain.admin)?,
                 until: drain.until,
                 timeout: drain.timeout,
             }),
             Command::Conns(conns) => Ok(Plan::Conns {
-                sockets: socket_plan(conns.mesh.mesh, conns.sockets),
+                sockets: socket_plan(conns.mesh.mesh, conns.sockets, &conns.admin)?,
                 json: conns.json,
             }),
             Command::Doctor(doctor) => {
@@ -166,10 +172,10 @@ impl Plan {
                 Ok(Plan::Doctor(Box::new(DoctorPlan {
                     mesh,
                     ready,
-                    admin: admin_url(mesh, doctor.endpoint.admin_url.as_deref())?,
+                    admin: admin_url(mesh, doctor.endpoint.admin.admin_url.as_deref())?,
                     quit,
-                    request_timeout: doctor.endpoint.request_timeout,
-                    sockets: socket_plan(mesh, doctor.sockets),
+                    request_timeout: doctor.endpoint.admin.request_timeout,
+                    sockets: socket_plan(mesh, doctor.sockets, &doctor.endpoint.admin)?,
                     json: doctor.json,
                 })))
             }
@@ -199,8 +205,11 @@ impl GatePlan {
     fn from_args(mesh: Mesh, args: GateArgs) -> Result<Option<GatePlan>, String> {
         let EndpointArgs {
             ready_url,
-            admin_url: admin,
-            request_timeout,
+            admin:
+                AdminArgs {
+                    admin_url: admin,
+                    request_timeout,
+                },
         } = args.endpoint;
         let Some(url) = ready_url.map_or_else(|| preset(mesh.ready_url()), |u| Ok(Some(u)))? else {
             return Ok(None);
@@ -232,8 +241,9 @@ fn can_hold(signal: Signal) -> bool {
     signal != Signal::KILL && signal != Signal::STOP && signal.raw() != libc::SIGCHLD
 }
 
-/// The proxy's UIDs and ports: as given, or the mesh's own.
-fn socket_plan(mesh: Mesh, args: SocketArgs) -> SocketPlan {
+/// The proxy's UIDs and ports (as given, or the mesh's own), and Envoy's admin for its request
+/// counts.
+fn socket_plan(mesh: Mesh, args: SocketArgs, admin: &AdminArgs) -> Result<SocketPlan, String> {
     let uids = if args.proxy_uid.is_empty() {
         mesh.proxy_uids().to_vec()
     } else {
@@ -244,11 +254,20 @@ fn socket_plan(mesh: Mesh, args: SocketArgs) -> SocketPlan {
     } else {
         PortSet::from_ranges(&args.proxy_port)
     };
-    SocketPlan {
+    let sidecar = admin_url(mesh, admin.admin_url.as_deref())?.map(|admin_url| SidecarPlan {
+        admin: admin_url,
+        bound: admin.request_timeout,
+        outbound_hold: args.outbound_hold,
+        rules: ClusterRules {
+            proxy_ports: ports.clone(),
+        },
+    });
+    Ok(SocketPlan {
         rules: ProxyRules { uids, ports },
         quiet: args.quiet_window,
         source: args.sockets,
-    }
+        sidecar,
+    })
 }
 
 /// `--quit-url` replaces the mesh's URL; `--quit-proxy` alone uses the mesh's.

@@ -19,6 +19,8 @@ use crate::ready_url::{Host, ReadyUrl};
 /// "config not received from Pilot").
 const BODY_PEEK: usize = 512;
 const FIRST_LINE_MAX: usize = 200;
+/// hyper's cap on its read buffer (its smallest allowed value is 8 KiB).
+const READ_BUFFER: usize = 16 * 1024;
 
 /// What one probe found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,26 +118,54 @@ pub async fn fetch(url: &ReadyUrl, limit: Duration) -> Fetched {
     bounded(url, Method::GET, limit, FETCH_MAX).await
 }
 
-async fn bounded(url: &ReadyUrl, method: Method, limit: Duration, ok_body: usize) -> Fetched {
-    match tokio::time::timeout(limit, exchange(url, method, ok_body)).await {
+/// GETs `url`, taking at most `limit`, and hands a 2xx body to `each` piece by piece as it
+/// arrives, up to `max` bytes (more is a failure): for pages too large to hold, such as Envoy's
+/// `/clusters` in a big mesh. `Answer`'s body is empty for a 2xx status, the start of the body
+/// otherwise.
+pub async fn stream(
+    url: &ReadyUrl,
+    limit: Duration,
+    max: u64,
+    each: &mut dyn FnMut(&[u8]),
+) -> Fetched {
+    match tokio::time::timeout(limit, exchange(url, Method::GET, Sink::Each(each, max))).await {
         Ok(fetched) => fetched,
         Err(_elapsed) => Fetched::TimedOut,
     }
 }
 
-/// `ok_body`: how much of a 2xx body to read (0 for a probe, which needs only the status).
-async fn exchange(url: &ReadyUrl, method: Method, ok_body: usize) -> Fetched {
+/// What happens to a 2xx body.
+enum Sink<'a> {
+    /// Keep this much of it (0 for a probe, which needs only the status).
+    Keep(usize),
+    /// Pass it on as it arrives, failing past this many bytes.
+    Each(&'a mut dyn FnMut(&[u8]), u64),
+}
+
+async fn bounded(url: &ReadyUrl, method: Method, limit: Duration, ok_body: usize) -> Fetched {
+    match tokio::time::timeout(limit, exchange(url, method, Sink::Keep(ok_body))).await {
+        Ok(fetched) => fetched,
+        Err(_elapsed) => Fetched::TimedOut,
+    }
+}
+
+async fn exchange(url: &ReadyUrl, method: Method, mut sink: Sink<'_>) -> Fetched {
     let stream = match connect(url).await {
         Ok(stream) => stream,
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Fetched::Refused,
         Err(e) => return Fetched::Failed(format!("cannot connect: {e}")),
     };
     let _ = stream.set_nodelay(true);
-    let (mut sender, connection) =
-        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-            Ok(pair) => pair,
-            Err(e) => return Fetched::Failed(format!("HTTP handshake failed: {e}")),
-        };
+    // hyper's read buffer grows with a fast peer (to 400 KB by default); capped, a huge page
+    // streams through the same few kilobytes.
+    let (mut sender, connection) = match hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUFFER)
+        .handshake(TokioIo::new(stream))
+        .await
+    {
+        Ok(pair) => pair,
+        Err(e) => return Fetched::Failed(format!("HTTP handshake failed: {e}")),
+    };
     let mut request = Request::builder()
         .method(method.clone())
         .uri(url.path.as_str());
@@ -158,12 +188,30 @@ async fn exchange(url: &ReadyUrl, method: Method, ok_body: usize) -> Fetched {
     let answer = async {
         let response = sender.send_request(request).await.map_err(describe)?;
         let status = response.status().as_u16();
-        let want = if (200..300).contains(&status) {
-            ok_body
-        } else {
-            BODY_PEEK.max(ok_body)
-        };
         let mut body = response.into_body();
+        let ok = (200..300).contains(&status);
+        if let (true, Sink::Each(each, max)) = (ok, &mut sink) {
+            let mut seen: u64 = 0;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(describe)?;
+                if let Some(data) = frame.data_ref() {
+                    seen += data.len() as u64;
+                    if seen > *max {
+                        return Err(format!("the answer is larger than {max} bytes"));
+                    }
+                    each(data);
+                }
+            }
+            return Ok(Fetched::Answer {
+                status,
+                body: Vec::new(),
+            });
+        }
+        let want = match sink {
+            Sink::Keep(ok_body) if ok => ok_body,
+            Sink::Keep(ok_body) => BODY_PEEK.max(ok_body),
+            Sink::Each(..) => BODY_PEEK,
+        };
         let mut kept = Vec::new();
         while kept.len() < want {
             match body.frame().await {

@@ -229,33 +229,6 @@ impl Signals {
             }
         }
     }
-
-    /// Like `wait`, but gives up at `deadline` and returns `None`.
-    pub fn wait_until(&mut self, deadline: std::time::Instant) -> io::Result<Option<Received>> {
-        let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            // SAFETY: all-zero is a valid timespec; the fields are then set with their own types.
-            let mut timeout: libc::timespec = unsafe { std::mem::zeroed() };
-            timeout.tv_sec = left.as_secs().try_into().unwrap_or(i32::MAX.into());
-            timeout.tv_nsec = left.subsec_nanos().into();
-            // SAFETY: the mask is initialised, `info` is a valid out-pointer, the timeout valid.
-            let signo = unsafe { libc::sigtimedwait(&self.mask.0, info.as_mut_ptr(), &timeout) };
-            if signo > 0 {
-                // SAFETY: filled by a successful sigtimedwait.
-                let info = unsafe { info.assume_init() };
-                // SAFETY: as in `wait`.
-                let sender = unsafe { info.si_pid() } as u32;
-                return Received::new(signo, sender, info.si_code, &self.context).map(Some);
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN) => return Ok(None),
-                Some(libc::EINTR) => continue,
-                _ => return Err(e),
-            }
-        }
-    }
 }
 
 fn read_one(fd: RawFd, context: &Context) -> io::Result<Received> {

@@ -2,11 +2,12 @@
 //! through `--shutdown-delay` (endpoints are being withdrawn), then until no connection of its
 //! own has work in flight, bounded by `--drain-timeout`. Only then does it get the stop signal.
 
+use std::io;
 use std::time::{Duration, Instant};
 
 use crate::drain::{Drainer, Poll, SocketPlan, Until};
 use crate::signal_name::Signal;
-use crate::signals::Received;
+use crate::signals::{Received, Signals};
 
 /// What the hold does; part of the run plan.
 #[derive(Clone, Debug)]
@@ -97,9 +98,13 @@ impl Hold {
                 Step::WaitUntil(at)
             }
             Poll::Drained => {
+                let sidecar = match drainer.last().sidecar {
+                    Some(_) => " and no request in flight in the sidecar",
+                    None => "",
+                };
                 tracing::info!(
                     held_ms = self.started.elapsed().as_millis() as u64,
-                    "connections idle; passing {} on",
+                    "connections idle{sidecar}; passing {} on",
                     self.trigger.signal
                 );
                 Step::Release
@@ -108,11 +113,28 @@ impl Hold {
                 tracing::warn!(
                     held_ms = self.started.elapsed().as_millis() as u64,
                     blocking = census.blocking,
+                    held_by = census.held_by(),
                     "drain timeout: still busy: {census}; passing {} on anyway",
                     self.trigger.signal
                 );
                 Step::Release
             }
+        }
+    }
+
+    /// Waits for a signal or `at`, or for a read of the sidecar to finish (`Ok(None)` for both:
+    /// step again).
+    pub async fn wait(
+        &mut self,
+        at: Instant,
+        signals: &mut Signals,
+    ) -> io::Result<Option<Received>> {
+        match self.drainer.as_mut() {
+            Some(drainer) => drainer.wait(at, signals).await,
+            None => tokio::select! {
+                received = signals.next() => received.map(Some),
+                () = tokio::time::sleep_until(at.into()) => Ok(None),
+            },
         }
     }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use nix::unistd::Pid;
+use tokio::runtime::Runtime;
 
 use crate::job_control;
 use crate::launch::Launched;
@@ -17,8 +18,9 @@ use crate::stop_hold::{Hold, Step};
 /// Deliberately synchronous: while the app runs, a signal is the only event there is, and waiting
 /// for it in sigwaitinfo gives the shortest path from the kernel to the forwarding kill(2) (no
 /// epoll wake-up, no task scheduling) and no timer at all, so an idle meshwait never wakes. Only
-/// while a stop signal is held does it wake on a timer (sigtimedwait), to look at the sockets.
-pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended {
+/// while a stop signal is held does it wait on the event loop, which has the timers for looking
+/// at the sockets and the connection for reading the sidecar's counts.
+pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: &Runtime) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
     if let Some(ended) = finished(app) {
@@ -28,10 +30,10 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals) -> Ended 
     let mut hold: Option<Hold> = None;
     let mut held_once = false;
     loop {
-        let next = match hold.as_mut().map(Hold::step) {
+        let next = match hold.as_mut().map(|held| (held.step(), held)) {
             None => signals.wait().map(Some),
-            Some(Step::WaitUntil(at)) => signals.wait_until(at),
-            Some(Step::Release) => {
+            Some((Step::WaitUntil(at), held)) => runtime.block_on(held.wait(at, signals)),
+            Some((Step::Release, _)) => {
                 if let Some(done) = hold.take() {
                     forward(&done.trigger, app, plan);
                 }

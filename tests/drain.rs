@@ -451,8 +451,13 @@ fn conns_lists_what_the_drain_sees() {
     assert_eq!(out.status.code(), Some(0));
     let rows: Vec<&str> = table.lines().collect();
     assert!(rows[0].starts_with("STATE"), "{table}");
-    // Socket rows only: not the header, the blank line or the summary.
-    let sockets = &rows[1..rows.len() - 2];
+    // Socket rows only: not the header, nor the blank line and what follows it (the summary, then
+    // the sidecar's part).
+    let blank = rows
+        .iter()
+        .position(|r| r.is_empty())
+        .expect("a blank line");
+    let sockets = &rows[1..blank];
     let has = |needle: &str, n: usize| {
         let found = sockets.iter().filter(|r| r.contains(needle)).count();
         assert_eq!(found, n, "{n} rows with '{needle}' expected:\n{table}");
@@ -463,9 +468,13 @@ fn conns_lists_what_the_drain_sees() {
     has(" listen ", 1);
     has(" proxy ", 3);
     assert!(
-        rows.last()
-            .unwrap()
+        rows[blank + 1]
             .starts_with("2 app connections busy, 2 idle; 1 app listeners; 3 proxy sockets"),
+        "{table}"
+    );
+    // Istio's preset reads Envoy's admin, which this namespace does not have.
+    assert!(
+        rows[blank + 3].starts_with("sidecar: http://localhost:15000/clusters unreadable"),
         "{table}"
     );
 
@@ -493,4 +502,319 @@ fn conns_lists_what_the_drain_sees() {
         String::from_utf8_lossy(&out.stdout)
     );
     drop((idle, slow, proxy));
+}
+
+/// Envoy's admin, faked (`helpers/fake_envoy_admin.py`), on 127.0.0.1:ADMIN_PORT in the pod.
+struct Admin {
+    child: Child,
+    state: PathBuf,
+}
+
+const ADMIN_PORT: u16 = 15000;
+const ADMIN_URL: &str = "http://127.0.0.1:15000";
+
+impl Pod {
+    fn admin(&self, mode: &str, counts: &str) -> Admin {
+        let state = self.events.with_file_name("admin-state");
+        std::fs::write(&state, counts).unwrap();
+        let mut cmd = Command::new(python());
+        cmd.arg(helper("fake_envoy_admin.py"))
+            .args([mode, &ADMIN_PORT.to_string(), state.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        self.ns.enter(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let lines = Lines::from(&mut child);
+        let first = lines.next(Duration::from_secs(10)).unwrap_or_default();
+        assert!(first.starts_with("listening"), "fake admin said: {first}");
+        Admin { child, state }
+    }
+}
+
+impl Admin {
+    /// What Envoy has in flight from now on: `CLUSTER HOST REQUESTS` lines, `upgraded N`.
+    fn set(&self, counts: &str) {
+        let fresh = self.state.with_extension("new");
+        std::fs::write(&fresh, counts).unwrap();
+        std::fs::rename(&fresh, &self.state).unwrap();
+    }
+
+    /// How many times `/clusters` was read.
+    fn reads(&self) -> usize {
+        let log = std::fs::read_to_string(self.state.with_extension("log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.starts_with("GET /clusters"))
+            .count()
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const INBOUND_ONE: &str = "inbound|8080|| 127.0.0.1:8080 1\n";
+
+/// `meshwait drain` against the fake admin; (exit code, stdout, stderr, seconds taken).
+fn drain_with_admin(pod: &Pod, extra: &[&str]) -> (Option<i32>, String, String, f64) {
+    let mut args = vec!["drain", "--mesh", "envoy", "--admin-url", ADMIN_URL];
+    args.extend_from_slice(extra);
+    let started = now();
+    let out = pod.subcommand(&args);
+    let took = now() - started;
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        took,
+    )
+}
+
+#[test]
+fn a_request_only_the_sidecar_sees_holds_the_stop_signal_until_it_ends() {
+    if !root_or_skip("a_request_only_the_sidecar_sees_holds_the_stop_signal") {
+        return;
+    }
+    // Envoy forwards a gRPC stream to the app over a connection the sockets show as idle.
+    let pod = Pod::new("sidecar-in");
+    let admin = pod.admin("serve", INBOUND_ONE);
+    let flags = [
+        "--mesh",
+        "envoy",
+        "--admin-url",
+        ADMIN_URL,
+        "--drain-timeout",
+        "10s",
+        "--quiet-window",
+        "0",
+    ];
+    let mut mw = pod.meshwait(&flags, &[]);
+    send(mw.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        pod.event("TERM").is_none(),
+        "SIGTERM passed on while Envoy had a request in flight"
+    );
+    let ended = now();
+    admin.set("");
+    let status = wait_bounded(&mut mw, Duration::from_secs(5));
+    let stderr = stderr_of(&mut mw);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let late = pod.event("TERM").expect("the app got SIGTERM") - ended;
+    assert!(
+        late < 0.5,
+        "SIGTERM {late:.3}s after the request ended\n{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "sidecar: 1 inbound request active on inbound|8080||; sockets: nothing blocks"
+        ) && stderr.contains("held_by=sidecar"),
+        "the log says which view holds the drain and why:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("no request in flight in the sidecar; passing SIGTERM on"),
+        "{stderr}"
+    );
+    assert!(admin.reads() >= 5, "read {} times in 1.2 s", admin.reads());
+
+    // The same without the sidecar's view: the sockets see nothing, the stop signal goes at once.
+    let pod = Pod::new("sidecar-off");
+    let _admin = pod.admin("serve", INBOUND_ONE);
+    let mut flags = flags;
+    flags[3] = "none";
+    let mut mw = pod.meshwait(&flags, &[]);
+    let signalled = now();
+    send(mw.id(), libc::SIGTERM);
+    wait_bounded(&mut mw, Duration::from_secs(5));
+    assert!(pod.event("TERM").unwrap() - signalled < 0.5);
+}
+
+#[test]
+fn outbound_requests_hold_the_drain_only_up_to_the_outbound_hold() {
+    if !root_or_skip("outbound_requests_hold_the_drain_only_up_to_the_outbound_hold") {
+        return;
+    }
+    // A streaming pull the app keeps open for ever.
+    let pod = Pod::new("sidecar-out");
+    let _admin = pod.admin("serve", "outbound|443||pubsub.example.com 10.0.0.9:443 1\n");
+    let (code, stdout, stderr, took) =
+        drain_with_admin(&pod, &["--outbound-hold", "1s", "--timeout", "10s"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        (0.95..2.5).contains(&took),
+        "drained after {took:.3}s: {stderr}"
+    );
+    assert!(
+        stderr.contains("1 outbound request active (on outbound|443||pubsub.example.com)"),
+        "{stderr}"
+    );
+    let (code, _, stderr, took) = drain_with_admin(&pod, &["--outbound-hold", "0"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        took < 0.8,
+        "{took:.3}s with outbound requests never waited for"
+    );
+    let (code, stdout, _, took) =
+        drain_with_admin(&pod, &["--outbound-hold", "1m", "--timeout", "1500ms"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!((1.4..3.0).contains(&took), "{took:.3}s");
+    assert!(
+        stdout.starts_with("not drained after") && stdout.contains("1 outbound request active"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_unreadable_admin_leaves_the_drain_to_the_sockets_within_one_read_bound() {
+    if !root_or_skip("an_unreadable_admin_leaves_the_drain_to_the_sockets") {
+        return;
+    }
+    for mode in ["absent", "hang", "garbage", "huge"] {
+        let pod = Pod::new("sidecar-fault");
+        let _admin = (mode != "absent").then(|| pod.admin(mode, INBOUND_ONE));
+        let (code, stdout, stderr, took) =
+            drain_with_admin(&pod, &["--request-timeout", "500ms", "--timeout", "10s"]);
+        assert_eq!(code, Some(0), "{mode}: {stdout}{stderr}");
+        // Nothing holds the sockets: the drain ends within one read's bound, and says why once.
+        assert!(took < 1.3, "{mode}: {took:.3}s\n{stderr}");
+        let warned = stderr.matches("cannot read Envoy's request counts").count();
+        assert_eq!(warned, 1, "{mode}:\n{stderr}");
+        assert!(
+            stderr.contains("the drain goes by the sockets alone"),
+            "{stderr}"
+        );
+    }
+    // A hung admin never makes the drain unbounded: a request the sockets see holds it until the
+    // timeout, as without a sidecar.
+    let pod = Pod::new("sidecar-hang");
+    let _app = pod.bare_app(&[]);
+    let _admin = pod.admin("hang", INBOUND_ONE);
+    let slow = pod.peer(&["request", &port(), "/slow/20000"], None);
+    pod.wait_event("request /slow");
+    let (code, stdout, _, took) =
+        drain_with_admin(&pod, &["--request-timeout", "500ms", "--timeout", "1500ms"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!((1.4..2.6).contains(&took), "{took:.3}s");
+    assert!(stdout.contains("in :8080"), "{stdout}");
+    drop(slow);
+}
+
+#[test]
+fn envoy_stopping_mid_drain_hands_the_drain_to_the_sockets() {
+    if !root_or_skip("envoy_stopping_mid_drain_hands_the_drain_to_the_sockets") {
+        return;
+    }
+    // Envoy has a request in flight at the first read, then exits (pilot-agent stopped it).
+    let pod = Pod::new("sidecar-exit");
+    let admin = pod.admin("once", INBOUND_ONE);
+    let flags = [
+        "--mesh",
+        "envoy",
+        "--admin-url",
+        ADMIN_URL,
+        "--drain-timeout",
+        "10s",
+    ];
+    let mut mw = pod.meshwait(&flags, &[]);
+    let signalled = now();
+    send(mw.id(), libc::SIGTERM);
+    let status = wait_bounded(&mut mw, Duration::from_secs(8));
+    let stderr = stderr_of(&mut mw);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(admin.reads(), 1, "{stderr}");
+    let held = pod.event("TERM").unwrap() - signalled;
+    assert!(held < 2.0, "held {held:.3}s\n{stderr}");
+    assert!(
+        stderr.contains("1 inbound request active")
+            || stderr.contains("cannot read Envoy's request counts (connection refused)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("cannot read Envoy's request counts").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_upgraded_connection_is_named_when_it_holds_the_drain_to_its_timeout() {
+    if !root_or_skip("an_upgraded_connection_is_named") {
+        return;
+    }
+    let pod = Pod::new("sidecar-ws");
+    let _admin = pod.admin("serve", &format!("{INBOUND_ONE}upgraded 1\n"));
+    let (code, stdout, _, _) = drain_with_admin(&pod, &["--timeout", "500ms"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "1 inbound request active on inbound|8080||, 1 of them upgraded (WebSocket or CONNECT"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn conns_and_doctor_show_the_sidecars_requests_per_cluster() {
+    if !root_or_skip("conns_and_doctor_show_the_sidecars_requests") {
+        return;
+    }
+    let pod = Pod::new("sidecar-conns");
+    let _admin = pod.admin(
+        "serve",
+        "inbound|8090|| 127.0.0.1:8090 2\nPassthroughCluster 10.0.0.9:443 1\nupgraded 0\n",
+    );
+    let args = ["--mesh", "envoy", "--admin-url", ADMIN_URL];
+    let out = pod.subcommand(&[&["conns"][..], &args].concat());
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let sidecar = table
+        .lines()
+        .find(|l| l.starts_with("sidecar: "))
+        .unwrap_or_default();
+    assert!(
+        sidecar.starts_with("sidecar: http://127.0.0.1:15000/clusters, 53 clusters,")
+            && sidecar.ends_with("2 inbound, 1 outbound requests in flight"),
+        "{table}"
+    );
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("DIR "))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["in", "2", "inbound|8090||"],
+            vec!["out", "1", "PassthroughCluster"]
+        ],
+        "{table}"
+    );
+
+    let out = pod.subcommand(&[&["conns", "--json"][..], &args].concat());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let sidecar = &doc["sidecar"];
+    assert_eq!(sidecar["inbound"], 2, "{doc}");
+    assert_eq!(sidecar["outbound"], 1);
+    assert_eq!(sidecar["upgraded"], 0);
+    assert_eq!(sidecar["active"][0]["cluster"], "inbound|8090||");
+    assert_eq!(sidecar["active"][0]["direction"], "in");
+    assert_eq!(sidecar["active"][0]["requests"], 2);
+
+    let out = pod.subcommand(&[&["doctor", "--json"][..], &args].concat());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "sidecar view")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        check["evidence"],
+        "Envoy's /clusters (53 clusters): 2 inbound on inbound|8090||, 1 outbound on PassthroughCluster",
+        "{doc}"
+    );
 }
