@@ -38,18 +38,25 @@ pub enum Flow {
 pub struct ClusterRules {
     /// Ports that belong to the proxy (a loopback host on one of them is the proxy's own agent).
     pub proxy_ports: PortSet,
+    /// Istio names every cluster of the app's: a loopback host under another name is some other
+    /// local service of the proxy's (an ext_authz agent, a tracing collector), not the app.
+    pub names_only: bool,
 }
 
 impl ClusterRules {
     /// Istio's names first (`inbound|PORT|...`, `InboundPassthroughCluster*`, `outbound|...`,
-    /// `PassthroughCluster`); otherwise a host on the loopback that is not a proxy port is the app
-    /// behind its sidecar (how a plain Envoy sidecar reaches it); anything else is the proxy's.
+    /// `PassthroughCluster`); otherwise, unless `names_only`, a host on the loopback that is not a
+    /// proxy port is the app behind its sidecar (how a plain Envoy sidecar reaches it); anything
+    /// else is the proxy's.
     pub fn flow(&self, cluster: &str, host: &str) -> Flow {
         if cluster.starts_with("inbound|") || cluster.starts_with("InboundPassthroughCluster") {
             return Flow::Inbound;
         }
         if cluster.starts_with("outbound|") || cluster == "PassthroughCluster" {
             return Flow::Outbound;
+        }
+        if self.names_only {
+            return Flow::Proxy;
         }
         match host.parse::<SocketAddr>() {
             Ok(addr) if is_loopback(addr.ip()) && !self.proxy_ports.contains(addr.port()) => {
@@ -274,6 +281,7 @@ mod tests {
     fn rules() -> ClusterRules {
         ClusterRules {
             proxy_ports: PortSet::from_ranges(&[PortRange::new(15000, 15090)]),
+            names_only: false,
         }
     }
 
@@ -358,6 +366,16 @@ agent::127.0.0.1:15020::rq_active::1
         assert_eq!(
             rules.flow("outbound|443||api.example.com", "10.0.0.7:443"),
             Flow::Outbound
+        );
+        // In Istio a local service under another name is not the app.
+        let istio = ClusterRules {
+            names_only: true,
+            ..rules
+        };
+        assert_eq!(istio.flow("ext-authz", "127.0.0.1:9191"), Flow::Proxy);
+        assert_eq!(
+            istio.flow("inbound|8080||", "127.0.0.1:8080"),
+            Flow::Inbound
         );
     }
 

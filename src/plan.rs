@@ -260,6 +260,7 @@ fn socket_plan(mesh: Mesh, args: SocketArgs, admin: &AdminArgs) -> Result<Socket
         outbound_hold: args.outbound_hold,
         rules: ClusterRules {
             proxy_ports: ports.clone(),
+            names_only: mesh == Mesh::Istio,
         },
     });
     Ok(SocketPlan {
@@ -421,6 +422,38 @@ mod tests {
         assert_eq!(run.hold.drain_timeout, Duration::from_secs(5));
         let err = plan(&["meshwait", "--drain-on", "TERM,KILL", "app"]).unwrap_err();
         assert!(err.contains("--drain-on SIGKILL"), "{err}");
+    }
+
+    #[test]
+    fn the_sidecar_is_read_where_the_mesh_has_an_envoy_admin() {
+        let sidecar = |args: &[&str]| match plan(args) {
+            Ok(Plan::Drain { sockets, .. }) => sockets.sidecar,
+            Ok(Plan::Run(run)) => run.hold.sockets.sidecar,
+            other => panic!("{other:?}"),
+        };
+        let istio = sidecar(&["meshwait", "drain"]).expect("istio reads Envoy's admin");
+        assert_eq!(istio.admin.to_string(), "http://localhost:15000");
+        assert!(istio.rules.names_only);
+        assert_eq!(istio.outbound_hold, Duration::from_secs(5));
+        assert_eq!(istio.bound, Duration::from_secs(1));
+        let envoy = sidecar(&[
+            "meshwait",
+            "--mesh",
+            "envoy",
+            "--outbound-hold",
+            "0",
+            "--request-timeout",
+            "300ms",
+            "app",
+        ])
+        .unwrap();
+        assert!(!envoy.rules.names_only && envoy.outbound_hold.is_zero());
+        assert_eq!(envoy.bound, Duration::from_millis(300));
+        assert!(sidecar(&["meshwait", "drain", "--mesh", "linkerd"]).is_none());
+        assert!(sidecar(&["meshwait", "drain", "--admin-url", "none"]).is_none());
+        // Checked whether or not a gate will use it: the drain does.
+        let err = plan(&["meshwait", "--no-wait", "--admin-url", "ftp://x", "app"]).unwrap_err();
+        assert!(err.contains("--admin-url 'ftp://x'"), "{err}");
     }
 
     #[test]

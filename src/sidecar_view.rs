@@ -367,6 +367,7 @@ mod tests {
             outbound_hold: hold,
             rules: ClusterRules {
                 proxy_ports: PortSet::new(),
+                names_only: false,
             },
         })
     }
