@@ -632,6 +632,35 @@ fn a_request_only_the_sidecar_sees_holds_the_stop_signal_until_it_ends() {
 }
 
 #[test]
+fn an_idle_keepalive_connection_with_the_sidecar_read_releases_within_300ms() {
+    if !root_or_skip("an_idle_keepalive_connection_with_the_sidecar_read") {
+        return;
+    }
+    let pod = Pod::new("sidecar-idle");
+    let admin = pod.admin("serve", "");
+    let flags = [
+        "--mesh",
+        "envoy",
+        "--admin-url",
+        ADMIN_URL,
+        "--drain-timeout",
+        "10s",
+    ];
+    let mut mw = pod.meshwait(&flags, &[]);
+    let idle = pod.peer(&["keepalive", &port()], None);
+    idle.expect("idle", Duration::from_secs(5));
+    // Past the quiet window: the connection is idle, not merely between two requests.
+    std::thread::sleep(Duration::from_millis(1100));
+    let signalled = now();
+    send(mw.id(), libc::SIGTERM);
+    wait_bounded(&mut mw, Duration::from_secs(5));
+    let held = pod.event("TERM").unwrap() - signalled;
+    assert!(held < 0.3, "held {held:.3}s for an idle connection");
+    assert!(admin.reads() >= 1, "the sidecar was not read");
+    drop(idle);
+}
+
+#[test]
 fn outbound_requests_hold_the_drain_only_up_to_the_outbound_hold() {
     if !root_or_skip("outbound_requests_hold_the_drain_only_up_to_the_outbound_hold") {
         return;
