@@ -130,7 +130,15 @@ impl Hold {
         signals: &mut Signals,
     ) -> io::Result<Option<Received>> {
         match self.drainer.as_mut() {
-            Some(drainer) => drainer.wait(at, signals).await,
+            Some(drainer) => {
+                let woke = drainer.wait(at, signals).await;
+                // Woken before its time with no signal: a sidecar read ended, and its answer is
+                // worth a look now, not at the next scheduled poll.
+                if matches!(woke, Ok(None)) && Instant::now() < at {
+                    self.next_poll = None;
+                }
+                woke
+            }
             None => tokio::select! {
                 received = signals.next() => received.map(Some),
                 () = tokio::time::sleep_until(at.into()) => Ok(None),
