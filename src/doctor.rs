@@ -142,7 +142,7 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
                     bound: sidecar.bound.min(DOCTOR_REQUEST_MAX),
                     ..sidecar.clone()
                 };
-                Some(sidecar_view::look(&bounded).await)
+                Some(sidecar_view::look(&bounded, true).await)
             }
             None => None,
         }

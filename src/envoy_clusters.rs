@@ -200,21 +200,32 @@ impl Parser {
         Ok(self.reading)
     }
 
+    /// Called for every line of a page that is megabytes long in a big mesh, so the common case
+    /// is kept to a few byte comparisons: a line of the cluster already being read, whose stat
+    /// is not a non-zero `rq_active`.
     fn line(&mut self, line: &[u8]) {
-        let Ok(line) = std::str::from_utf8(line) else {
-            return;
-        };
-        let line = line.trim_end_matches('\r');
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         // `CLUSTER::HOST::STAT::VALUE` for host gauges, `CLUSTER::SETTING::VALUE` (or deeper)
         // for the cluster's own lines. Cluster names never hold "::"; IPv6 hosts are bracketed.
-        let Some((cluster, rest)) = line.split_once("::") else {
-            return;
-        };
-        if cluster.is_empty() || rest.is_empty() {
-            return;
-        }
-        self.recognised = true;
-        if self.current.as_ref().is_none_or(|c| c.cluster != cluster) {
+        let same_cluster = self.current.as_ref().is_some_and(|c| {
+            let name = c.cluster.as_bytes();
+            line.len() > name.len() + 2
+                && line.starts_with(name)
+                && line[name.len()..].starts_with(b"::")
+        });
+        let name_len = if same_cluster {
+            self.current.as_ref().map_or(0, |c| c.cluster.len())
+        } else {
+            let Some(at) = find_pair(line) else {
+                return;
+            };
+            let Ok(cluster) = std::str::from_utf8(&line[..at]) else {
+                return;
+            };
+            if cluster.is_empty() || line.len() == at + 2 {
+                return;
+            }
+            self.recognised = true;
             self.close_cluster();
             self.reading.clusters += 1;
             self.current = Some(Active {
@@ -222,24 +233,40 @@ impl Parser {
                 flow: Flow::Proxy,
                 requests: 0,
             });
-        }
-        let Some((host, value)) = rest.strip_suffix_value("::rq_active::") else {
+            at
+        };
+        // The value is after the last "::", the stat name before it.
+        let Some(colon) = line.iter().rposition(|&b| b == b':') else {
             return;
         };
-        let Ok(requests) = value.trim().parse::<u32>() else {
+        let (head, value) = (&line[..colon + 1], &line[colon + 1..]);
+        if value == b"0" || !head.ends_with(b"::rq_active::") {
+            return;
+        }
+        let Some(requests) = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
             return;
         };
         if requests == 0 {
             return;
         }
-        let flow = self.rules.flow(cluster, host);
-        if let Some(current) = self.current.as_mut() {
-            // A cluster's flow is its first busy host's: Istio's clusters are one-sided.
-            if current.requests == 0 {
-                current.flow = flow;
-            }
-            current.requests = current.requests.saturating_add(requests);
+        let host_start = name_len + 2;
+        let host_end = head.len() - b"::rq_active::".len();
+        if host_end < host_start {
+            return;
         }
+        let host = std::str::from_utf8(&line[host_start..host_end]).unwrap_or("");
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        let flow = self.rules.flow(&current.cluster, host);
+        // A cluster's flow is its first busy host's: Istio's clusters are one-sided.
+        if current.requests == 0 {
+            current.flow = flow;
+        }
+        current.requests = current.requests.saturating_add(requests);
     }
 
     fn close_cluster(&mut self) {
@@ -261,16 +288,9 @@ impl Parser {
     }
 }
 
-trait SplitValue {
-    /// `HOST` and `VALUE` of `HOST<marker>VALUE`, where the marker is the last of its kind.
-    fn strip_suffix_value(&self, marker: &str) -> Option<(&str, &str)>;
-}
-
-impl SplitValue for str {
-    fn strip_suffix_value(&self, marker: &str) -> Option<(&str, &str)> {
-        let at = self.rfind(marker)?;
-        Some((&self[..at], &self[at + marker.len()..]))
-    }
+/// Where the first "::" starts.
+fn find_pair(line: &[u8]) -> Option<usize> {
+    line.windows(2).position(|w| w == b"::")
 }
 
 #[cfg(test)]

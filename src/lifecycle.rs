@@ -125,7 +125,7 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             let sidecar = sockets
                 .sidecar
                 .as_ref()
-                .map(|plan| runtime.block_on(sidecar_view::look(plan)));
+                .map(|plan| runtime.block_on(sidecar_view::look(plan, true)));
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(32 * 1024, stdout.lock());
             match conns::list(&sockets, sidecar.as_ref(), json, &mut out) {
@@ -153,7 +153,11 @@ fn drain_until(
         match drainer.poll() {
             Poll::Drained => {
                 let waited = started.elapsed();
-                tracing::info!(waited_ms = waited.as_millis() as u64, "drained");
+                tracing::info!(
+                    waited_ms = waited.as_millis() as u64,
+                    "drained: {}",
+                    drainer.last()
+                );
                 let _ = writeln!(
                     std::io::stdout(),
                     "drained after {}",

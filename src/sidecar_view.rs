@@ -32,6 +32,9 @@ const PAGE_MAX: u64 = 256 * 1024 * 1024;
 const AGES_MAX: usize = 256;
 /// Envoy's count of upgraded (WebSocket, CONNECT) downstream connections, per HTTP listener.
 const UPGRADES_PATH: &str = "/stats?filter=downstream_cx_upgrades_active%24";
+/// How often that count is asked for while inbound requests are active: it only names what
+/// holds the drain in the log, and a regex over a big Envoy's stats is not free.
+const UPGRADES_EVERY: Duration = Duration::from_secs(5);
 
 /// Where and how the sidecar's counts are read; part of the socket plan.
 #[derive(Clone, Debug)]
@@ -50,14 +53,14 @@ pub struct SidecarPlan {
 pub struct Sight {
     pub reading: Reading,
     /// Upgraded connections on the inbound listeners, where Envoy's stats show them (a plain
-    /// Envoy does; Istio's default stats matcher drops the stat).
+    /// Envoy does; Istio's default stats matcher drops the stat). `None` also when not asked.
     pub upgraded: Option<u32>,
     pub took: Duration,
 }
 
-/// Reads `/clusters` once, and for inbound requests the upgraded-connection count, within
-/// `plan.bound` each.
-pub async fn look(plan: &SidecarPlan) -> Result<Sight, Unreadable> {
+/// Reads `/clusters` once, and (with `upgrades`) for inbound requests the upgraded-connection
+/// count, within `plan.bound` each.
+pub async fn look(plan: &SidecarPlan, upgrades: bool) -> Result<Sight, Unreadable> {
     let started = Instant::now();
     let url = page(&plan.admin, "/clusters").map_err(Unreadable::Failed)?;
     let mut parser = Parser::new(plan.rules.clone());
@@ -76,12 +79,12 @@ pub async fn look(plan: &SidecarPlan) -> Result<Sight, Unreadable> {
     let reading = parser
         .finish()
         .map_err(|e| Unreadable::Failed(e.to_string()))?;
-    let took = started.elapsed();
-    let upgraded = if reading.total(Flow::Inbound) > 0 {
-        upgrades(plan).await
+    let upgraded = if upgrades && reading.total(Flow::Inbound) > 0 {
+        upgraded(plan).await
     } else {
         None
     };
+    let took = started.elapsed();
     Ok(Sight {
         reading,
         upgraded,
@@ -89,7 +92,7 @@ pub async fn look(plan: &SidecarPlan) -> Result<Sight, Unreadable> {
     })
 }
 
-async fn upgrades(plan: &SidecarPlan) -> Option<u32> {
+async fn upgraded(plan: &SidecarPlan) -> Option<u32> {
     let url = page(&plan.admin, UPGRADES_PATH).ok()?;
     let Fetched::Answer { status: 200, body } = probe::fetch(&url, plan.bound).await else {
         return None;
@@ -226,6 +229,10 @@ pub struct SidecarView {
     /// Reads completed; the first failure is logged, later ones are not.
     reads: u32,
     warned: bool,
+    /// When the upgraded-connection count was last asked for, and what it said.
+    upgrades: Option<(Instant, Option<u32>)>,
+    /// Whether the read under way asks for it.
+    asking_upgrades: bool,
     /// Per outbound cluster, when each of its requests was first seen, oldest first. A count
     /// that falls is taken to have lost its youngest requests (a short call ends before the
     /// watch it sits beside), so the oldest keep their age.
@@ -241,6 +248,8 @@ impl SidecarView {
             verdict: Verdict::Reading,
             reads: 0,
             warned: false,
+            upgrades: None,
+            asking_upgrades: false,
             ages: Vec::new(),
         }
     }
@@ -249,7 +258,11 @@ impl SidecarView {
     pub fn start_if_due(&mut self, now: Instant) {
         if self.pending.is_none() && now >= self.next_read {
             let plan = self.plan.clone();
-            self.pending = Some(Box::pin(async move { look(&plan).await }));
+            let upgrades = self
+                .upgrades
+                .is_none_or(|(at, _)| now - at >= UPGRADES_EVERY);
+            self.asking_upgrades = upgrades;
+            self.pending = Some(Box::pin(async move { look(&plan, upgrades).await }));
         }
     }
 
@@ -281,7 +294,13 @@ impl SidecarView {
     fn take(&mut self, result: Result<Sight, Unreadable>, now: Instant) {
         self.reads += 1;
         match result {
-            Ok(sight) => {
+            Ok(mut sight) => {
+                if self.asking_upgrades && sight.reading.total(Flow::Inbound) > 0 {
+                    self.upgrades = Some((now, sight.upgraded));
+                } else if sight.reading.total(Flow::Inbound) == 0 {
+                    self.upgrades = None;
+                }
+                sight.upgraded = self.upgrades.and_then(|(_, n)| n);
                 if matches!(self.verdict, Verdict::Unreadable(_)) {
                     tracing::info!(url = %self.plan.admin, "Envoy's admin answers again: its request counts count again");
                 }
@@ -518,7 +537,9 @@ mod tests {
             ("outbound|80||db", Flow::Outbound, 1),
         ]);
         s.upgraded = Some(1);
-        v.take(Ok(s), Instant::now());
+        v.asking_upgrades = true;
+        let t0 = Instant::now();
+        v.take(Ok(s.clone()), t0);
         let text = v.verdict().to_string();
         assert!(
             text.starts_with("1 inbound request active on inbound|8080||, 1 of them upgraded"),
@@ -528,5 +549,13 @@ mod tests {
             text.contains("1 outbound request active, held for up to 5s each"),
             "{text}"
         );
+        // Not asked again for a while: the last answer stands.
+        v.asking_upgrades = false;
+        s.upgraded = None;
+        v.take(Ok(s), t0 + Duration::from_secs(1));
+        assert!(v.verdict().to_string().contains("1 of them upgraded"));
+        // No inbound request any more: forgotten.
+        v.take(Ok(sight(&[])), t0 + Duration::from_secs(2));
+        assert_eq!(v.upgrades, None);
     }
 }

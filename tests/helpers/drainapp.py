@@ -6,7 +6,7 @@
   GET /stream/<n>/<ms> sends <n> chunks, one every <ms>
 
 Events go to the file named by --events, one per line, with CLOCK_MONOTONIC seconds:
-  listening <t> | request <path> <t> | answered <path> <t> | USR1 <t> | TERM <t>
+  listening <t> | request <path> <t> | answered <path> <t> | USR1 <t> | INT <t> | TERM <t>
 On SIGTERM it records the time and exits at once (status 0), cutting anything still in flight,
 so a stop signal that comes too early shows up as a broken response in the client.
 
@@ -28,7 +28,9 @@ ap.add_argument("--call", type=int)
 ap.add_argument("--bind", default="127.0.0.1")
 args = ap.parse_args()
 
-lock = threading.Lock()
+# Reentrant: a signal handler (which writes an event) may run while the main thread is inside
+# event() already, e.g. a SIGTERM handled while the SIGINT handler writes.
+lock = threading.RLock()
 events = open(args.events, "a", buffering=1)
 
 
@@ -45,6 +47,10 @@ def on_term(signum, frame):
 
 signal.signal(signal.SIGTERM, on_term)
 signal.signal(signal.SIGUSR1, lambda signum, frame: event("USR1"))
+# Recorded, not fatal: a SIGINT that ends a hold arrives right behind the held SIGTERM, and
+# Python runs pending handlers lowest number first, so an INT that raised KeyboardInterrupt would
+# pre-empt the TERM handler and leave the request threads running.
+signal.signal(signal.SIGINT, lambda signum, frame: event("INT"))
 
 
 def read_request(conn, buf):
@@ -56,6 +62,13 @@ def read_request(conn, buf):
     head, rest = buf.split(b"\r\n\r\n", 1)
     path = head.split(b"\r\n")[0].split(b" ")[1].decode()
     return path, rest
+
+
+# Handled signals, blocked in every connection thread (which inherits the mask it is started
+# with): CPython runs handlers only in the main thread, and a signal the kernel gives to a sleeping
+# connection thread would not wake the main thread from accept(), so a SIGTERM could wait for the
+# next connection.
+HANDLED = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2}
 
 
 def serve(conn):
@@ -110,4 +123,6 @@ while True:
         # The listener was closed on purpose: keep the process (and its other sockets) alive.
         while True:
             time.sleep(3600)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_SETMASK, before)
