@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Writes BENCHMARKS.md (and the scan-time plot) from the JSON of bench/core.py and bench/drain.py.
+"""Writes BENCHMARKS.md (and the scan-time plot) from the JSON of bench/core.py, bench/drain.py and
+bench/admin.py.
 
-    python3 bench/report.py --core core.json --drain drain.json --out BENCHMARKS.md --plot bench/scan-time.png
+    python3 bench/report.py --core core.json --drain drain.json [--admin admin.json] \
+        --out BENCHMARKS.md --plot bench/scan-time.png
 
 Every number in the report is one the scripts printed in that run; this only lays the tables out.
 The plot needs matplotlib (bench/run.sh installs it into a virtual environment of the bench's
-own); without it the report is written and says the plot is missing.
+own); without it the report is written and says the plot is missing. The admin results are
+optional: without them (no file, or an empty one) the report says so and has the rest.
 """
 
 import argparse
@@ -23,6 +26,7 @@ TARGETS = [
     ("Socket scan at 18k sockets", ">= 8x faster than `netstat -plunt`, >= 2x faster than `ss -tan`"),
     ("Idle wakeups", "0 per second"),
     ("Drain detection", "<= 150 ms"),
+    ("Drain detection through the sidecar view (Envoy admin `/clusters`, gRPC)", "<= 150 ms"),
 ]
 
 
@@ -100,22 +104,40 @@ def plot(series, path, subtitle):
     return None
 
 
+def load_optional(path):
+    """A script's JSON, or (None, why not) when it is missing, empty or unreadable."""
+    if not path:
+        return None, "not given (--admin)"
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        return None, f"{path} unreadable: {e.strerror}"
+    if not text.strip():
+        return None, f"{path} is empty (the script did not finish)"
+    try:
+        return json.loads(text), None
+    except ValueError as e:
+        return None, f"{path} is not JSON: {e}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--core", required=True)
     ap.add_argument("--drain", required=True)
+    ap.add_argument("--admin", help="bench/admin.py's JSON (optional)")
     ap.add_argument("--out", required=True, help="the Markdown file to write")
     ap.add_argument("--plot", required=True, help="the PNG to write")
     ap.add_argument("--command", default="bash bench/run.sh", help="the command named in the report")
     args = ap.parse_args()
     core = json.loads(Path(args.core).read_text())
     drain = json.loads(Path(args.drain).read_text())
+    admin, admin_missing = load_optional(args.admin)
     m = core["machine"]
-    quick = "quick" in (core.get("mode"), drain.get("mode"))
+    quick = "quick" in (core.get("mode"), drain.get("mode"), (admin or {}).get("mode"))
 
-    tables = sorted((t for t in core["tables"] + drain["tables"] if t["title"].startswith("Figure")),
-                    key=figure_key)
-    summaries = [t for t in core["tables"] + drain["tables"] if t["title"].startswith("Summary")]
+    all_tables = core["tables"] + drain["tables"] + (admin["tables"] if admin else [])
+    tables = sorted((t for t in all_tables if t["title"].startswith("Figure")), key=figure_key)
+    summaries = [t for t in all_tables if t["title"].startswith("Summary")]
     series = scan_series(drain)
     subtitle = f"{m['cpus']} CPUs, Linux {m['kernel']}, {m['date']}"
     plot_error = plot(series, args.plot, subtitle) if series else "no scan figure in this run"
@@ -130,7 +152,8 @@ def main():
         "the same machine, interleaved so that noise hits every tool alike. Ratios compare within",
         "the run; absolute times move with the machine's load.",
         "",
-        f"- **Command**: `{args.command}` (`bench/core.py`, then `bench/drain.py` as root, then this report)",
+        f"- **Command**: `{args.command}` (`bench/core.py`, then `bench/drain.py` and `bench/admin.py` as root,"
+        " then this report)",
         f"- **Date**: {m['date']}",
         f"- **Machine**: {m['cpus']} CPUs ({m['cpu_model']}), {m['mem_gib']} GiB, Linux {m['kernel']},"
         f" Python {m['python']}",
@@ -145,6 +168,8 @@ def main():
         "The verdicts of this run:",
         "",
     ]
+    if admin_missing:
+        out += [f"(No results from `bench/admin.py`, the sidecar-view figures 9-11: {admin_missing}.)", ""]
     for t in summaries:
         out += [markdown_table(t), ""]
     out += ["## Socket scan time against socket count", ""]
@@ -155,7 +180,9 @@ def main():
     out += ["## Figures", "",
             "1 size, 2 peak RSS supervising `sleep`, 2b peak RSS while scanning sockets, 3 start-up",
             "overhead, 4 readiness to exec, 5 signal forwarding, 6 socket scan at about 1k, 10k and 18k",
-            "sockets, 7 idle wakeups, 8 drain detection. The main measure of each figure is given as",
+            "sockets, 7 idle wakeups, 8 drain detection, 9 the cost of Envoy's admin `/clusters` at 100,",
+            "1,000 and 5,000 clusters, 10 peak RSS while reading it, 11 drain detection through the sidecar",
+            "view (gRPC through Envoy). The main measure of each figure is given as",
             "min / median (or p50) / max over the repeated runs; secondary columns may be medians",
             "only. A row that could not be measured says why. Ratio columns name their direction:",
             "`meshwait / this` is below 1 where meshwait is smaller or faster, `x meshwait` above 1.", ""]

