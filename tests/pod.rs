@@ -78,3 +78,8 @@ fn linkerd_preset_gates_quits_and_knows_the_proxy_uid() {
 fn diagnosis_names_a_silent_control_plane_and_doctor_sees_the_real_envoy() {
     scenario(5, "diagnosis and doctor");
 }
+
+#[test]
+fn streams_through_the_sidecar_survive_sigterm_with_meshwait() {
+    scenario(6, "streams through the sidecar");
+}

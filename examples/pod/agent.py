@@ -185,6 +185,8 @@ def main():
     ap.add_argument("--envoy", required=True)
     ap.add_argument("--config-dir", required=True)
     ap.add_argument("--app-port", type=int, default=8080)
+    ap.add_argument("--grpc-port", type=int, default=8090,
+                    help="the app's port forwarded over HTTP/2")
     ap.add_argument("--init-delay", type=float, default=3.0)
     ap.add_argument("--drain-duration", type=float, default=5.0)
     ap.add_argument("--shutdown-enabled", action="store_true")
@@ -205,7 +207,8 @@ def main():
     signal.signal(signal.SIGINT, on_stop)
 
     config = os.path.join(args.config_dir, f"envoy-{args.layout}.json")
-    bootstrap.write(config, args.layout, args.app_port, XDS_PORT, args.init_delay)
+    bootstrap.write(config, args.layout, args.app_port, args.grpc_port, XDS_PORT,
+                    args.init_delay)
     os.chmod(config, 0o644)
     binary = os.open(args.envoy, os.O_RDONLY)
     os.set_inheritable(binary, True)

@@ -4,8 +4,10 @@ The listeners mirror what a mesh's proxy has in a real pod:
 - outbound: iptables REDIRECTs the app's outgoing TCP here; the original_dst listener filter
   recovers where the app was going and an ORIGINAL_DST cluster connects there, as Istio's
   PassthroughCluster does;
-- inbound: iptables REDIRECTs traffic for the app's port here; it is forwarded to the app on
-  127.0.0.1 (the pre-1.10 Istio way, which needs no 127.0.0.6 source binding);
+- inbound: iptables REDIRECTs traffic for the app's ports here; it is forwarded to the app on
+  127.0.0.1 (the pre-1.10 Istio way, which needs no 127.0.0.6 source binding), through Istio's
+  per-port clusters `inbound|PORT||`: the gRPC port (8090) over HTTP/2, as Istio forwards to a
+  grpc/http2 port, everything else over HTTP/1.1 with WebSocket upgrades allowed;
 - admin, on loopback only.
 
 Start-up is slow on purpose and controllable: cluster discovery (CDS) points at an xDS server
@@ -50,13 +52,48 @@ def _static_cluster(name, host, port, http2=False):
     return cluster
 
 
-def _http_listener(name, port, cluster, direction):
-    """A listener that restores the original destination and proxies HTTP/1.1 to `cluster`.
+def _hcm(stat_prefix, cluster, websocket=False):
+    """An HTTP connection manager that proxies everything to `cluster`; the codec (HTTP/1.1 or
+    HTTP/2) is whatever the caller speaks.
+
+    Route timeout 0 (none): the pod's long requests and streams must be cut by the shutdown, not
+    by Envoy's default 15 s route timeout. Envoy's stream idle timeout (5 min) is far above any
+    pause the scenarios make.
+    """
+    config = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "all",
+                    "domains": ["*"],
+                    "routes": [
+                        {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "0s"}}
+                    ],
+                }
+            ]
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    if websocket:
+        config["upgrade_configs"] = [{"upgrade_type": "websocket"}]
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
+
+
+def _listener(name, port, direction, filter_chains):
+    """A listener that restores the original destination (iptables REDIRECTed the connection
+    here) before choosing a filter chain, so chains can match the port the caller dialled.
 
     The traffic direction is what `/drain_listeners?inboundonly` selects by, as in Istio.
-
-    Route timeout 0 (none): the pod's long requests must be cut by the shutdown, not by Envoy's
-    default 15 s route timeout.
     """
     return {
         "name": name,
@@ -70,45 +107,16 @@ def _http_listener(name, port, cluster, direction):
                 },
             }
         ],
-        "filter_chains": [
-            {
-                "filters": [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": name,
-                            "route_config": {
-                                "virtual_hosts": [
-                                    {
-                                        "name": "all",
-                                        "domains": ["*"],
-                                        "routes": [
-                                            {
-                                                "match": {"prefix": "/"},
-                                                "route": {"cluster": cluster, "timeout": "0s"},
-                                            }
-                                        ],
-                                    }
-                                ]
-                            },
-                            "http_filters": [
-                                {
-                                    "name": "envoy.filters.http.router",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                                    },
-                                }
-                            ],
-                        },
-                    }
-                ]
-            }
-        ],
+        "filter_chains": filter_chains,
     }
 
 
-def bootstrap(layout, app_port, xds_port, init_delay):
+def inbound_cluster(port):
+    """Istio's name for the cluster that forwards inbound traffic to the app's `port`."""
+    return f"inbound|{port}||"
+
+
+def bootstrap(layout, app_port, grpc_port, xds_port, init_delay):
     ports = LAYOUTS[layout]
     return {
         "node": {"id": "sidecar~10.89.0.2~app.pod~pod.svc.cluster.local", "cluster": "app.pod"},
@@ -145,16 +153,23 @@ def bootstrap(layout, app_port, xds_port, init_delay):
                     "lb_policy": "CLUSTER_PROVIDED",
                     "connect_timeout": "1s",
                 },
-                _static_cluster("inbound|app", "127.0.0.1", app_port),
+                _static_cluster(inbound_cluster(app_port), "127.0.0.1", app_port),
+                _static_cluster(inbound_cluster(grpc_port), "127.0.0.1", grpc_port, http2=True),
             ],
             "listeners": [
-                _http_listener("outbound", ports["outbound"], "PassthroughCluster", "OUTBOUND"),
-                _http_listener("inbound", ports["inbound"], "inbound|app", "INBOUND"),
+                _listener("outbound", ports["outbound"], "OUTBOUND",
+                          [{"filters": [_hcm("outbound", "PassthroughCluster")]}]),
+                _listener("inbound", ports["inbound"], "INBOUND", [
+                    {"filter_chain_match": {"destination_port": grpc_port},
+                     "filters": [_hcm(f"inbound_{grpc_port}", inbound_cluster(grpc_port))]},
+                    {"filters": [_hcm(f"inbound_{app_port}", inbound_cluster(app_port),
+                                      websocket=True)]},
+                ]),
             ],
         },
     }
 
 
-def write(path, layout, app_port, xds_port, init_delay):
+def write(path, layout, app_port, grpc_port, xds_port, init_delay):
     with open(path, "w") as f:
-        json.dump(bootstrap(layout, app_port, xds_port, init_delay), f, indent=1)
+        json.dump(bootstrap(layout, app_port, grpc_port, xds_port, init_delay), f, indent=1)

