@@ -557,6 +557,16 @@ impl Drop for Admin {
 
 const INBOUND_ONE: &str = "inbound|8080|| 127.0.0.1:8080 1\n";
 
+/// meshwait's hold with the sidecar's counts read from the fake admin.
+const HOLD_WITH_ADMIN: [&str; 6] = [
+    "--mesh",
+    "envoy",
+    "--admin-url",
+    ADMIN_URL,
+    "--drain-timeout",
+    "10s",
+];
+
 /// `meshwait drain` against the fake admin; (exit code, stdout, stderr, seconds taken).
 fn drain_with_admin(pod: &Pod, extra: &[&str]) -> (Option<i32>, String, String, f64) {
     let mut args = vec!["drain", "--mesh", "envoy", "--admin-url", ADMIN_URL];
@@ -580,16 +590,7 @@ fn a_request_only_the_sidecar_sees_holds_the_stop_signal_until_it_ends() {
     // Envoy forwards a gRPC stream to the app over a connection the sockets show as idle.
     let pod = Pod::new("sidecar-in");
     let admin = pod.admin("serve", INBOUND_ONE);
-    let flags = [
-        "--mesh",
-        "envoy",
-        "--admin-url",
-        ADMIN_URL,
-        "--drain-timeout",
-        "10s",
-        "--quiet-window",
-        "0",
-    ];
+    let flags = [&HOLD_WITH_ADMIN[..], &["--quiet-window", "0"]].concat();
     let mut mw = pod.meshwait(&flags, &[]);
     send(mw.id(), libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(1200));
@@ -623,7 +624,7 @@ fn a_request_only_the_sidecar_sees_holds_the_stop_signal_until_it_ends() {
     let pod = Pod::new("sidecar-off");
     let _admin = pod.admin("serve", INBOUND_ONE);
     let mut flags = flags;
-    flags[3] = "none";
+    flags[3] = "none"; // --admin-url none
     let mut mw = pod.meshwait(&flags, &[]);
     let signalled = now();
     send(mw.id(), libc::SIGTERM);
@@ -638,15 +639,7 @@ fn an_idle_keepalive_connection_with_the_sidecar_read_releases_within_300ms() {
     }
     let pod = Pod::new("sidecar-idle");
     let admin = pod.admin("serve", "");
-    let flags = [
-        "--mesh",
-        "envoy",
-        "--admin-url",
-        ADMIN_URL,
-        "--drain-timeout",
-        "10s",
-    ];
-    let mut mw = pod.meshwait(&flags, &[]);
+    let mut mw = pod.meshwait(&HOLD_WITH_ADMIN, &[]);
     let idle = pod.peer(&["keepalive", &port()], None);
     idle.expect("idle", Duration::from_secs(5));
     // Past the quiet window: the connection is idle, not merely between two requests.
@@ -738,15 +731,7 @@ fn envoy_stopping_mid_drain_hands_the_drain_to_the_sockets() {
     // Envoy has a request in flight at the first read, then exits (pilot-agent stopped it).
     let pod = Pod::new("sidecar-exit");
     let admin = pod.admin("once", INBOUND_ONE);
-    let flags = [
-        "--mesh",
-        "envoy",
-        "--admin-url",
-        ADMIN_URL,
-        "--drain-timeout",
-        "10s",
-    ];
-    let mut mw = pod.meshwait(&flags, &[]);
+    let mut mw = pod.meshwait(&HOLD_WITH_ADMIN, &[]);
     let signalled = now();
     send(mw.id(), libc::SIGTERM);
     let status = wait_bounded(&mut mw, Duration::from_secs(8));
