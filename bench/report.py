@@ -182,7 +182,8 @@ def main():
             "overhead, 4 readiness to exec, 5 signal forwarding, 6 socket scan at about 1k, 10k and 18k",
             "sockets, 7 idle wakeups, 8 drain detection, 9 the cost of Envoy's admin `/clusters` at 100,",
             "1,000 and 5,000 clusters, 10 peak RSS while reading it, 11 drain detection through the sidecar",
-            "view (gRPC through Envoy). The main measure of each figure is given as",
+            "view (gRPC through Envoy), 11b the same with Envoy holding 5,000 clusters. The main measure of",
+            "each figure is given as",
             "min / median (or p50) / max over the repeated runs; secondary columns may be medians",
             "only. A row that could not be measured says why. Ratio columns name their direction:",
             "`meshwait / this` is below 1 where meshwait is smaller or faster, `x meshwait` above 1.", ""]
