@@ -6,6 +6,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::drain::{Drainer, Poll, SocketPlan, Until};
+use crate::sidecar_view::Verdict;
 use crate::signal_name::Signal;
 use crate::signals::{Received, Signals};
 
@@ -99,6 +100,7 @@ impl Hold {
             }
             Poll::Drained => {
                 let sidecar = match drainer.last().sidecar {
+                    Some(Verdict::Unreadable(_)) => " (Envoy's counts unreadable: by the sockets)",
                     Some(_) => " and no request in flight in the sidecar",
                     None => "",
                 };
