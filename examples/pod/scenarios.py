@@ -175,6 +175,24 @@ class Run:
             return None
         return client, sent
 
+    def deletion(self):
+        """How the pod's deletion went: (seconds until every container was gone, the names of
+        those SIGKILLed)."""
+        pod = self.pod
+        ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
+        return ended, [c.name for c in pod.containers.values() if c.killed]
+
+    def deletion_facts(self, grace, ended, killed):
+        """What every deletion run reports: when the pod was gone, each preStop hook's result,
+        what was SIGKILLed."""
+        self.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
+        for c in self.pod.containers.values():
+            r = c.pre_stop_result
+            if r:
+                how = f"exit {r['exit']}" if isinstance(r["exit"], int) else r["exit"]
+                self.fact(f"{c.name} container's preStop", f"{how}, after {r['seconds']} s")
+        self.fact("SIGKILLed", ", ".join(killed) or "nothing")
+
     def wait_log(self, container, needle, timeout):
         deadline = time.monotonic() + timeout
         while True:
@@ -307,7 +325,7 @@ def long_request(opts, variant, secs=8.0, grace=30):
         client, sent = started
         time.sleep(1.0)
         pod.delete()
-        ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
+        ended, killed = run.deletion()
         result = json.loads(client.communicate(timeout=60)[0])
         answered = result.get("status") == 200 and f"after {secs:g}s (via envoy)" in result.get(
             "body", "")
@@ -319,13 +337,7 @@ def long_request(opts, variant, secs=8.0, grace=30):
         outcome = (f"HTTP {result['status']}: {result['body']}" if "status" in result
                    else result.get("error"))
         run.fact("client", f"{outcome} (after {result['elapsed_s']} s)")
-        run.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
-        for c in pod.containers.values():
-            if c.pre_stop_result:
-                r = c.pre_stop_result
-                how = f"exit {r['exit']}" if isinstance(r["exit"], int) else r["exit"]
-                run.fact(f"{c.name} container's preStop", f"{how}, after {r['seconds']} s")
-        killed = [c.name for c in pod.containers.values() if c.killed]
+        run.deletion_facts(grace, ended, killed)
         if variant == "with":
             run.check("the request completes", answered, outcome)
             run.check("the pod ends within the grace period, nothing SIGKILLed",
@@ -341,7 +353,6 @@ def long_request(opts, variant, secs=8.0, grace=30):
             run.check("the request is cut when the sidecar stops",
                       failed and cut_expected - 0.5 <= cut_at <= cut_expected + 1.5,
                       f"{cut_at:.1f} s after the deletion: {outcome}")
-        run.fact("SIGKILLed", ", ".join(killed) or "nothing")
         return run, (answered, result, ended)
     return run, None
 
@@ -602,14 +613,8 @@ def streams(opts, case, with_meshwait, grace=30):
         run.fact("client", outcome)
         if with_meshwait:
             deletion.join(grace + 10)
-            ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
-            killed = [c.name for c in pod.containers.values() if c.killed]
-            run.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
-            r = pod["proxy"].pre_stop_result
-            if r:
-                how = f"exit {r['exit']}" if isinstance(r["exit"], int) else r["exit"]
-                run.fact("proxy container's preStop", f"{how}, after {r['seconds']} s")
-            run.fact("SIGKILLed", ", ".join(killed) or "nothing")
+            ended, killed = run.deletion()
+            run.deletion_facts(grace, ended, killed)
             # The line where meshwait lets SIGTERM through: at the end of the drain, or at its
             # timeout (the lines while waiting also mention the timeout).
             released = next((line for line in pod["app"].log().splitlines()
@@ -754,8 +759,7 @@ def own_calls(opts, case, title, hold, secs, beside_watch, grace=30):
             time.sleep(CALL_OUT_BEFORE_DELETION)
         clock = time.time() - time.monotonic()
         pod.delete()
-        ended = max(c.exited_at for c in pod.containers.values()) - pod.deleted_at
-        killed = [c.name for c in pod.containers.values() if c.killed]
+        ended, killed = run.deletion()
         log = pod["app"].log().splitlines()
         released = next((line for line in log if "passing SIGTERM on" in line), "")
         timed_out = "drain timeout" in released
@@ -787,12 +791,7 @@ def own_calls(opts, case, title, hold, secs, beside_watch, grace=30):
                  + f"; app gone {app_end:.1f} s after the deletion")
         for line in waiting:
             run.fact("meshwait waiting", line.split(" blocking=")[0])
-        run.fact("pod gone after deletion", f"{ended:.1f} s (grace {grace} s)")
-        r = pod["proxy"].pre_stop_result
-        if r:
-            how = f"exit {r['exit']}" if isinstance(r["exit"], int) else r["exit"]
-            run.fact("proxy container's preStop", f"{how}, after {r['seconds']} s")
-        run.fact("SIGKILLed", ", ".join(killed) or "nothing")
+        run.deletion_facts(grace, ended, killed)
         if case == "a":
             run.check("the watch runs through the sidecar (Envoy adds x-request-id)",
                       messages and all("via envoy" in text for _, text in messages))
