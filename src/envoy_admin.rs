@@ -207,6 +207,16 @@ impl fmt::Display for Unreadable {
     }
 }
 
+/// The status and body of an answer (any status), or why there was none.
+pub fn answered(fetched: Fetched) -> Result<(u16, Vec<u8>), Unreadable> {
+    match fetched {
+        Fetched::Answer { status, body } => Ok((status, body)),
+        Fetched::Refused => Err(Unreadable::Refused),
+        Fetched::TimedOut => Err(Unreadable::TimedOut),
+        Fetched::Failed(why) => Err(Unreadable::Failed(why)),
+    }
+}
+
 /// Reads the state and the counters, both requests at once, in at most `limit`.
 pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, Unreadable> {
     let ready = page(base, "/ready");
@@ -217,12 +227,8 @@ pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, Unreada
         }
         (Err(e), _) | (_, Err(e)) => return Err(Unreadable::Failed(e)),
     };
-    let state = match ready {
-        Fetched::Answer { body, .. } => ServerState::find_in(&String::from_utf8_lossy(&body)),
-        Fetched::Refused => return Err(Unreadable::Refused),
-        Fetched::TimedOut => return Err(Unreadable::TimedOut),
-        Fetched::Failed(why) => return Err(Unreadable::Failed(why)),
-    };
+    let (_, body) = answered(ready)?;
+    let state = ServerState::find_in(&String::from_utf8_lossy(&body));
     let view = AdminView {
         state,
         ..AdminView::default()
@@ -236,7 +242,7 @@ pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, Unreada
 }
 
 /// `base` with `path` in place of its own.
-fn page(base: &ReadyUrl, path: &str) -> Result<ReadyUrl, String> {
+pub fn page(base: &ReadyUrl, path: &str) -> Result<ReadyUrl, String> {
     format!("http://{}{path}", base.authority).parse()
 }
 

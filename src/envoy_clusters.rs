@@ -12,8 +12,9 @@
 //! are kept, a bounded number of them by name.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
+use crate::connection_class::is_loopback;
 use crate::port_set::PortSet;
 
 /// Clusters kept by name in one reading; the rest are counted together.
@@ -63,15 +64,6 @@ impl ClusterRules {
                 Flow::Inbound
             }
             _ => Flow::Proxy,
-        }
-    }
-}
-
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
     }
 }

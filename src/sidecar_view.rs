@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::envoy_admin::Unreadable;
+use crate::envoy_admin::{self, Unreadable, page};
 use crate::envoy_clusters::{ClusterRules, Flow, Parser, Reading};
 use crate::probe::{self, Fetched};
 use crate::ready_url::ReadyUrl;
@@ -69,16 +69,11 @@ pub async fn look(plan: &SidecarPlan, upgrades: bool) -> Result<Sight, Unreadabl
     let url = page(&plan.admin, "/clusters").map_err(Unreadable::Failed)?;
     let mut parser = Parser::new(plan.rules.clone());
     let fetched = probe::stream(&url, plan.bound, PAGE_MAX, &mut |chunk| parser.feed(chunk)).await;
-    match fetched {
-        Fetched::Answer { status, .. } if (200..300).contains(&status) => {}
-        Fetched::Answer { status, .. } => {
-            return Err(Unreadable::Failed(format!(
-                "/clusters answered HTTP {status}"
-            )));
-        }
-        Fetched::Refused => return Err(Unreadable::Refused),
-        Fetched::TimedOut => return Err(Unreadable::TimedOut),
-        Fetched::Failed(why) => return Err(Unreadable::Failed(why)),
+    let (status, _) = envoy_admin::answered(fetched)?;
+    if !(200..300).contains(&status) {
+        return Err(Unreadable::Failed(format!(
+            "/clusters answered HTTP {status}"
+        )));
     }
     let reading = parser
         .finish()
@@ -115,11 +110,6 @@ async fn upgraded(plan: &SidecarPlan) -> Option<u32> {
         }
     }
     found
-}
-
-/// `base` with `path` in place of its own.
-fn page(base: &ReadyUrl, path: &str) -> Result<ReadyUrl, String> {
-    format!("http://{}{path}", base.authority).parse()
 }
 
 /// What the sidecar says about the app, for one poll of a drain.
