@@ -86,37 +86,6 @@ impl Census {
         }
     }
 
-    fn count(&mut self, direction: Direction, port: u16, age_ms: u32, busy: Option<Busy>) {
-        self.blocking += 1;
-        if self.oldest.is_none_or(|(age, _)| age_ms > age) {
-            self.oldest = Some((age_ms, busy));
-        }
-        let known = self.ports.len();
-        match self
-            .ports
-            .iter_mut()
-            .find(|(d, p, _)| *d == direction && *p == port)
-        {
-            Some((_, _, n)) => *n += 1,
-            None if known < PORTS_NAMED => self.ports.push((direction, port, 1)),
-            None => self.other_ports += 1,
-        }
-    }
-}
-
-impl fmt::Display for Census {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(sidecar) = &self.sidecar else {
-            return self.fmt_sockets(f);
-        };
-        f.write_str("sidecar: ")?;
-        fmt::Display::fmt(sidecar, f)?;
-        f.write_str("; sockets: ")?;
-        self.fmt_sockets(f)
-    }
-}
-
-impl Census {
     fn fmt_sockets(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.unreadable {
             return f.write_str("the sockets could not be read");
@@ -146,6 +115,35 @@ impl Census {
             }
         }
         Ok(())
+    }
+
+    fn count(&mut self, direction: Direction, port: u16, age_ms: u32, busy: Option<Busy>) {
+        self.blocking += 1;
+        if self.oldest.is_none_or(|(age, _)| age_ms > age) {
+            self.oldest = Some((age_ms, busy));
+        }
+        let known = self.ports.len();
+        match self
+            .ports
+            .iter_mut()
+            .find(|(d, p, _)| *d == direction && *p == port)
+        {
+            Some((_, _, n)) => *n += 1,
+            None if known < PORTS_NAMED => self.ports.push((direction, port, 1)),
+            None => self.other_ports += 1,
+        }
+    }
+}
+
+impl fmt::Display for Census {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(sidecar) = &self.sidecar else {
+            return self.fmt_sockets(f);
+        };
+        f.write_str("sidecar: ")?;
+        fmt::Display::fmt(sidecar, f)?;
+        f.write_str("; sockets: ")?;
+        self.fmt_sockets(f)
     }
 }
 
