@@ -70,8 +70,9 @@ import time
 from pathlib import Path
 
 from benchlib import TABLES, machine, median, pct
-from drain import (GNU_TIME, Children, Unmeasurable, Watchdog, child_env, cpu_times, pick_meshwait,
-                   print_table, run_gnu_time_rss, run_peak_rss, tail, version_of, wait_for_file)
+from drain import (GNU_TIME, Children, Unmeasurable, Watchdog, arm_watchdog, child_env, cpu_times,
+                   enter_namespaces, pick_meshwait, print_table, run_gnu_time_rss, run_peak_rss,
+                   tail, version_of, wait_for_file)
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -976,23 +977,6 @@ def summary(results, quick):
     results["verdicts"] = {row[0].strip(): row[2] for row in rows}
 
 
-def enter_namespaces(argv):
-    """Re-executes this script in new network, PID and mount namespaces (see bench/drain.py's
-    enter_namespaces). Returns only inside, with loopback up."""
-    if os.environ.get(NETNS_MARK) != "1":
-        unshare = shutil.which("unshare")
-        if not unshare:
-            sys.exit("admin.py needs `unshare` (apt-get install util-linux)")
-        os.environ[NETNS_MARK] = "1"
-        sys.stdout.flush()
-        os.execv(unshare, [unshare, "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
-                           PYTHON, str(Path(__file__).resolve()), *argv])
-    del os.environ[NETNS_MARK]  # not for the children
-    if os.getpid() != 1:
-        sys.exit("admin.py: expected to be PID 1 of its own PID namespace after `unshare`")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--meshwait", help="meshwait binary (default: as bench/drain.py picks it)")
@@ -1013,13 +997,9 @@ def main():
     grpc_runs = 5 if args.quick else 30
     grpc_runs_short = 3 if args.quick else 20
     grpc_runs_big = 2 if args.quick else 10
-    enter_namespaces(sys.argv[1:])
-
-    def stop(signum, _frame):
-        raise Watchdog(f"stopped by {signal.Signals(signum).name}")
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, stop)
-    signal.alarm(budget)
+    enter_namespaces(sys.argv[1:], __file__, NETNS_MARK)
+    del os.environ[NETNS_MARK]  # not for the children
+    arm_watchdog(budget)
 
     meshwait = pick_meshwait(args.meshwait)
     feats = sidecar_features(meshwait)

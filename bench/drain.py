@@ -1035,25 +1035,37 @@ def summary(results, quick):
 
 # --------------------------------------------------------------------------------------------
 
-def enter_namespaces(argv):
-    """Re-executes this script in new network, PID and mount namespaces, with a /proc of its own.
+def enter_namespaces(argv, script=__file__, mark=NETNS_MARK):
+    """Re-executes `script` in new network, PID and mount namespaces, with a /proc of its own;
+    `mark` (an environment variable) says it already runs there. bench/admin.py uses it too.
 
     The network namespace keeps the host's sockets out of every scan; the PID namespace and its
     /proc keep the host's processes out of `netstat -p` (which reads every process's fds, as it
     would in a pod, which has its own PID namespace too); and when this script (PID 1 there)
     exits, the kernel kills whatever it left, so nothing leaks. Returns only inside.
     """
-    if os.environ.get(NETNS_MARK) != "1":
+    name = Path(script).name
+    if os.environ.get(mark) != "1":
         unshare = shutil.which("unshare")
         if not unshare:
-            sys.exit("drain.py needs `unshare` (apt-get install util-linux)")
-        os.environ[NETNS_MARK] = "1"
+            sys.exit(f"{name} needs `unshare` (apt-get install util-linux)")
+        os.environ[mark] = "1"
         sys.stdout.flush()
         os.execv(unshare, [unshare, "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
-                           PYTHON, str(Path(__file__).resolve()), *argv])
+                           PYTHON, str(Path(script).resolve()), *argv])
     if os.getpid() != 1:
-        sys.exit("drain.py: expected to be PID 1 of its own PID namespace after `unshare`")
+        sys.exit(f"{name}: expected to be PID 1 of its own PID namespace after `unshare`")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+
+
+def arm_watchdog(budget):
+    """SIGTERM, SIGINT, SIGHUP and, after `budget` seconds, SIGALRM raise Watchdog, so that a run
+    that is stopped or overruns still cleans up what it started. bench/admin.py uses it too."""
+    def stop(signum, _frame):
+        raise Watchdog(f"stopped by {signal.Signals(signum).name}")
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(sig, stop)
+    signal.alarm(budget)
 
 
 def main():
@@ -1079,12 +1091,7 @@ def main():
     rss_repeats = 2 if args.quick else 10
 
     enter_namespaces(sys.argv[1:])
-
-    def stop(signum, _frame):
-        raise Watchdog(f"stopped by {signal.Signals(signum).name}")
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, stop)
-    signal.alarm(budget)
+    arm_watchdog(budget)
 
     meshwait = pick_meshwait(args.meshwait)
     feats = meshwait_features(meshwait)
