@@ -139,7 +139,7 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
         match &plan.sockets.sidecar {
             Some(sidecar) => {
                 let bounded = SidecarPlan {
-                    bound: sidecar.bound.min(DOCTOR_REQUEST_MAX),
+                    bound: limit,
                     ..sidecar.clone()
                 };
                 Some(sidecar_view::look(&bounded, true).await)
