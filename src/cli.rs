@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::drain::Until;
 use crate::mesh::Mesh;
@@ -14,12 +14,6 @@ use crate::quit_proxy::QuitOn;
 use crate::ready_url::ReadyUrl;
 use crate::signal_name::Signal;
 use crate::sockets::Source;
-
-/// Names that select a subcommand when they are the first argument. Anything else is run mode.
-const SUBCOMMANDS: &[&str] = &[
-    "run", "ready", "drain", "conns", "doctor", "install", "help",
-];
-const TOP_LEVEL_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,11 +71,11 @@ pub struct AdminArgs {
     /// Envoy's admin address: its request counts (/clusters) while draining, its state to explain
     /// a proxy that is not ready (default from --mesh: istio and envoy http://localhost:15000;
     /// `none`: never read).
-    #[arg(long, env = "MESHWAIT_ADMIN_URL", value_name = "URL")]
-    pub admin_url: Option<String>,
+    #[arg(long, env = "MESHWAIT_ADMIN_URL", value_name = "URL", value_parser = admin_url)]
+    pub admin_url: Option<AdminUrl>,
     /// Bound on each probe, each read of Envoy's admin and each quit call, so a hung endpoint
     /// cannot stall meshwait.
-    #[arg(long, env = "MESHWAIT_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = positive_duration)]
+    #[arg(long, env = "MESHWAIT_REQUEST_TIMEOUT", value_name = "DURATION", default_value = "1s", value_parser = positive_duration, allow_hyphen_values = true)]
     pub request_timeout: Duration,
 }
 
@@ -90,14 +84,14 @@ pub struct GateArgs {
     #[command(flatten)]
     pub endpoint: EndpointArgs,
     /// Give up waiting after this long (`90s`, `2m`); `0` waits forever.
-    #[arg(long, env = "MESHWAIT_TIMEOUT", value_name = "DURATION", default_value = "2m", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_TIMEOUT", value_name = "DURATION", default_value = "2m", value_parser = duration, allow_hyphen_values = true)]
     pub timeout: Duration,
     /// Time from one probe's start to the next (fixed, no backoff).
-    #[arg(long, env = "MESHWAIT_INTERVAL", value_name = "DURATION", default_value = "50ms", value_parser = positive_duration)]
+    #[arg(long, env = "MESHWAIT_INTERVAL", value_name = "DURATION", default_value = "50ms", value_parser = positive_duration, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Name the likely cause once the same symptom has lasted this long (a sidecar normally
     /// becomes ready within a few seconds, refusing and answering 503 on the way).
-    #[arg(long, env = "MESHWAIT_HINT_AFTER", value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_HINT_AFTER", value_name = "DURATION", default_value = "5s", value_parser = duration, allow_hyphen_values = true)]
     pub hint_after: Duration,
     /// What to do when --timeout expires: exit 69 (`fail`) or start the app anyway (`start`).
     #[arg(long, env = "MESHWAIT_ON_TIMEOUT", value_enum, default_value_t = OnTimeout::Fail)]
@@ -138,7 +132,7 @@ pub struct SocketArgs {
     )]
     pub proxy_port: Vec<PortRange>,
     /// A connection that moved data this recently counts as busy (covers streams); 0 turns it off.
-    #[arg(long, env = "MESHWAIT_QUIET_WINDOW", value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_QUIET_WINDOW", value_name = "DURATION", default_value = "1s", value_parser = duration, allow_hyphen_values = true)]
     pub quiet_window: Duration,
     /// Where sockets are read: netlink (sees in-flight work), proc (/proc/net/tcp), auto.
     #[arg(long, env = "MESHWAIT_SOCKETS", value_enum, default_value_t = Source::Auto)]
@@ -146,7 +140,7 @@ pub struct SocketArgs {
     /// How long an outbound request through Envoy (the app's own call) keeps a drain waiting,
     /// from when meshwait first sees it: longer ones are taken for watches and streaming pulls;
     /// 0: never wait for outbound requests.
-    #[arg(long, env = "MESHWAIT_OUTBOUND_HOLD", value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_OUTBOUND_HOLD", value_name = "DURATION", default_value = "5s", value_parser = duration, allow_hyphen_values = true)]
     pub outbound_hold: Duration,
 }
 
@@ -154,11 +148,11 @@ pub struct SocketArgs {
 #[derive(Debug, Args)]
 pub struct HoldArgs {
     /// After SIGTERM, keep serving this long before draining (endpoints are being withdrawn).
-    #[arg(long, env = "MESHWAIT_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "0s", value_parser = duration, allow_hyphen_values = true)]
     pub shutdown_delay: Duration,
     /// Longest wait for the app's connections to go idle before it gets the stop signal; 0: no
     /// drain [default: 20s; 0 with --mesh none]
-    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
     pub drain_timeout: Option<Duration>,
     /// Signals that start the delay and drain (repeatable); others are forwarded at once.
     #[arg(
@@ -166,7 +160,8 @@ pub struct HoldArgs {
         env = "MESHWAIT_DRAIN_ON",
         value_name = "SIG",
         value_delimiter = ',',
-        default_value = "TERM"
+        default_value = "TERM",
+        value_parser = held_signal
     )]
     pub drain_on: Vec<Signal>,
 }
@@ -210,14 +205,15 @@ pub struct RunArgs {
         long,
         env = "MESHWAIT_STOP_SIGNAL",
         value_name = "SIG",
-        default_value = "TERM"
+        default_value = "TERM",
+        value_parser = stop_signal
     )]
     pub stop_signal: Signal,
     /// Deliver forwarded signals to the app's whole process group, not just the app.
     #[arg(long, env = "MESHWAIT_PROCESS_GROUP", value_parser = BoolishValueParser::new())]
     pub process_group: bool,
     /// After the app exits: how long processes left in its group get between SIGTERM and SIGKILL.
-    #[arg(long, env = "MESHWAIT_CLEANUP_GRACE", value_name = "DURATION", default_value = "2s", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_CLEANUP_GRACE", value_name = "DURATION", default_value = "2s", value_parser = duration, allow_hyphen_values = true)]
     pub cleanup_grace: Duration,
     /// The app and its arguments.
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
@@ -247,7 +243,7 @@ pub struct DrainArgs {
     #[arg(long, env = "MESHWAIT_DRAIN_UNTIL", value_enum, default_value_t = Until::Idle)]
     pub until: Until,
     /// Give up after this long (exit 1); 0 looks once.
-    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 }
 
@@ -342,51 +338,70 @@ impl LogArgs {
 }
 
 impl Cli {
-    /// Parses argv, treating anything that does not start with a subcommand name as run mode.
-    ///
-    /// The log flags are global and may come first: `meshwait -q drain` is the drain subcommand,
-    /// not an app named `drain` behind a readiness gate (which would hang a preStop hook).
-    pub fn parse_args(mut args: Vec<OsString>) -> Result<Cli, clap::Error> {
-        if explicit_word(&args).is_none() {
-            let first = leading_log_flags(&args);
-            args.insert(first.min(args.len()), OsString::from("run"));
-        }
-        Cli::try_parse_from(args)
+    /// Parses argv (program name first), options before a subcommand included (see `argv`).
+    #[cfg(test)]
+    pub fn parse_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        let arranged = crate::argv::arrange(&command, args);
+        Cli::parse_arranged(&mut command, arranged.args)
+    }
+
+    /// Parses argv already arranged by `argv::arrange`, with the definition it was arranged by.
+    pub fn parse_arranged(
+        command: &mut clap::Command,
+        args: Vec<OsString>,
+    ) -> Result<Cli, clap::Error> {
+        let matches = command.try_get_matches_from_mut(args)?;
+        Cli::from_arg_matches(&matches)
     }
 }
 
-/// Whether argv (program name first) starts an app, explicitly (`run`) or implicitly: how
-/// `meshwait doctor` tells a supervising meshwait in /proc from a one-shot `drain` or `ready`.
-pub fn is_run_mode(args: &[OsString]) -> bool {
-    explicit_word(args).is_none_or(|word| word == "run")
+/// `--admin-url`: where Envoy's admin answers, or `none` for never reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminUrl {
+    Off,
+    At(ReadyUrl),
 }
 
-/// The subcommand or top-level flag argv names, after any leading log flags.
-fn explicit_word(args: &[OsString]) -> Option<&str> {
-    let word = args.get(leading_log_flags(args))?.to_str()?;
-    (SUBCOMMANDS.contains(&word) || TOP_LEVEL_FLAGS.contains(&word)).then_some(word)
-}
-
-/// The index of the first argument after any leading global log flags (`-q`, `-vv`,
-/// `--log-level debug`, `--log-format=json`, ...).
-fn leading_log_flags(args: &[OsString]) -> usize {
-    let mut i = 1;
-    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
-        let counted = arg.len() > 1
-            && arg.starts_with('-')
-            && !arg.starts_with("--")
-            && arg[1..].chars().all(|c| c == 'q' || c == 'v');
-        if counted || arg == "--quiet" || arg == "--verbose" {
-            i += 1;
-        } else if arg == "--log-level" || arg == "--log-format" {
-            i += 2;
-        } else if arg.starts_with("--log-level=") || arg.starts_with("--log-format=") {
-            i += 1;
-        } else {
-            break;
-        }
+fn admin_url(text: &str) -> Result<AdminUrl, String> {
+    match text.trim() {
+        "none" => Ok(AdminUrl::Off),
+        text => text
+            .parse()
+            .map(AdminUrl::At)
+            .map_err(|e| format!("{e} (or `none` for never reading it)")),
     }
-    i
+}
+
+/// `--stop-signal`: anything the app can be asked to end with, which rules out the signals that
+/// suspend it (a pod's SIGTERM would then freeze the app until the kubelet's SIGKILL).
+fn stop_signal(text: &str) -> Result<Signal, String> {
+    let signal: Signal = text.parse()?;
+    match signal.raw() {
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Err(format!(
+            "{signal} suspends the app instead of ending it (a SIGTERM would leave it frozen until \
+             SIGKILL); use the signal the app stops on, e.g. TERM, INT or QUIT"
+        )),
+        libc::SIGCHLD => Err(format!(
+            "{signal} is never sent to the app: it reports meshwait's own children"
+        )),
+        _ => Ok(signal),
+    }
+}
+
+/// `--drain-on`: a signal meshwait can hold.
+fn held_signal(text: &str) -> Result<Signal, String> {
+    let signal: Signal = text.parse()?;
+    match signal.raw() {
+        libc::SIGKILL | libc::SIGSTOP => Err(format!(
+            "{signal} can never be held: the kernel delivers it without asking meshwait"
+        )),
+        libc::SIGCHLD => Err(format!(
+            "{signal} can never be held: it reports meshwait's own children"
+        )),
+        _ => Ok(signal),
+    }
 }
 
 /// Longer than any wait a pod could mean, and far from the point where adding it to a clock
@@ -394,6 +409,11 @@ fn leading_log_flags(args: &[OsString]) -> usize {
 const LONGEST: Duration = Duration::from_secs(31_557_600);
 
 fn duration(text: &str) -> Result<Duration, String> {
+    if text.trim_start().starts_with('-') {
+        return Err(format!(
+            "'{text}' is negative; a duration counts forward, e.g. 500ms, 90s, 2m"
+        ));
+    }
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 500ms, 90s, 2m"))?;
     if d > LONGEST {
@@ -435,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn log_flags_before_a_subcommand_keep_it_a_subcommand() {
+    fn options_before_a_subcommand_keep_it_a_subcommand() {
         for args in [
             &["meshwait", "-q", "drain", "--timeout", "0"][..],
             &["meshwait", "-vv", "--log-format", "json", "drain"],
@@ -444,15 +464,18 @@ mod tests {
             let cli = parse(args).unwrap();
             assert!(matches!(cli.command, Command::Drain(_)), "{args:?}");
         }
-        // Anything else before the word still makes it run mode: the word is the app.
+        // Any option the subcommand takes may come first; after `--` the word is the app.
         let cli = parse(&["meshwait", "-q", "--mesh", "none", "drain"]).unwrap();
+        let Command::Drain(drain) = cli.command else {
+            panic!("not drain")
+        };
+        assert_eq!(drain.mesh.mesh, Mesh::None);
+        assert!(cli.log.quiet == 1);
+        let cli = parse(&["meshwait", "-q", "--", "drain"]).unwrap();
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
         assert_eq!(run.command, ["drain"]);
-        assert!(cli.log.quiet == 1);
-        let cli = parse(&["meshwait", "-q", "--", "drain"]).unwrap();
-        assert!(matches!(cli.command, Command::Run(_)));
     }
 
     #[test]

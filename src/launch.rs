@@ -6,17 +6,10 @@ use std::process::Command;
 
 use nix::unistd::Pid;
 
-use crate::exit_code;
+use crate::exec_failure::{self, LaunchError};
 use crate::job_control;
 use crate::plan::RunPlan;
 use crate::signals::{Inherited, Mask};
-
-/// Why the app could not be started, with the exit code that reports it.
-#[derive(Debug)]
-pub struct LaunchError {
-    pub code: i32,
-    pub message: String,
-}
 
 /// The running app.
 #[derive(Clone, Copy, Debug)]
@@ -74,23 +67,6 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
                 on_terminal,
             })
         }
-        Err(e) => Err(explain(&plan.program.to_string_lossy(), &e)),
-    }
-}
-
-fn explain(program: &str, e: &io::Error) -> LaunchError {
-    let (code, what) = match (e.kind(), e.raw_os_error()) {
-        (io::ErrorKind::NotFound, _) => (exit_code::NOT_FOUND, "command not found"),
-        (io::ErrorKind::PermissionDenied, _) => (
-            exit_code::CANNOT_EXECUTE,
-            "permission denied (not executable?)",
-        ),
-        (_, Some(libc::ENOEXEC)) => (exit_code::CANNOT_EXECUTE, "not an executable format"),
-        (_, Some(libc::EISDIR)) => (exit_code::CANNOT_EXECUTE, "is a directory"),
-        _ => (exit_code::CANNOT_EXECUTE, "cannot execute"),
-    };
-    LaunchError {
-        code,
-        message: format!("{what}: {program} ({e})"),
+        Err(e) => Err(exec_failure::explain(&plan.program, &e)),
     }
 }

@@ -5,6 +5,7 @@
 //! and `drain` on SIGTERM) → `shutdown` → `quit_proxy`,
 //! orchestrated by `lifecycle`.
 
+mod argv;
 mod cli;
 mod connection_class;
 mod conns;
@@ -13,6 +14,7 @@ mod doctor;
 mod drain;
 mod envoy_admin;
 mod envoy_clusters;
+mod exec_failure;
 pub mod exit_code;
 mod gate;
 mod install;
@@ -36,6 +38,7 @@ mod signals;
 mod sockets;
 mod stop_hold;
 mod supervise;
+mod usage;
 
 pub use lifecycle::main as run;
 pub use signals::{Inherited, block_all};

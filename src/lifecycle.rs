@@ -7,7 +7,7 @@ use tokio::runtime::Runtime;
 
 use std::time::{Duration, Instant};
 
-use crate::cli::{Cli, OnTimeout};
+use crate::cli::{LogFormat, OnTimeout};
 use crate::conns;
 use crate::diagnosis::{self, Explained, Facts};
 use crate::doctor;
@@ -26,27 +26,31 @@ use crate::shutdown;
 use crate::sidecar_view;
 use crate::signals::{Inherited, Mask, Signals};
 use crate::supervise;
+use crate::usage;
 
 /// Runs meshwait with `args` (argv, program name first) and returns the exit status.
 pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     forget_empty_settings();
-    let cli = match Cli::parse_args(args) {
+    let json = usage::wants_json(&args);
+    let cli = match usage::parse(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit_code::USAGE
-            } else {
-                exit_code::OK
-            };
+        Err(refusal) => {
+            usage::say(&refusal, json);
+            return refusal.code;
         }
     };
+    let json = cli.log.log_format == LogFormat::Json;
     logging::init(&cli.log);
     let plan = match Plan::from_cli(cli) {
         Ok(plan) => plan,
         Err(message) => {
-            say_error(&format!("{message}\n\nFor more information, try '--help'."));
-            return exit_code::USAGE;
+            let refusal = usage::Refusal {
+                code: exit_code::USAGE,
+                text: format!("error: {message}\n\nFor more information, try '--help'.\n"),
+                to_stdout: false,
+            };
+            usage::say(&refusal, json);
+            return refusal.code;
         }
     };
     // One thread: no worker may ever run with signals unblocked, forks stay simple, and an idle
@@ -178,12 +182,20 @@ fn drain_until(
                 );
                 return exit_code::STILL_BUSY;
             }
-            Poll::Busy(at) => match runtime.block_on(drainer.wait(at, signals)) {
-                Ok(Some(r)) if r.asks_to_stop() => return exit_code::for_signal(r.signal.raw()),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "waiting for signals failed");
-                    return exit_code::OS_ERROR;
+            // Any other signal leaves the schedule alone: a rescan per signal would let a
+            // flood of them (a chatty SIGUSR1, SIGWINCH from a resized terminal) turn the drain
+            // into a busy loop of socket scans.
+            Poll::Busy(at) => loop {
+                match runtime.block_on(drainer.wait(at, signals)) {
+                    Ok(Some(r)) if r.asks_to_stop() => {
+                        return exit_code::for_signal(r.signal.raw());
+                    }
+                    Ok(Some(r)) => tracing::debug!(signal = %r.signal, "ignored while draining"),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "waiting for signals failed");
+                        return exit_code::OS_ERROR;
+                    }
                 }
             },
         }

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::cli::{
-    AdminArgs, Cli, Command, EndpointArgs, GateArgs, OnTimeout, QuitArgs, SocketArgs,
+    AdminArgs, AdminUrl, Cli, Command, EndpointArgs, GateArgs, OnTimeout, QuitArgs, SocketArgs,
 };
 use crate::connection_class::ProxyRules;
 use crate::drain::{SocketPlan, Until};
@@ -101,19 +101,12 @@ impl Plan {
                     .ok_or("missing command: meshwait [OPTIONS] [--] COMMAND [ARGS]...")?;
                 let mesh = run.mesh.mesh;
                 let quit = quit_plan(mesh, run.quit, run.gate.endpoint.admin.request_timeout)?;
-                if let Some(bad) = run.hold.drain_on.iter().find(|s| !can_hold(**s)) {
-                    return Err(format!(
-                        "--drain-on {bad}: that signal can never be held (KILL and STOP cannot be \
-                         caught, CHLD is meshwait's own)"
-                    ));
-                }
                 // Without a sidecar nothing cuts the app's requests at shutdown, so meshwait is
                 // a plain init and draining is asked for, not assumed.
                 let drain_timeout = run.hold.drain_timeout.unwrap_or(match mesh {
                     Mesh::None => Duration::ZERO,
                     _ => DEFAULT_DRAIN_TIMEOUT,
                 });
-                // Checked even when there is no gate: the drain reads it too.
                 let sockets = socket_plan(mesh, run.sockets, &run.gate.endpoint.admin)?;
                 let gate = if run.no_wait {
                     None
@@ -172,7 +165,7 @@ impl Plan {
                 Ok(Plan::Doctor(Box::new(DoctorPlan {
                     mesh,
                     ready,
-                    admin: admin_url(mesh, doctor.endpoint.admin.admin_url.as_deref())?,
+                    admin: admin_url(mesh, doctor.endpoint.admin.admin_url.as_ref())?,
                     quit,
                     request_timeout: doctor.endpoint.admin.request_timeout,
                     sockets: socket_plan(mesh, doctor.sockets, &doctor.endpoint.admin)?,
@@ -189,13 +182,10 @@ fn preset(url: Option<&str>) -> Result<Option<ReadyUrl>, String> {
 }
 
 /// `--admin-url`: a base URL (its path is ignored), `none`, or the mesh's.
-fn admin_url(mesh: Mesh, given: Option<&str>) -> Result<Option<ReadyUrl>, String> {
-    match given.map(str::trim) {
-        Some("none") => Ok(None),
-        Some(text) => text
-            .parse()
-            .map(Some)
-            .map_err(|e| format!("--admin-url '{text}': {e}")),
+fn admin_url(mesh: Mesh, given: Option<&AdminUrl>) -> Result<Option<ReadyUrl>, String> {
+    match given {
+        Some(AdminUrl::Off) => Ok(None),
+        Some(AdminUrl::At(url)) => Ok(Some(url.clone())),
         None => preset(mesh.admin_url()),
     }
 }
@@ -217,7 +207,7 @@ impl GatePlan {
         Ok(Some(GatePlan {
             url,
             mesh,
-            admin: admin_url(mesh, admin.as_deref())?,
+            admin: admin_url(mesh, admin.as_ref())?,
             timeout: (!args.timeout.is_zero()).then_some(args.timeout),
             interval: args.interval,
             request_timeout,
@@ -237,10 +227,6 @@ impl GatePlan {
 
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn can_hold(signal: Signal) -> bool {
-    signal != Signal::KILL && signal != Signal::STOP && signal.raw() != libc::SIGCHLD
-}
-
 /// The proxy's UIDs and ports (as given, or the mesh's own), and Envoy's admin for its request
 /// counts.
 fn socket_plan(mesh: Mesh, args: SocketArgs, admin: &AdminArgs) -> Result<SocketPlan, String> {
@@ -254,7 +240,7 @@ fn socket_plan(mesh: Mesh, args: SocketArgs, admin: &AdminArgs) -> Result<Socket
     } else {
         PortSet::from_ranges(&args.proxy_port)
     };
-    let sidecar = admin_url(mesh, admin.admin_url.as_deref())?.map(|admin_url| SidecarPlan {
+    let sidecar = admin_url(mesh, admin.admin_url.as_ref())?.map(|admin_url| SidecarPlan {
         admin: admin_url,
         bound: admin.request_timeout,
         outbound_hold: args.outbound_hold,
@@ -421,7 +407,7 @@ mod tests {
         };
         assert_eq!(run.hold.drain_timeout, Duration::from_secs(5));
         let err = plan(&["meshwait", "--drain-on", "TERM,KILL", "app"]).unwrap_err();
-        assert!(err.contains("--drain-on SIGKILL"), "{err}");
+        assert!(err.contains("SIGKILL can never be held"), "{err}");
     }
 
     #[test]
@@ -453,7 +439,10 @@ mod tests {
         assert!(sidecar(&["meshwait", "drain", "--admin-url", "none"]).is_none());
         // Checked whether or not a gate will use it: the drain does.
         let err = plan(&["meshwait", "--no-wait", "--admin-url", "ftp://x", "app"]).unwrap_err();
-        assert!(err.contains("--admin-url 'ftp://x'"), "{err}");
+        assert!(
+            err.contains("'ftp://x'") && err.contains("--admin-url"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,9 +6,11 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 
+use clap::CommandFactory;
 use clap::builder::{BoolishValueParser, TypedValueParser};
 
-use crate::cli;
+use crate::argv;
+use crate::cli::Cli;
 
 /// A process as /proc shows it to an unprivileged reader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +56,7 @@ impl Process {
             return false;
         }
         let args: Vec<OsString> = self.argv.iter().map(OsString::from).collect();
-        cli::is_run_mode(&args)
+        argv::is_run_mode(&Cli::command(), &args)
     }
 
     /// Whether this meshwait was told to quit the proxy when its app ends: by flag, or by an

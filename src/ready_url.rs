@@ -1,4 +1,4 @@
-//! The readiness URL: plain http to a sidecar, reachable without DNS.
+//! A sidecar endpoint's URL (readiness, Envoy's admin, quit): plain http, reachable without DNS.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -56,14 +56,16 @@ impl std::str::FromStr for ReadyUrl {
         let bad = |why: &str| why.to_string();
         let uri: Uri = text.parse().map_err(|e| {
             bad(&format!(
-                "not a URL ({e}); expected e.g. http://localhost:15020/healthz/ready"
+                "not a URL ({e}); write it as http://HOST:PORT/PATH, e.g. \
+                 http://localhost:15020/healthz/ready"
             ))
         })?;
         match uri.scheme_str() {
             Some("http") => {}
             Some("https") => {
                 return Err(bad(
-                    "https is not supported; sidecar readiness endpoints are plain http on localhost",
+                    "https is not supported: the sidecar's local endpoints (status, admin, quit) \
+                     answer plain http on localhost; write http://",
                 ));
             }
             Some(other) => {
@@ -73,7 +75,8 @@ impl std::str::FromStr for ReadyUrl {
             }
             None => {
                 return Err(bad(
-                    "it needs a scheme and host, e.g. http://localhost:15020/healthz/ready",
+                    "it needs a scheme and host: http://HOST:PORT/PATH, e.g. \
+                     http://localhost:15020/healthz/ready",
                 ));
             }
         }
