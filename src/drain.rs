@@ -263,6 +263,10 @@ impl Drainer {
         let started = Instant::now();
         let result = census(&mut self.view, &self.plan, self.until);
         let now = Instant::now();
+        tracing::trace!(
+            took_us = (now - started).as_micros() as u64,
+            "scanned the sockets"
+        );
         let sidecar = self.sidecar.as_mut().map(|s| {
             s.start_if_due(now);
             s.verdict().clone()

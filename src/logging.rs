@@ -124,7 +124,12 @@ impl Fields {
             } else {
                 self.rest.write_str(value)
             };
-        } else if quote && (value.is_empty() || value.contains([' ', '"', '='])) {
+        } else if quote
+            && (value.is_empty()
+                || value.contains(['"', '=', '\\'])
+                || value.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            // Debug-quoted: escapes the newline that would otherwise split one event in two.
             let _ = write!(self.rest, " {}={value:?}", field.name());
         } else {
             let _ = write!(self.rest, " {}={value}", field.name());
@@ -276,6 +281,20 @@ mod tests {
         });
         assert!(
             line.ends_with("waiting why=\"connection refused\"\n"),
+            "{line}"
+        );
+    }
+
+    /// Guards one event per line: a value with a line break but no space (a body read from a
+    /// proxy, `a\nb`) was written raw, and a collector took its second half for a new event.
+    #[test]
+    fn text_values_never_break_the_line() {
+        let line = capture(LogFormat::Text, || {
+            tracing::info!(body = "ready\nforged", tab = "a\tb", cr = "x\ry", "probe")
+        });
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(
+            line.ends_with("probe body=\"ready\\nforged\" tab=\"a\\tb\" cr=\"x\\ry\"\n"),
             "{line}"
         );
     }

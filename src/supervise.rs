@@ -26,6 +26,11 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
     if let Some(ended) = finished(app) {
         return ended;
     }
+    let mut forwarder = Forwarder {
+        app,
+        plan,
+        group_left: false,
+    };
     // The stop signal being held while connections drain; only the first one is held.
     let mut hold: Option<Hold> = None;
     let mut held_once = false;
@@ -35,7 +40,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
             Some((Step::WaitUntil(at), held)) => runtime.block_on(held.wait(at, signals)),
             Some((Step::Release, _)) => {
                 if let Some(done) = hold.take() {
-                    forward(&done.trigger, app, plan);
+                    forwarder.forward(&done.trigger);
                 }
                 continue;
             }
@@ -60,18 +65,18 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
                     held.skip(&r);
                     let trigger = held.trigger;
                     hold = None;
-                    forward(&trigger, app, plan);
+                    forwarder.forward(&trigger);
                     // A SIGINT (or another drain signal) is the app's to see too, as it would
                     // be without meshwait; a repeated trigger is the one just delivered.
                     if r.signal != trigger.signal {
-                        forward(&r, app, plan);
+                        forwarder.forward(&r);
                     }
                 }
                 None if !held_once && plan.hold.holds(&r) => {
                     held_once = true;
                     hold = Some(Hold::begin(r, &plan.hold));
                 }
-                _ => forward(&r, app, plan),
+                _ => forwarder.forward(&r),
             },
             Err(e) => {
                 // Should never happen (sigwaitinfo only fails on a bad mask); pause so a
@@ -104,30 +109,56 @@ fn finished(app: Launched) -> Option<Ended> {
     }
 }
 
-fn forward(received: &Received, app: Launched, plan: &RunPlan) {
-    let signal = if received.signal == Signal::TERM {
-        plan.stop_signal
-    } else {
-        received.signal
-    };
-    let target = if plan.process_group {
-        Pid::from_raw(-app.group.as_raw())
-    } else {
-        app.pid
-    };
-    let result = signals::send(target, signal);
-    match result {
-        Ok(_) if signal != received.signal => tracing::info!(
-            received = %received.signal,
-            signal = %signal,
-            pid = app.pid.as_raw(),
-            "forwarding stop signal"
-        ),
-        Ok(_) => {
-            tracing::debug!(signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded")
+/// Delivers what meshwait receives to the app (or its group).
+struct Forwarder<'a> {
+    app: Launched,
+    plan: &'a RunPlan,
+    /// The app has left the process group it was started in (said once).
+    group_left: bool,
+}
+
+impl Forwarder<'_> {
+    fn forward(&mut self, received: &Received) {
+        let (app, plan) = (self.app, self.plan);
+        let signal = if received.signal == Signal::TERM {
+            plan.stop_signal
+        } else {
+            received.signal
+        };
+        let target = if plan.process_group && !self.group_left {
+            Pid::from_raw(-app.group.as_raw())
+        } else {
+            app.pid
+        };
+        let mut result = signals::send(target, signal);
+        // ESRCH for the group while the app itself is there (unreaped, or it would not be
+        // supervised still): the app moved itself into another group (setpgid), leaving its
+        // own empty. The signal is then the app's alone; losing it silently would leave a pod
+        // stop waiting for SIGKILL.
+        if result == Err(nix::errno::Errno::ESRCH) && target != app.pid {
+            result = signals::send(app.pid, signal);
+            if result.is_ok() {
+                self.group_left = true;
+                tracing::warn!(
+                    group = app.group.as_raw(),
+                    pid = app.pid.as_raw(),
+                    "the app left its process group; --process-group now reaches the app alone"
+                );
+            }
         }
-        // The app has exited but is not reaped yet; its SIGCHLD is on the way.
-        Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => tracing::warn!(signal = %signal, error = %e, "could not forward signal"),
+        match result {
+            Ok(_) if signal != received.signal => tracing::info!(
+                received = %received.signal,
+                signal = %signal,
+                pid = app.pid.as_raw(),
+                "forwarding stop signal"
+            ),
+            Ok(_) => {
+                tracing::debug!(signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded")
+            }
+            // The app has exited but is not reaped yet; its SIGCHLD is on the way.
+            Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => tracing::warn!(signal = %signal, error = %e, "could not forward signal"),
+        }
     }
 }

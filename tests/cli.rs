@@ -24,7 +24,7 @@ fn bad_input_exits_2_with_a_message_naming_it() {
         ),
         (
             &["--request-timeout=-1s", "--", "true"],
-            "'-1s' is not a duration",
+            "'-1s' is negative",
         ),
         (&["--timeout", "2y", "--", "true"], "longer than a year"),
         (
@@ -155,7 +155,20 @@ fn every_option_has_an_environment_variable() {
 fn help_and_version_exit_0() {
     let out = run(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ready"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("ready"));
+    // The run options, which are what most users came for, are in the top-level help too.
+    for option in [
+        "--stop-signal",
+        "--drain-timeout",
+        "--quit-proxy",
+        "--ready-url",
+    ] {
+        assert!(
+            help.contains(option),
+            "{option} missing from --help: {help}"
+        );
+    }
     let out = run(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("meshwait "));
@@ -247,4 +260,229 @@ fn install_copies_the_binary_and_reports_an_unwritable_target() {
     assert_eq!(out.status.code(), Some(73));
     assert!(String::from_utf8_lossy(&out.stderr).contains(blocker.to_str().unwrap()));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Guards options written before a subcommand (as preStop hooks often are): they belong to the
+/// subcommand, which runs; before, `drain` and `ready` were taken for the app's name (exit 127,
+/// or a gate followed by "command not found").
+#[test]
+fn options_before_a_subcommand_are_the_subcommands() {
+    let out = run(&[
+        "--mesh",
+        "none",
+        "drain",
+        "--until",
+        "app-exit",
+        "--timeout",
+        "0",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("drained after"));
+    let out = run(&[
+        "--timeout",
+        "1s",
+        "--request-timeout",
+        "200ms",
+        "ready",
+        "--ready-url",
+        "http://127.0.0.1:1/",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("not ready: http://127.0.0.1:1/"));
+    // An option the subcommand does not take is refused, naming the subcommand.
+    let out = run(&["--no-wait", "drain"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`meshwait drain` takes no option --no-wait"),
+        "{err}"
+    );
+    // A program named like a subcommand still runs after `--`.
+    let dir = scratch_dir("named-ready");
+    let program = dir.join("ready");
+    std::fs::write(&program, "#!/bin/sh\nexit 7\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = meshwait()
+        .env("PATH", path)
+        .args(["--mesh", "none", "--", "ready"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Guards "every setting is checked, used or not" and the stop signals that only suspend.
+#[test]
+fn settings_are_checked_whether_used_or_not() {
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
+        (
+            &[],
+            &["--no-wait", "--admin-url", "ftp://x", "--", "true"],
+            "ftp",
+        ),
+        (
+            &[],
+            &["--mesh", "none", "--admin-url", "ftp://x", "--", "true"],
+            "ftp",
+        ),
+        (
+            &[("MESHWAIT_ADMIN_URL", "not a url")],
+            &["--mesh", "none", "--", "true"],
+            "MESHWAIT_ADMIN_URL",
+        ),
+        (
+            &[("MESHWAIT_ADMIN_URL", "not a url")],
+            &["conns"],
+            "MESHWAIT_ADMIN_URL",
+        ),
+        (
+            &[],
+            &["--mesh", "none", "--stop-signal", "STOP", "--", "true"],
+            "suspends the app",
+        ),
+        (
+            &[],
+            &["--mesh", "none", "--stop-signal", "TSTP", "--", "true"],
+            "suspends the app",
+        ),
+        (
+            &[],
+            &["--mesh", "none", "--stop-signal", "SIGTTIN", "--", "true"],
+            "suspends the app",
+        ),
+        (
+            &[("MESHWAIT_STOP_SIGNAL", "TTOU")],
+            &["--mesh", "none", "--", "true"],
+            "MESHWAIT_STOP_SIGNAL",
+        ),
+        (
+            &[],
+            &["--mesh", "none", "--stop-signal", "CHLD", "--", "true"],
+            "never sent to the app",
+        ),
+        (
+            &[],
+            &["--mesh", "none", "--drain-on", "TERM,STOP", "--", "true"],
+            "can never be held",
+        ),
+    ];
+    for (env, args, needle) in cases {
+        let out = meshwait()
+            .envs(env.iter().copied())
+            .args(*args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?} {args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{env:?} {args:?} should mention {needle}: {err}"
+        );
+    }
+}
+
+/// Guards the answers to bad input: they name what the user wrote (the variable, not the flag
+/// clap maps it to), never suggest `--` in run mode (it would make the value the app), and
+/// speak of the endpoint the URL is for.
+#[test]
+fn usage_errors_name_what_the_user_wrote() {
+    let out = meshwait()
+        .env("MESHWAIT_TIMEOUT", "soon")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("MESHWAIT_TIMEOUT") && err.contains("'soon'"),
+        "{err}"
+    );
+    // Given on the command line, the flag is named.
+    let err =
+        String::from_utf8_lossy(&run(&["--timeout", "soon", "--", "true"]).stderr).into_owned();
+    assert!(
+        err.contains("'--timeout <DURATION>'") && !err.contains("MESHWAIT_TIMEOUT"),
+        "{err}"
+    );
+
+    use std::os::unix::ffi::OsStrExt;
+    let out = meshwait()
+        .env("MESHWAIT_INTERVAL", std::ffi::OsStr::from_bytes(b"1\xffs"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("MESHWAIT_INTERVAL") && err.contains("not UTF-8"),
+        "{err}"
+    );
+
+    for args in [
+        &["--timeout", "-5s", "--", "true"][..],
+        &["--bogus", "true"],
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("use '--"), "{args:?} suggests `--`: {err}");
+    }
+    let err =
+        String::from_utf8_lossy(&run(&["--timeout", "-5s", "--", "true"]).stderr).into_owned();
+    assert!(err.contains("'-5s' is negative"), "{err}");
+
+    let err = String::from_utf8_lossy(&run(&["--quit-url", "https://x/q", "--", "true"]).stderr)
+        .into_owned();
+    assert!(
+        err.contains("https is not supported") && !err.contains("readiness"),
+        "{err}"
+    );
+
+    // A bare `meshwait` shows the usage, run options included, as an error.
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("Usage:") && err.contains("--stop-signal"),
+        "{err}"
+    );
+}
+
+/// Guards usage errors in a JSON log pipeline: one JSON line, like every other log line.
+#[test]
+fn usage_errors_are_json_lines_when_logs_are_json() {
+    for (env, args) in [
+        (Some("json"), &["--bogus", "true"][..]),
+        (
+            None,
+            &["--log-format", "json", "--timeout", "soon", "--", "true"],
+        ),
+        (Some("json"), &["ready", "--mesh", "none"]),
+        (Some("json"), &[]),
+    ] {
+        let mut cmd = meshwait();
+        if let Some(format) = env {
+            cmd.env("MESHWAIT_LOG_FORMAT", format);
+        }
+        let out = cmd.args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {err}");
+        let line: serde_json::Value =
+            serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{args:?}: {e}: {err}"));
+        assert_eq!(line["severity"], "ERROR", "{err}");
+        assert_eq!(line["exit_code"], 2, "{err}");
+    }
 }

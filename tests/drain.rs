@@ -376,6 +376,49 @@ fn drain_modes_idle_and_closed_differ_on_an_idle_connection() {
     drop(idle);
 }
 
+/// Guards the drain subcommand's schedule: a signal that does not stop it must not trigger a
+/// scan (before, every such signal rescanned, so a flood of them became a busy loop).
+#[test]
+fn other_signals_do_not_make_the_drain_subcommand_rescan() {
+    if !root_or_skip("other_signals_do_not_make_the_drain_subcommand_rescan") {
+        return;
+    }
+    let pod = Pod::new("rescan");
+    let busy = pod.peer(&["pair", &port()], None);
+    busy.expect("called", Duration::from_secs(5));
+    let mut cmd = meshwait();
+    cmd.args([
+        "drain",
+        "--until",
+        "closed",
+        "--timeout",
+        "1500ms",
+        "--log-level",
+        "trace",
+    ])
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null());
+    pod.ns.enter(&mut cmd);
+    let mut drain = spawn(cmd);
+    std::thread::sleep(Duration::from_millis(300));
+    // Real-time signals queue one instance each, so every one of them is a separate wake-up.
+    let rt = libc::SIGRTMIN() + 1;
+    for _ in 0..200 {
+        send(drain.id(), rt);
+    }
+    let status = wait_bounded(&mut drain, Duration::from_secs(10));
+    let stderr = stderr_of(&mut drain);
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "still busy at the timeout: {stderr}"
+    );
+    let scans = stderr.matches("scanned the sockets").count();
+    // About 15 at one scan per 100 ms; 200 signals would have made over 200.
+    assert!((5..60).contains(&scans), "{scans} scans: {stderr}");
+    drop(busy);
+}
+
 #[test]
 fn a_second_stop_request_skips_the_wait() {
     if !root_or_skip("a_second_stop_request_skips_the_wait") {

@@ -73,6 +73,61 @@ fn missing_and_unexecutable_commands() {
     assert_eq!(out.status.code(), Some(126));
 }
 
+/// A file that exists but cannot start names what is missing, not "command not found": the
+/// most common first failure of a new image (a script's interpreter, a glibc binary's loader).
+#[test]
+fn a_missing_interpreter_or_loader_is_named_and_a_directory_is_called_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch_dir("missing-part");
+    let start = |path: &std::path::Path| {
+        let out = no_gate().arg("--").arg(path).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let executable = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let script = executable("script", b"#!/no/such/interpreter -x\nexit 0\n");
+    let (code, err) = start(&script);
+    assert_eq!(code, Some(127), "{err}");
+    assert!(err.contains("interpreter /no/such/interpreter"), "{err}");
+    assert!(!err.contains("command not found"), "{err}");
+
+    let crlf = executable("crlf", b"#!/bin/sh\r\nexit 0\r\n");
+    let (code, err) = start(&crlf);
+    assert_eq!(code, Some(127), "{err}");
+    assert!(err.contains("carriage return"), "{err}");
+
+    // A dynamically linked binary whose loader is not there: this system's `true`, with the
+    // loader's name in PT_INTERP changed (same length, so the ELF stays valid).
+    let true_bin = ["/bin/true", "/usr/bin/true"]
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .unwrap();
+    if let Some(at) = true_bin.windows(8).position(|w| w == b"ld-linux") {
+        let mut patched = true_bin.clone();
+        patched[at..at + 8].copy_from_slice(b"ld-nosuc");
+        let binary = executable("dynamic", &patched);
+        let (code, err) = start(&binary);
+        assert_eq!(code, Some(127), "{err}");
+        assert!(
+            err.contains("loader /") && err.contains("ld-nosuc"),
+            "{err}"
+        );
+    } else {
+        eprintln!("skipped the loader case: this system's `true` has no glibc loader");
+    }
+
+    let (code, err) = start(&dir);
+    assert_eq!(code, Some(126), "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+}
+
 /// Starts meshwait over the signal recorder and waits until the recorder's handlers are in.
 fn recorder(options: &[&str], fork: bool) -> (std::process::Child, Lines) {
     let mut cmd = no_gate();
@@ -464,4 +519,43 @@ fn closed_standard_descriptors_are_survived() {
     let out = cmd.stdout(Stdio::piped()).output().unwrap();
     assert_eq!(out.status.code(), Some(5));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/null\n");
+}
+
+/// Guards --process-group forwarding when the app has left its own group (setpgid into another):
+/// the group kill fails with ESRCH while the app is alive, and the signal must still reach it.
+#[test]
+fn a_signal_reaches_an_app_that_left_its_process_group() {
+    let app = r#"
+import os, signal, sys, time
+child = os.fork()
+if child == 0:
+    time.sleep(30)
+    os._exit(0)
+os.setpgid(child, child)
+os.setpgid(0, child)
+got = []
+signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+print("moved", flush=True)
+deadline = time.time() + 5
+while not got and time.time() < deadline:
+    time.sleep(0.01)
+os.kill(child, signal.SIGKILL)
+os.waitpid(child, 0)
+print("got USR1" if got else "no USR1", flush=True)
+"#;
+    let mut cmd = no_gate();
+    cmd.args(["--process-group", "--", python(), "-c", app])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let lines = Lines::from(&mut child);
+    assert_eq!(lines.next(LINE).as_deref(), Some("moved"));
+    send(child.id(), libc::SIGUSR1);
+    assert_eq!(
+        lines.next(Duration::from_secs(8)).as_deref(),
+        Some("got USR1")
+    );
+    assert_eq!(wait_bounded(&mut child, LINE).code(), Some(0));
+    let stderr = stderr_of(&mut child);
+    assert!(stderr.contains("left its process group"), "{stderr}");
 }
