@@ -32,8 +32,8 @@ use crate::usage;
 pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     forget_empty_settings();
     let json = usage::wants_json(&args);
-    let cli = match usage::parse(args) {
-        Ok(cli) => cli,
+    let (cli, unknown) = match usage::parse(args) {
+        Ok(parsed) => (parsed.cli, parsed.unknown),
         Err(refusal) => {
             usage::say(&refusal, json);
             return refusal.code;
@@ -41,6 +41,13 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     };
     let json = cli.log.log_format == LogFormat::Json;
     logging::init(&cli.log);
+    for name in unknown {
+        tracing::warn!(
+            variable = %name,
+            "{name} is no meshwait setting (a typo? `meshwait --help` lists each option's \
+             variable); ignored"
+        );
+    }
     let plan = match Plan::from_cli(cli) {
         Ok(plan) => plan,
         Err(message) => {

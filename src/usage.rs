@@ -8,7 +8,7 @@ use clap::CommandFactory;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 use crate::argv::{self, TopHelp};
-use crate::cli::{Cli, LogArgs, LogFormat, LogLevel};
+use crate::cli::{Cli, Command, LogArgs, LogFormat, LogLevel};
 use crate::exit_code;
 
 /// Why no command runs, and what to print.
@@ -20,8 +20,8 @@ pub struct Refusal {
     pub to_stdout: bool,
 }
 
-/// Parses argv (program name first).
-pub fn parse(args: Vec<OsString>) -> Result<Cli, Refusal> {
+/// Parses argv (program name first) and checks the environment's settings.
+pub fn parse(args: Vec<OsString>) -> Result<Parsed, Refusal> {
     let mut command = Cli::command();
     let arranged = argv::arrange(&command, args.clone());
     match arranged.top_help {
@@ -44,8 +44,84 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, Refusal> {
             });
         }
     }
-    Cli::parse_arranged(&mut command, arranged.args)
-        .map_err(|e| explain(&e, &args, &command, arranged.moved.as_deref()))
+    let cli = Cli::parse_arranged(&mut command, arranged.args)
+        .map_err(|e| explain(&e, &args, &command, arranged.moved.as_deref()))?;
+    let current = command_name(&cli);
+    let unknown =
+        check_environment(&command, current).map_err(|e| explain(&e, &args, &command, None))?;
+    Ok(Parsed { cli, unknown })
+}
+
+/// The command line, and the `MESHWAIT_*` variables no part of meshwait reads (to warn about:
+/// a typo, or a setting of a newer version).
+pub struct Parsed {
+    pub cli: Cli,
+    pub unknown: Vec<String>,
+}
+
+/// Checks every `MESHWAIT_*` variable, including those only another subcommand reads: a pod's
+/// environment serves both the entrypoint and its preStop `meshwait drain`, and a bad
+/// `MESHWAIT_DRAIN_UNTIL` found only when the kubelet runs the hook fails where nobody looks.
+fn check_environment(command: &clap::Command, current: &str) -> Result<Vec<String>, clap::Error> {
+    let reads = |sub: &clap::Command, name: &OsStr| {
+        sub.get_arguments().any(|arg| arg.get_env() == Some(name))
+    };
+    let read_here = |name: &OsStr| {
+        reads(command, name)
+            || command
+                .find_subcommand(current)
+                .is_some_and(|s| reads(s, name))
+    };
+    let mut unknown = Vec::new();
+    let mut others: Vec<&clap::Command> = Vec::new();
+    for (name, _) in std::env::vars_os() {
+        if !name.as_encoded_bytes().starts_with(b"MESHWAIT_") || read_here(&name) {
+            continue;
+        }
+        let owners: Vec<&clap::Command> = command
+            .get_subcommands()
+            .filter(|sub| reads(sub, &name))
+            .collect();
+        if owners.is_empty() {
+            unknown.push(name.to_string_lossy().into_owned());
+        }
+        for owner in owners {
+            if !others.iter().any(|o| o.get_name() == owner.get_name()) {
+                others.push(owner);
+            }
+        }
+    }
+    // Parsing a subcommand with no arguments reads its variables through its own value
+    // parsers; only a bad value is an error here (a required DIR or COMMAND is not).
+    for sub in others {
+        let bad_value = |e: &clap::Error| {
+            matches!(
+                e.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8
+            )
+        };
+        match sub
+            .clone()
+            .no_binary_name(true)
+            .try_get_matches_from(Vec::<OsString>::new())
+        {
+            Err(e) if bad_value(&e) => return Err(e),
+            _ => {}
+        }
+    }
+    unknown.sort();
+    Ok(unknown)
+}
+
+fn command_name(cli: &Cli) -> &'static str {
+    match cli.command {
+        Command::Run(_) => "run",
+        Command::Ready(_) => "ready",
+        Command::Drain(_) => "drain",
+        Command::Conns(_) => "conns",
+        Command::Doctor(_) => "doctor",
+        Command::Install(_) => "install",
+    }
 }
 
 /// The usage with every run option: `meshwait [OPTIONS] COMMAND` is what most users came for,
@@ -235,7 +311,10 @@ mod tests {
     use super::*;
 
     fn refused(args: &[&str]) -> Refusal {
-        parse(args.iter().map(OsString::from).collect()).unwrap_err()
+        match parse(args.iter().map(OsString::from).collect()) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(refusal) => refusal,
+        }
     }
 
     #[test]

@@ -376,6 +376,17 @@ fn settings_are_checked_whether_used_or_not() {
             &["--mesh", "none", "--drain-on", "TERM,STOP", "--", "true"],
             "can never be held",
         ),
+        // Read only by the preStop hook's `meshwait drain`, checked by the entrypoint too.
+        (
+            &[("MESHWAIT_DRAIN_UNTIL", "bogus")],
+            &["--mesh", "none", "--", "true"],
+            "MESHWAIT_DRAIN_UNTIL",
+        ),
+        (
+            &[("MESHWAIT_READY_WAIT", "perhaps")],
+            &["--mesh", "none", "--", "true"],
+            "MESHWAIT_READY_WAIT",
+        ),
     ];
     for (env, args, needle) in cases {
         let out = meshwait()
@@ -390,6 +401,22 @@ fn settings_are_checked_whether_used_or_not() {
             "{env:?} {args:?} should mention {needle}: {err}"
         );
     }
+}
+
+/// A variable no part of meshwait reads (a typo) is named in a warning, and nothing else changes.
+#[test]
+fn an_unknown_variable_is_warned_about() {
+    let out = meshwait()
+        .env("MESHWAIT_DRAIN_TIMOUT", "30s")
+        .args(["--mesh", "none", "--", "sh", "-c", "exit 4"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("WARN") && err.contains("MESHWAIT_DRAIN_TIMOUT is no meshwait setting"),
+        "{err}"
+    );
 }
 
 /// Guards the answers to bad input: they name what the user wrote (the variable, not the flag
