@@ -109,7 +109,8 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             } else if !quit.urls.is_empty() {
                 tracing::info!(
                     exit_code = code,
-                    "leaving the proxy running: the app failed and --quit-on is success"
+                    "leaving the proxy running: the exit code is not 0 (the app failed, or never \
+                     started) and --quit-on is success"
                 );
             }
             code

@@ -116,6 +116,15 @@ impl Pod {
             .and_then(|t| t.parse().ok())
     }
 
+    /// The times of every event line starting with `name`.
+    fn events(&self, name: &str) -> Vec<f64> {
+        let text = std::fs::read_to_string(&self.events).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect()
+    }
+
     fn wait_event(&self, name: &str) -> f64 {
         assert!(
             eventually(Duration::from_secs(10), || self.event(name).is_some()),
@@ -374,6 +383,74 @@ fn drain_modes_idle_and_closed_differ_on_an_idle_connection() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/proc/net/tcp"), "{stderr}");
     drop(idle);
+}
+
+/// Guards the SIGINT that ends a hold: the app sees the held SIGTERM *and* the SIGINT, as it
+/// would without meshwait (a mutant that forwarded only the held signal passed every test).
+#[test]
+fn a_sigint_that_ends_a_hold_reaches_the_app_too() {
+    if !root_or_skip("a_sigint_that_ends_a_hold_reaches_the_app_too") {
+        return;
+    }
+    let pod = Pod::new("int-ends-hold");
+    let mut mw = pod.meshwait(&["--drain-timeout", "20s"], &["--terms", "2"]);
+    let _slow = pod.peer(&["request", &port(), "/slow/20000"], None);
+    pod.wait_event("request /slow");
+    send(mw.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pod.events("TERM").is_empty(), "the first SIGTERM was held");
+    send(mw.id(), libc::SIGINT);
+    assert!(
+        eventually(Duration::from_secs(3), || !pod.events("INT").is_empty()
+            && !pod.events("TERM").is_empty()),
+        "app saw TERM {:?} and INT {:?}",
+        pod.events("TERM"),
+        pod.events("INT")
+    );
+    // The app ends on its second SIGTERM, which is no longer held.
+    send(mw.id(), libc::SIGTERM);
+    assert_eq!(
+        wait_bounded(&mut mw, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+}
+
+/// Guards "only the first SIGTERM is held": an app that outlives its first stop signal gets the
+/// next one at once, even with a request in flight (a mutant that held every SIGTERM passed
+/// every test).
+#[test]
+fn a_later_sigterm_is_forwarded_at_once() {
+    if !root_or_skip("a_later_sigterm_is_forwarded_at_once") {
+        return;
+    }
+    let pod = Pod::new("later-term");
+    let mut mw = pod.meshwait(
+        &["--drain-timeout", "20s", "--quiet-window", "0"],
+        &["--terms", "2"],
+    );
+    let first = pod.peer(&["request", &port(), "/slow/700"], None);
+    pod.wait_event("request /slow/700");
+    send(mw.id(), libc::SIGTERM);
+    first.expect("done", Duration::from_secs(5));
+    assert!(
+        eventually(Duration::from_secs(3), || pod.events("TERM").len() == 1),
+        "the held SIGTERM was passed on once the request ended"
+    );
+    let _second = pod.peer(&["request", &port(), "/slow/20000"], None);
+    pod.wait_event("request /slow/20000");
+    let sent = now();
+    send(mw.id(), libc::SIGTERM);
+    assert_eq!(
+        wait_bounded(&mut mw, Duration::from_secs(5)).code(),
+        Some(0)
+    );
+    let terms = pod.events("TERM");
+    assert_eq!(terms.len(), 2, "{terms:?}");
+    assert!(
+        terms[1] - sent < 0.2,
+        "the second SIGTERM reached the app {:.3}s after it was sent",
+        terms[1] - sent
+    );
 }
 
 /// Guards the drain subcommand's schedule: a signal that does not stop it must not trigger a

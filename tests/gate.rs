@@ -651,3 +651,36 @@ fn a_single_probe_names_the_likely_cause() {
     assert!(err.contains("hint=linkerd-not-ready"), "{err}");
     assert!(err.contains("linkerd check --proxy"), "{err}");
 }
+
+/// Guards "only 2xx is ready": a redirect (which meshwait never follows) is not ready, in the
+/// gate and in `meshwait ready` (a mutant that took any status below 400 passed every test).
+#[test]
+fn a_redirect_is_not_ready() {
+    let server = ReadyServer::start(
+        "127.0.0.1:0",
+        vec![Reply::Status(302, ""), Reply::Status(302, "")],
+        Reply::Status(200, ""),
+    );
+    let dir = scratch_dir("redirect");
+    let mark = dir.join("started");
+    let mut child = spawn(gated(&server.url(), &format!("touch {}", mark.display())));
+    let status = wait_bounded(&mut child, Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+    assert!(mark.exists());
+    assert_eq!(
+        server.served(),
+        [
+            Reply::Status(302, ""),
+            Reply::Status(302, ""),
+            Reply::Status(200, "")
+        ],
+        "the app started before the 200"
+    );
+    let once = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(302, ""));
+    let out = meshwait()
+        .args(["ready", "--ready-url", &once.url()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("not ready"));
+}

@@ -92,3 +92,49 @@ fn a_proxy_already_gone_is_not_an_error() {
     assert_eq!(code, Some(0));
     assert!(stderr.contains("already gone"), "{stderr}");
 }
+
+/// Guards `--quit-on success` against an app killed by a signal (exit 143): that is no success,
+/// and the proxy must stay for the restart (a mutant that quit on any death by signal passed).
+#[test]
+fn an_app_killed_by_a_signal_keeps_the_proxy_under_quit_on_success() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));
+    let (code, stderr) = run(&quit_url(&server, "/quitquitquit"), &[], "kill -TERM $$");
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(stderr.contains("leaving the proxy running"), "{stderr}");
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+}
+
+/// Guards `--quit-on always` when the app never started (the gate timed out, exit 69): the
+/// README promises the quit then too, and `success` must not quit.
+#[test]
+fn a_gate_timeout_quits_the_proxy_only_under_quit_on_always() {
+    let quit = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Cumulative: `always` posts once, `success` adds none.
+    for (on, posts) in [("always", 1), ("success", 1)] {
+        let mut cmd = meshwait();
+        cmd.args([
+            "--mesh",
+            "none",
+            "--ready-url",
+            &format!("http://127.0.0.1:{closed}/ready"),
+            "--timeout",
+            "200ms",
+            "--quit-url",
+            &quit_url(&quit, "/quitquitquit"),
+            "--quit-on",
+            on,
+            "--",
+            "true",
+        ]);
+        let mut child = spawn(cmd);
+        let status = wait_bounded(&mut child, Duration::from_secs(10));
+        let stderr = stderr_of(&mut child);
+        assert_eq!(status.code(), Some(69), "{on}: {stderr}");
+        assert_eq!(quit.requests().len(), posts, "--quit-on {on}: {stderr}");
+    }
+}

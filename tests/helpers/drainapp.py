@@ -11,6 +11,8 @@ On SIGTERM it records the time and exits at once (status 0), cutting anything st
 so a stop signal that comes too early shows up as a broken response in the client.
 
 --bind ADDR     listen on ADDR (default 127.0.0.1; ::1 for IPv6)
+--terms N       exit on the N-th SIGTERM (default 1); earlier ones are only recorded, as an app
+                that finishes its own work first would
 --call PORT     at start, connect out to PORT, send a line and wait for an answer forever
 SIGUSR2         close the listening socket (and keep running)
 """
@@ -26,6 +28,7 @@ ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--events", required=True)
 ap.add_argument("--call", type=int)
 ap.add_argument("--bind", default="127.0.0.1")
+ap.add_argument("--terms", type=int, default=1)
 args = ap.parse_args()
 
 # Reentrant: a signal handler (which writes an event) may run while the main thread is inside
@@ -40,9 +43,15 @@ def event(*words):
         events.flush()
 
 
+terms = 0
+
+
 def on_term(signum, frame):
+    global terms
+    terms += 1
     event("TERM")
-    os._exit(0)
+    if terms >= args.terms:
+        os._exit(0)
 
 
 signal.signal(signal.SIGTERM, on_term)
