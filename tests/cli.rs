@@ -513,3 +513,75 @@ fn usage_errors_are_json_lines_when_logs_are_json() {
         assert_eq!(line["exit_code"], 2, "{err}");
     }
 }
+
+/// Guards the environment check against judging what another subcommand merely requires: the
+/// preStop `meshwait drain` runs with the entrypoint's environment, whose `MESHWAIT_STOP_SIGNAL`
+/// only run mode reads (and run mode, parsed bare, lacks its COMMAND: that is no bad value).
+#[test]
+fn a_subcommand_runs_with_the_entrypoints_environment() {
+    let out = meshwait()
+        .env("MESHWAIT_STOP_SIGNAL", "QUIT")
+        .env("MESHWAIT_INSTALL_DIR", "/nonexistent")
+        .args([
+            "drain",
+            "--mesh",
+            "none",
+            "--until",
+            "app-exit",
+            "--timeout",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Guards which setting an answer names: the flag when the bad value is on the command line (in
+/// either spelling) although the variable is set too; the argument, not a healthy variable, when
+/// the argument is not UTF-8; text, when `--log-format json` belongs to the app; and no run-mode
+/// tip for a subcommand's unknown option.
+#[test]
+fn answers_name_the_setting_that_was_wrong() {
+    let out = meshwait()
+        .env("MESHWAIT_TIMEOUT", "1s")
+        .args(["--timeout=soon", "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("'--timeout <DURATION>'") && !err.contains("MESHWAIT_TIMEOUT"),
+        "{err}"
+    );
+
+    use std::os::unix::ffi::OsStrExt;
+    let out = meshwait()
+        .env("MESHWAIT_MESH", "none")
+        .arg("--ready-url")
+        .arg(std::ffi::OsStr::from_bytes(b"http://\xff/"))
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\\xff") && !err.contains("MESHWAIT_MESH"),
+        "{err}"
+    );
+
+    let out = run(&["--timeout", "soon", "--", "app", "--log-format", "json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: "), "{err}");
+
+    let out = run(&["drain", "--bogus"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("--bogus") && !err.contains("the app's own options"),
+        "{err}"
+    );
+}
