@@ -29,6 +29,7 @@ mod process_table;
 mod quit_proxy;
 mod ready_url;
 mod reaper;
+mod request_first;
 mod shutdown;
 mod sidecar_view;
 mod signal_name;

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::ready_url::{Host, ReadyUrl};
+use crate::request_first::RequestFirst;
 
 /// How much of a not-ready body is kept for the log (its first line explains, e.g. Istio's
 /// "config not received from Pilot").
@@ -155,7 +156,6 @@ async fn exchange(url: &ReadyUrl, method: Method, mut sink: Sink<'_>) -> Fetched
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Fetched::Refused,
         Err(e) => return Fetched::Failed(format!("cannot connect: {e}")),
     };
-    let _ = stream.set_nodelay(true);
     // hyper's read buffer grows with a fast peer (to 400 KB by default); capped, a huge page
     // streams through the same few kilobytes.
     let (mut sender, connection) = match hyper::client::conn::http1::Builder::new()
@@ -241,14 +241,14 @@ async fn exchange(url: &ReadyUrl, method: Method, mut sink: Sink<'_>) -> Fetched
     }
 }
 
-async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
+async fn connect(url: &ReadyUrl) -> io::Result<RequestFirst<TcpStream>> {
     let addrs: Vec<SocketAddr> = match &url.host {
         Host::Name(name) => resolve(name, url.port).await?,
         _ => url.fixed_addrs().unwrap_or_default(),
     };
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        match RequestFirst::connect(addr).await {
             Ok(stream) => return Ok(stream),
             // "Refused" on any address is the meaningful answer (nothing listens yet); a
             // pod without IPv6 answers ::1 with "cannot assign requested address" instead.

@@ -651,3 +651,63 @@ fn a_single_probe_names_the_likely_cause() {
     assert!(err.contains("hint=linkerd-not-ready"), "{err}");
     assert!(err.contains("linkerd check --proxy"), "{err}");
 }
+
+/// `meshwait ready` against `server`, `runs` times: the outputs of those that did not exit 0.
+fn not_ready_runs(server: &ReadyServer, runs: usize) -> Vec<String> {
+    (0..runs)
+        .filter_map(|_| {
+            let out = meshwait()
+                .args(["ready", "--ready-url", &server.url()])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.code() != Some(0)).then_some(text)
+        })
+        .collect()
+}
+
+#[test]
+fn a_status_server_answering_before_the_request_is_always_ready() {
+    // The answer can arrive before the request is written: a probe must take it as the answer,
+    // however the race goes. One run in ten or more lost it before.
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Early(200));
+    let failed = not_ready_runs(&server, 100);
+    assert!(
+        failed.is_empty(),
+        "{} of 100 not ready: {failed:?}",
+        failed.len()
+    );
+    assert_eq!(server.requests().len(), 100, "every probe sent its request");
+    // The same when the answer is 503: never a connection error instead of the status.
+    server.set(Reply::Early(503));
+    let failed = not_ready_runs(&server, 30);
+    assert_eq!(failed.len(), 30);
+    let wrong: Vec<&String> = failed.iter().filter(|t| !t.contains("HTTP 503")).collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+}
+
+#[test]
+fn a_status_server_answering_and_resetting_at_once_is_always_ready() {
+    // An abortive close right after the answer: the reset can come before the request is
+    // written, or even before the connection is first looked at. What was answered still counts.
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::EarlyReset(200));
+    let failed = not_ready_runs(&server, 100);
+    assert!(
+        failed.is_empty(),
+        "{} of 100 not ready: {failed:?}",
+        failed.len()
+    );
+}
+
+#[test]
+fn a_status_server_that_answers_and_never_reads_is_ready() {
+    // The request fits in the socket's buffers, so the answer is read whether or not the server
+    // ever reads what was sent; --request-timeout bounds anything that would wait on it.
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::EarlyDeaf(200));
+    let failed = not_ready_runs(&server, 30);
+    assert!(
+        failed.is_empty(),
+        "{} of 30 not ready: {failed:?}",
+        failed.len()
+    );
+}
