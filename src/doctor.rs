@@ -351,6 +351,7 @@ fn envoy_check(
             let outcome = match e {
                 Unreadable::Refused => Outcome::Refused,
                 Unreadable::TimedOut => Outcome::TimedOut,
+                Unreadable::Unresolved(lookup) => Outcome::Unresolved(lookup),
                 Unreadable::Failed(why) => Outcome::Failed(why),
             };
             return match outcome {
@@ -600,6 +601,7 @@ async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
         ),
         Fetched::Refused => Check::new(NAME, Mark::Fail, format!("{env}: connection refused")),
         Fetched::TimedOut => Check::new(NAME, Mark::Fail, format!("{env}: no answer in time")),
+        Fetched::Unresolved(lookup) => Check::new(NAME, Mark::Fail, format!("{env}: {lookup}")),
         Fetched::Failed(why) => Check::new(NAME, Mark::Fail, format!("{env}: {why}")),
     }
 }

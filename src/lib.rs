@@ -22,6 +22,7 @@ mod lifecycle;
 mod listener_watch;
 mod logging;
 mod mesh;
+mod name_lookup;
 mod plan;
 mod port_set;
 mod probe;

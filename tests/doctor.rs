@@ -153,6 +153,92 @@ fn text_report_marks_and_hints() {
     assert!(lines.last().unwrap().ends_with("problems found"), "{out}");
 }
 
+#[test]
+fn host_names_for_the_status_port_and_the_admin_are_read_together() {
+    // All of doctor's requests start at once; with host names they share each name's lookup.
+    // Before, all but one failed: Envoy ✗ "the lookup ... has not finished".
+    let test = "host_names_for_the_status_port_and_the_admin_are_read_together";
+    if !common::root_or_skip(test, &["--mount"]) {
+        return;
+    }
+    let dir = scratch_dir("doctor-names");
+    let hosts = hosts_file(&dir, &["status.sidecar.test", "admin.sidecar.test"]);
+    let sidecar = Sidecar::anywhere("no-config");
+    let mut cmd = meshwait_with_etc(Some(&hosts), None);
+    cmd.args(["doctor", "--json"]).args([
+        "--ready-url",
+        &format!(
+            "http://status.sidecar.test:{}/healthz/ready",
+            sidecar.status
+        ),
+        "--admin-url",
+        &format!("http://admin.sidecar.test:{}", sidecar.admin),
+    ]);
+    let (code, report) = report_of(cmd);
+    assert_eq!(code, Some(1));
+    let readiness = check(&report, "readiness");
+    assert_eq!(readiness["hint_id"], "no-config-from-istiod", "{readiness}");
+    let envoy = check(&report, "envoy");
+    assert!(
+        envoy["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("state PRE_INITIALIZING; cds 0 successful, 0 rejected"),
+        "{envoy}"
+    );
+    let sidecar_view = check(&report, "sidecar view");
+    assert!(
+        !sidecar_view["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("lookup"),
+        "{sidecar_view}"
+    );
+}
+
+#[test]
+fn a_dead_resolver_is_named_by_readiness_and_envoy() {
+    let test = "a_dead_resolver_is_named_by_readiness_and_envoy";
+    if !common::root_or_skip(test, &["--mount"]) {
+        return;
+    }
+    let Ok(sink) = std::net::UdpSocket::bind("127.0.0.78:53") else {
+        eprintln!("skipped: cannot bind 127.0.0.78:53");
+        return;
+    };
+    let dir = scratch_dir("doctor-resolver");
+    let conf = dir.join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.78\noptions timeout:5 attempts:2\n",
+    )
+    .unwrap();
+    let mut cmd = meshwait_with_etc(None, Some(&conf));
+    cmd.args(["doctor", "--json", "--request-timeout", "300ms"])
+        .args([
+            "--ready-url",
+            "http://proxy.invalid:15020/healthz/ready",
+            "--admin-url",
+            "http://proxy.invalid:15000",
+        ]);
+    let started = Instant::now();
+    let (code, report) = report_of(cmd);
+    drop(sink);
+    assert!(started.elapsed() < Duration::from_secs(5), "{report:#}");
+    assert_eq!(code, Some(1));
+    for name in ["readiness", "envoy"] {
+        let c = check(&report, name);
+        assert_eq!(c["hint_id"], "name-lookup-slow", "{name}: {c}");
+        assert!(
+            c["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("the name lookup of proxy.invalid has not answered in"),
+            "{c}"
+        );
+    }
+}
+
 fn root_or_skip(test: &str) -> bool {
     common::root_or_skip(test, &["--net", "--pid", "--fork", "--mount-proc"])
 }

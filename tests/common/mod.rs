@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -490,4 +490,29 @@ impl Drop for Sidecar {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `meshwait ARGS` in a mount namespace of its own where these files replace /etc/hosts or
+/// /etc/resolv.conf (bind mounts that end with the process: nothing on the machine changes).
+/// Needs root; see `root_or_skip(test, &["--mount"])`.
+pub fn meshwait_with_etc(hosts: Option<&Path>, resolv_conf: Option<&Path>) -> Command {
+    let mut script = String::new();
+    for (file, target) in [(hosts, "/etc/hosts"), (resolv_conf, "/etc/resolv.conf")] {
+        if let Some(file) = file {
+            script.push_str(&format!("mount --bind '{}' {target} && ", file.display()));
+        }
+    }
+    script.push_str("exec \"$@\"");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c", &script, "sh", MESHWAIT]);
+    without_meshwait_env(&mut cmd);
+    cmd
+}
+
+/// A hosts file in `dir` giving each of `names` the address 127.0.0.1.
+pub fn hosts_file(dir: &Path, names: &[&str]) -> PathBuf {
+    let path = dir.join("hosts");
+    let lines: String = names.iter().map(|n| format!("127.0.0.1 {n}\n")).collect();
+    std::fs::write(&path, lines).unwrap();
+    path
 }
