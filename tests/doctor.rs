@@ -154,6 +154,67 @@ fn text_report_marks_and_hints() {
 }
 
 #[test]
+fn a_port_listening_elsewhere_is_not_called_absent() {
+    // The status and admin ports listen, but not where the URLs point: 127.0.0.2 and ::1 take
+    // no connection to 127.0.0.1. The ports line lists them listening, so no hint may say that
+    // nothing listens there.
+    let status = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let status_port = status.local_addr().unwrap().port();
+    let Ok(admin) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    };
+    let admin_port = admin.local_addr().unwrap().port();
+    let ready_url = format!("http://127.0.0.1:{status_port}/healthz/ready");
+    let (code, report) = doctor_json(&[
+        "--ready-url".into(),
+        ready_url,
+        "--admin-url".into(),
+        format!("http://127.0.0.1:{admin_port}"),
+    ]);
+    assert_eq!(code, Some(1));
+    let ports = check(&report, "proxy ports");
+    assert!(
+        ports["evidence"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{status_port} (readiness, uid ")),
+        "{ports}"
+    );
+    let readiness = check(&report, "readiness");
+    assert_eq!(readiness["result"], "fail");
+    assert!(
+        !readiness["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("nothing listening"),
+        "{readiness}"
+    );
+    assert!(readiness["hint_id"].is_null(), "{readiness}");
+    let hint = readiness["hint"].as_str().unwrap();
+    for text in [
+        &format!("listens on 127.0.0.2:{status_port}"),
+        &format!("not on 127.0.0.1:{status_port}"),
+        &format!(
+            "--ready-url at an address it listens on, e.g. http://127.0.0.2:{status_port}/healthz/ready"
+        ),
+    ] {
+        assert!(hint.contains(text.as_str()), "{text}: {hint}");
+    }
+    let envoy = check(&report, "envoy");
+    assert!(envoy["hint_id"].is_null(), "{envoy}");
+    let hint = envoy["hint"].as_str().unwrap();
+    assert!(
+        hint.contains(&format!("listens on [::1]:{admin_port}")),
+        "{hint}"
+    );
+    assert!(hint.contains("IPv4 against IPv6"), "{hint}");
+    // The proxy's UID holds none of it; whoever does is named, not an absent sidecar.
+    let sockets = check(&report, "proxy sockets");
+    assert_ne!(sockets["hint_id"], "istio-not-injected", "{sockets}");
+}
+
+#[test]
 fn host_names_for_the_status_port_and_the_admin_are_read_together() {
     // All of doctor's requests start at once; with host names they share each name's lookup.
     // Before, all but one failed: Envoy ✗ "the lookup ... has not finished".
