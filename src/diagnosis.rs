@@ -31,6 +31,8 @@ pub struct Hint {
 pub enum When {
     Refused,
     TimedOut,
+    /// The URL's host name was not resolved in time.
+    Unresolved,
     /// The port answers, but not in HTTP.
     NotHttp,
     Status(u16),
@@ -90,6 +92,17 @@ pub const HINTS: &[Hint] = &[
         cause: "nothing listens on the readiness port: the proxy has not started, or the URL \
                 names the wrong port",
         next: "check that the proxy container is running and which port it serves readiness on",
+    },
+    Hint {
+        id: "name-lookup-slow",
+        meshes: ANY,
+        when: When::Unresolved,
+        cause: "the name lookup of the URL's host has not answered: the pod's DNS resolver is \
+                slow or unreachable, and the proxy itself has not been asked yet",
+        next: "check the pod's DNS: the nameserver in /etc/resolv.conf, the cluster DNS pods \
+               (`kubectl -n kube-system get pods -l k8s-app=kube-dns`) and NetworkPolicies for \
+               port 53; or point --ready-url and --admin-url at an IP address or at localhost, \
+               which need no lookup",
     },
     Hint {
         id: "status-server-hung",
@@ -266,6 +279,7 @@ impl Facts {
         match when {
             When::Refused => self.outcome == Outcome::Refused,
             When::TimedOut => self.outcome == Outcome::TimedOut,
+            When::Unresolved => matches!(self.outcome, Outcome::Unresolved(_)),
             When::NotHttp => {
                 matches!(&self.outcome, Outcome::Failed(why) if why.contains("not HTTP"))
             }
@@ -312,6 +326,9 @@ impl fmt::Display for Explained<'_> {
         if let Some(counts) = self.facts.counts().filter(|_| counted) {
             write!(f, " ({counts})")?;
         }
+        if let Outcome::Unresolved(lookup) = &self.facts.outcome {
+            write!(f, " ({lookup})")?;
+        }
         if let Some(Ok(view)) = &self.facts.admin {
             if let Some(failures) = view.cds_failures.filter(|&n| n > 0) {
                 write!(f, "; Envoy failed to reach the xDS server {failures} times")?;
@@ -324,6 +341,7 @@ impl fmt::Display for Explained<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name_lookup::Unanswered;
 
     fn not_ready(status: u16, body: &str) -> Facts {
         Facts::probe(Outcome::NotReady {
@@ -489,6 +507,31 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_that_has_not_answered_is_not_blamed_on_the_proxy() {
+        let facts = Facts::probe(Outcome::Unresolved(Unanswered {
+            name: "istio-proxy.mesh.test".into(),
+            waited: Duration::from_millis(2500),
+        }));
+        let hint = diagnose(Mesh::Istio, &facts).unwrap();
+        assert_eq!(hint.id, "name-lookup-slow");
+        let line = Explained {
+            hint,
+            facts: &facts,
+        }
+        .to_string();
+        assert!(
+            line.contains(
+                "(the name lookup of istio-proxy.mesh.test has not answered in 2s 500ms)"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("/etc/resolv.conf") && line.contains("localhost"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn timeouts_wrong_ports_and_paths() {
         let hint = diagnose(Mesh::Istio, &Facts::probe(Outcome::TimedOut)).unwrap();
         assert_eq!(hint.id, "status-server-hung");
@@ -513,6 +556,10 @@ mod tests {
         match when {
             When::Refused => Facts::probe(Outcome::Refused),
             When::TimedOut => Facts::probe(Outcome::TimedOut),
+            When::Unresolved => Facts::probe(Outcome::Unresolved(Unanswered {
+                name: "proxy.example".into(),
+                waited: Duration::from_secs(2),
+            })),
             When::NotHttp => Facts::probe(Outcome::Failed("the answer is not HTTP".into())),
             When::Status(code) => not_ready(*code, ""),
             When::Rejected => not_ready(

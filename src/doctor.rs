@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::diagnosis::{self, Explained, Facts};
@@ -158,9 +159,8 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
     let mut checks = vec![init_check(&processes, supervisor)];
     let sockets = SocketFacts::read(plan);
     checks.push(ports_check(plan, &sockets));
-    checks.push(readiness_check(plan, ready, admin.clone()));
-    let sidecar_seen = sockets.proxy_sockets > 0;
-    checks.push(envoy_check(plan, admin, sidecar_seen));
+    checks.push(readiness_check(plan, ready, admin.clone(), &sockets));
+    checks.push(envoy_check(plan, admin, &sockets));
     checks.push(proxy_sockets_check(plan, &sockets));
     checks.push(app_listeners_check(&sockets));
     checks.push(in_flight_check(plan));
@@ -220,8 +220,8 @@ fn init_check(processes: &[Process], supervisor: Option<&Process>) -> Check {
 
 /// What one scan of the namespace's sockets says about the proxy and the app.
 struct SocketFacts {
-    /// Listening ports with the owner's UID.
-    listening: Vec<(u16, u32)>,
+    /// Listening addresses with the owner's UID.
+    listening: Vec<(SocketAddr, u32)>,
     proxy_sockets: u32,
     app_listeners: Vec<u16>,
     error: Option<String>,
@@ -247,8 +247,8 @@ impl SocketFacts {
                 return;
             }
             let port = s.local.port();
-            if !facts.listening.contains(&(port, s.uid)) {
-                facts.listening.push((port, s.uid));
+            if !facts.listening.contains(&(s.local, s.uid)) {
+                facts.listening.push((s.local, s.uid));
             }
             if !plan.sockets.rules.owns(s) {
                 // Kept in order as they come (no sort: its code would cost the binary kilobytes).
@@ -267,9 +267,82 @@ impl SocketFacts {
     fn uid_on(&self, port: u16) -> Option<u32> {
         self.listening
             .iter()
-            .find(|(p, _)| *p == port)
+            .find(|(a, _)| a.port() == port)
             .map(|&(_, uid)| uid)
     }
+
+    /// For a connection to `url` that was refused: what the scan saw listening on its port, when
+    /// it saw anything. A hint that nothing listens would then contradict the ports line.
+    fn refused_yet_listening(&self, url: &ReadyUrl, option: &str) -> Option<String> {
+        let on_port: Vec<&(SocketAddr, u32)> = self
+            .listening
+            .iter()
+            .filter(|(a, _)| a.port() == url.port)
+            .collect();
+        let &&(first, uid) = on_port.first()?;
+        let listeners: Vec<String> = on_port.iter().map(|(a, _)| a.to_string()).collect();
+        let listeners = listeners.join(", ");
+        let targets = url.fixed_addrs().unwrap_or_default();
+        let tried = match &url.host {
+            Host::Name(name) => format!("the addresses {name} resolves to"),
+            _ => targets
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(" and "),
+        };
+        let covered = on_port
+            .iter()
+            .any(|(listener, _)| targets.iter().any(|t| takes(listener, t)));
+        if covered {
+            return Some(format!(
+                "port {} listens ({listeners}, uid {uid}) where meshwait connects, yet {tried} \
+                 refused the connection: the listener opened after the request (run doctor \
+                 again), or a firewall rule rejects the connection",
+                url.port
+            ));
+        }
+        let ip = match first.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let example = SocketAddr::new(ip, url.port);
+        Some(format!(
+            "port {} listens on {listeners} (uid {uid}), but not on {tried}, where meshwait \
+             connects: the server is bound to another address (IPv4 against IPv6, or the pod's \
+             IP instead of loopback). Point {option} at an address it listens on, e.g. \
+             http://{example}{}",
+            url.port,
+            if option == "--ready-url" {
+                url.path.as_str()
+            } else {
+                ""
+            },
+        ))
+    }
+}
+
+/// Whether a listener on `listener` accepts connections to `target` (same port).
+fn takes(listener: &SocketAddr, target: &SocketAddr) -> bool {
+    match (listener.ip(), target.ip()) {
+        (l, t) if l == t => true,
+        (IpAddr::V4(l), IpAddr::V4(_)) => l.is_unspecified(),
+        // `[::]` also takes IPv4 unless the socket is IPv6-only, which the scan does not say.
+        (IpAddr::V6(l), _) => l.is_unspecified(),
+        (IpAddr::V4(_), IpAddr::V6(_)) => false,
+    }
+}
+
+/// The ports the proxy should listen on: the preset's and the readiness URL's (when local).
+fn proxy_ports(plan: &DoctorPlan) -> Vec<(u16, &'static str)> {
+    let mut wanted: Vec<(u16, &str)> = plan.mesh.listener_ports().to_vec();
+    if let Some(url) = plan.ready.as_ref().filter(|u| is_local(u)) {
+        if !wanted.iter().any(|(p, _)| *p == url.port) {
+            wanted.insert(0, (url.port, "readiness"));
+        }
+    }
+    wanted
 }
 
 fn ports_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
@@ -277,12 +350,7 @@ fn ports_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
     if let Some(e) = &sockets.error {
         return Check::new(NAME, Mark::Fail, e.clone());
     }
-    let mut wanted: Vec<(u16, &str)> = plan.mesh.listener_ports().to_vec();
-    if let Some(url) = plan.ready.as_ref().filter(|u| is_local(u)) {
-        if !wanted.iter().any(|(p, _)| *p == url.port) {
-            wanted.insert(0, (url.port, "readiness"));
-        }
-    }
+    let wanted = proxy_ports(plan);
     if wanted.is_empty() {
         return Check::new(NAME, Mark::Info, "--mesh none: no proxy ports to look for");
     }
@@ -315,6 +383,7 @@ fn readiness_check(
     plan: &DoctorPlan,
     ready: Option<Outcome>,
     admin: Option<Result<AdminView, Unreadable>>,
+    sockets: &SocketFacts,
 ) -> Check {
     const NAME: &str = "readiness";
     let (Some(url), Some(outcome)) = (&plan.ready, ready) else {
@@ -328,13 +397,19 @@ fn readiness_check(
     if outcome.is_ready() {
         return Check::new(NAME, Mark::Pass, evidence);
     }
+    if outcome == Outcome::Refused {
+        if let Some(hint) = sockets.refused_yet_listening(url, "--ready-url") {
+            // Not "nothing listening": the scan says otherwise.
+            return Check::new(NAME, Mark::Fail, format!("{url}: connection refused")).hint(hint);
+        }
+    }
     Check::new(NAME, Mark::Fail, evidence).explained(plan.mesh, &Facts { outcome, admin })
 }
 
 fn envoy_check(
     plan: &DoctorPlan,
     admin: Option<Result<AdminView, Unreadable>>,
-    sidecar_seen: bool,
+    sockets: &SocketFacts,
 ) -> Check {
     const NAME: &str = "envoy";
     let (Some(url), Some(admin)) = (&plan.admin, admin) else {
@@ -348,9 +423,16 @@ fn envoy_check(
         Ok(view) => view,
         Err(e) => {
             let check = Check::new(NAME, Mark::Fail, format!("{url}: {e}"));
+            if e == Unreadable::Refused {
+                if let Some(hint) = sockets.refused_yet_listening(url, "--admin-url") {
+                    return check.hint(hint);
+                }
+            }
+            let sidecar_seen = sockets.proxy_sockets > 0;
             let outcome = match e {
                 Unreadable::Refused => Outcome::Refused,
                 Unreadable::TimedOut => Outcome::TimedOut,
+                Unreadable::Unresolved(lookup) => Outcome::Unresolved(lookup),
                 Unreadable::Failed(why) => Outcome::Failed(why),
             };
             return match outcome {
@@ -421,9 +503,7 @@ fn proxy_sockets_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
     );
     // The proxy's own ports held by some other UID: the sidecar is there under another user
     // (OpenShift, for one, assigns UIDs per namespace).
-    let other = plan
-        .mesh
-        .listener_ports()
+    let other = proxy_ports(plan)
         .iter()
         .find_map(|(port, _)| sockets.uid_on(*port).filter(|uid| !uids.contains(uid)));
     match other {
@@ -600,6 +680,7 @@ async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
         ),
         Fetched::Refused => Check::new(NAME, Mark::Fail, format!("{env}: connection refused")),
         Fetched::TimedOut => Check::new(NAME, Mark::Fail, format!("{env}: no answer in time")),
+        Fetched::Unresolved(lookup) => Check::new(NAME, Mark::Fail, format!("{env}: {lookup}")),
         Fetched::Failed(why) => Check::new(NAME, Mark::Fail, format!("{env}: {why}")),
     }
 }

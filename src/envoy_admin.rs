@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::name_lookup::Unanswered;
 use crate::probe::{self, Fetched};
 use crate::ready_url::ReadyUrl;
 
@@ -194,6 +195,8 @@ pub enum Unreadable {
     Refused,
     /// Connected, no answer within the bound.
     TimedOut,
+    /// The admin's host name was not resolved in time.
+    Unresolved(Unanswered),
     Failed(String),
 }
 
@@ -202,6 +205,7 @@ impl fmt::Display for Unreadable {
         match self {
             Unreadable::Refused => f.write_str("connection refused"),
             Unreadable::TimedOut => f.write_str("no answer in time"),
+            Unreadable::Unresolved(lookup) => write!(f, "{lookup}"),
             Unreadable::Failed(why) => f.write_str(why),
         }
     }
@@ -213,6 +217,7 @@ pub fn answered(fetched: Fetched) -> Result<(u16, Vec<u8>), Unreadable> {
         Fetched::Answer { status, body } => Ok((status, body)),
         Fetched::Refused => Err(Unreadable::Refused),
         Fetched::TimedOut => Err(Unreadable::TimedOut),
+        Fetched::Unresolved(lookup) => Err(Unreadable::Unresolved(lookup)),
         Fetched::Failed(why) => Err(Unreadable::Failed(why)),
     }
 }

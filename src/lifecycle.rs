@@ -62,8 +62,8 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     };
     // One thread: no worker may ever run with signals unblocked, forks stay simple, and an idle
     // current-thread runtime sleeps in epoll_wait with no timer. At most one blocking thread (name
-    // lookups for a non-local readiness host): a lookup stuck on a dead resolver then delays the
-    // next lookup instead of piling up threads.
+    // lookups for a URL's host name, one per name at a time): a lookup stuck on a dead resolver
+    // then delays the others instead of piling up threads.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(1)

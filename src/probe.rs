@@ -3,8 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +11,11 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use crate::name_lookup::{self, NoAddress, Unanswered};
 use crate::ready_url::{Host, ReadyUrl};
+use crate::request_first::RequestFirst;
 
 /// How much of a not-ready body is kept for the log (its first line explains, e.g. Istio's
 /// "config not received from Pilot").
@@ -33,7 +35,9 @@ pub enum Outcome {
     Refused,
     /// No complete answer within the request timeout (hung or starved status server).
     TimedOut,
-    /// Anything else: reset, garbage instead of HTTP, name resolution failure.
+    /// The URL's host name was not resolved in time: the proxy was never asked.
+    Unresolved(Unanswered),
+    /// Anything else: reset, garbage instead of HTTP, a name that does not resolve.
     Failed(String),
 }
 
@@ -44,6 +48,7 @@ pub enum Kind {
     NotReady(u16),
     Refused,
     TimedOut,
+    Unresolved,
     Failed,
 }
 
@@ -54,6 +59,7 @@ impl Outcome {
             Outcome::NotReady { status, .. } => Kind::NotReady(*status),
             Outcome::Refused => Kind::Refused,
             Outcome::TimedOut => Kind::TimedOut,
+            Outcome::Unresolved(_) => Kind::Unresolved,
             Outcome::Failed(_) => Kind::Failed,
         }
     }
@@ -71,6 +77,7 @@ impl fmt::Display for Outcome {
             Outcome::NotReady { status, body } => write!(f, "HTTP {status}: {body}"),
             Outcome::Refused => f.write_str("connection refused (nothing listening yet)"),
             Outcome::TimedOut => f.write_str("no answer within the request timeout"),
+            Outcome::Unresolved(lookup) => write!(f, "{lookup}"),
             Outcome::Failed(why) => f.write_str(why),
         }
     }
@@ -92,6 +99,7 @@ pub async fn call(url: &ReadyUrl, method: Method, limit: Duration) -> Outcome {
         },
         Fetched::Refused => Outcome::Refused,
         Fetched::TimedOut => Outcome::TimedOut,
+        Fetched::Unresolved(lookup) => Outcome::Unresolved(lookup),
         Fetched::Failed(why) => Outcome::Failed(why),
     }
 }
@@ -107,6 +115,7 @@ pub enum Fetched {
     },
     Refused,
     TimedOut,
+    Unresolved(Unanswered),
     Failed(String),
 }
 
@@ -128,10 +137,7 @@ pub async fn stream(
     max: u64,
     each: &mut dyn FnMut(&[u8]),
 ) -> Fetched {
-    match tokio::time::timeout(limit, exchange(url, Method::GET, Sink::Each(each, max))).await {
-        Ok(fetched) => fetched,
-        Err(_elapsed) => Fetched::TimedOut,
-    }
+    within(url, Method::GET, limit, Sink::Each(each, max)).await
 }
 
 /// What happens to a 2xx body.
@@ -143,19 +149,40 @@ enum Sink<'a> {
 }
 
 async fn bounded(url: &ReadyUrl, method: Method, limit: Duration, ok_body: usize) -> Fetched {
-    match tokio::time::timeout(limit, exchange(url, method, Sink::Keep(ok_body))).await {
+    within(url, method, limit, Sink::Keep(ok_body)).await
+}
+
+/// The whole request, name lookup included, within `limit`; time that runs out during the
+/// lookup is the lookup's fault, not the proxy's.
+async fn within(url: &ReadyUrl, method: Method, limit: Duration, sink: Sink<'_>) -> Fetched {
+    let deadline = Instant::now() + limit;
+    let addrs = match &url.host {
+        Host::Name(name) => match name_lookup::resolve(name, url.port, deadline).await {
+            Ok(addrs) => addrs,
+            Err(NoAddress::Unanswered(lookup)) => return Fetched::Unresolved(lookup),
+            Err(NoAddress::Failed(e)) => {
+                return Fetched::Failed(format!("the name lookup of {name} failed: {e}"));
+            }
+        },
+        _ => url.fixed_addrs().unwrap_or_default(),
+    };
+    match tokio::time::timeout_at(deadline, exchange(url, &addrs, method, sink)).await {
         Ok(fetched) => fetched,
         Err(_elapsed) => Fetched::TimedOut,
     }
 }
 
-async fn exchange(url: &ReadyUrl, method: Method, mut sink: Sink<'_>) -> Fetched {
-    let stream = match connect(url).await {
+async fn exchange(
+    url: &ReadyUrl,
+    addrs: &[SocketAddr],
+    method: Method,
+    mut sink: Sink<'_>,
+) -> Fetched {
+    let stream = match connect(addrs).await {
         Ok(stream) => stream,
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Fetched::Refused,
         Err(e) => return Fetched::Failed(format!("cannot connect: {e}")),
     };
-    let _ = stream.set_nodelay(true);
     // hyper's read buffer grows with a fast peer (to 400 KB by default); capped, a huge page
     // streams through the same few kilobytes.
     let (mut sender, connection) = match hyper::client::conn::http1::Builder::new()
@@ -241,14 +268,10 @@ async fn exchange(url: &ReadyUrl, method: Method, mut sink: Sink<'_>) -> Fetched
     }
 }
 
-async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
-    let addrs: Vec<SocketAddr> = match &url.host {
-        Host::Name(name) => resolve(name, url.port).await?,
-        _ => url.fixed_addrs().unwrap_or_default(),
-    };
+async fn connect(addrs: &[SocketAddr]) -> io::Result<RequestFirst<TcpStream>> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address");
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
+    for &addr in addrs {
+        match RequestFirst::connect(addr).await {
             Ok(stream) => return Ok(stream),
             // "Refused" on any address is the meaningful answer (nothing listens yet); a
             // pod without IPv6 answers ::1 with "cannot assign requested address" instead.
@@ -257,27 +280,6 @@ async fn connect(url: &ReadyUrl) -> io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-/// Set while a name lookup runs on the blocking thread. A probe that times out leaves its lookup
-/// running (getaddrinfo cannot be cancelled); with a dead resolver, starting another one per probe
-/// would queue lookups without bound, so a probe finding one still running fails at once instead.
-static LOOKUP_RUNNING: AtomicBool = AtomicBool::new(false);
-
-async fn resolve(name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if LOOKUP_RUNNING.swap(true, Ordering::AcqRel) {
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the lookup of {name} from an earlier probe has not finished"),
-        ));
-    }
-    let target = (name.to_string(), port);
-    let lookup = tokio::task::spawn_blocking(move || {
-        let result = target.to_socket_addrs().map(Iterator::collect);
-        LOOKUP_RUNNING.store(false, Ordering::Release);
-        result
-    });
-    lookup.await.map_err(io::Error::other)?
 }
 
 fn describe(e: hyper::Error) -> String {

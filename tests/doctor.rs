@@ -153,6 +153,153 @@ fn text_report_marks_and_hints() {
     assert!(lines.last().unwrap().ends_with("problems found"), "{out}");
 }
 
+#[test]
+fn a_port_listening_elsewhere_is_not_called_absent() {
+    // The status and admin ports listen, but not where the URLs point: 127.0.0.2 and ::1 take
+    // no connection to 127.0.0.1. The ports line lists them listening, so no hint may say that
+    // nothing listens there.
+    let status = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let status_port = status.local_addr().unwrap().port();
+    let Ok(admin) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    };
+    let admin_port = admin.local_addr().unwrap().port();
+    let ready_url = format!("http://127.0.0.1:{status_port}/healthz/ready");
+    let (code, report) = doctor_json(&[
+        "--ready-url".into(),
+        ready_url,
+        "--admin-url".into(),
+        format!("http://127.0.0.1:{admin_port}"),
+    ]);
+    assert_eq!(code, Some(1));
+    let ports = check(&report, "proxy ports");
+    assert!(
+        ports["evidence"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{status_port} (readiness, uid ")),
+        "{ports}"
+    );
+    let readiness = check(&report, "readiness");
+    assert_eq!(readiness["result"], "fail");
+    assert!(
+        !readiness["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("nothing listening"),
+        "{readiness}"
+    );
+    assert!(readiness["hint_id"].is_null(), "{readiness}");
+    let hint = readiness["hint"].as_str().unwrap();
+    for text in [
+        &format!("listens on 127.0.0.2:{status_port}"),
+        &format!("not on 127.0.0.1:{status_port}"),
+        &format!(
+            "--ready-url at an address it listens on, e.g. http://127.0.0.2:{status_port}/healthz/ready"
+        ),
+    ] {
+        assert!(hint.contains(text.as_str()), "{text}: {hint}");
+    }
+    let envoy = check(&report, "envoy");
+    assert!(envoy["hint_id"].is_null(), "{envoy}");
+    let hint = envoy["hint"].as_str().unwrap();
+    assert!(
+        hint.contains(&format!("listens on [::1]:{admin_port}")),
+        "{hint}"
+    );
+    assert!(hint.contains("IPv4 against IPv6"), "{hint}");
+    // The proxy's UID holds none of it; whoever does is named, not an absent sidecar.
+    let sockets = check(&report, "proxy sockets");
+    assert_ne!(sockets["hint_id"], "istio-not-injected", "{sockets}");
+}
+
+#[test]
+fn host_names_for_the_status_port_and_the_admin_are_read_together() {
+    // All of doctor's requests start at once; with host names they share each name's lookup.
+    // Before, all but one failed: Envoy ✗ "the lookup ... has not finished".
+    let test = "host_names_for_the_status_port_and_the_admin_are_read_together";
+    if !common::root_or_skip(test, &["--mount"]) {
+        return;
+    }
+    let dir = scratch_dir("doctor-names");
+    let hosts = hosts_file(&dir, &["status.sidecar.test", "admin.sidecar.test"]);
+    let sidecar = Sidecar::anywhere("no-config");
+    let mut cmd = meshwait_with_etc(Some(&hosts), None);
+    cmd.args(["doctor", "--json"]).args([
+        "--ready-url",
+        &format!(
+            "http://status.sidecar.test:{}/healthz/ready",
+            sidecar.status
+        ),
+        "--admin-url",
+        &format!("http://admin.sidecar.test:{}", sidecar.admin),
+    ]);
+    let (code, report) = report_of(cmd);
+    assert_eq!(code, Some(1));
+    let readiness = check(&report, "readiness");
+    assert_eq!(readiness["hint_id"], "no-config-from-istiod", "{readiness}");
+    let envoy = check(&report, "envoy");
+    assert!(
+        envoy["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("state PRE_INITIALIZING; cds 0 successful, 0 rejected"),
+        "{envoy}"
+    );
+    let sidecar_view = check(&report, "sidecar view");
+    assert!(
+        !sidecar_view["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("lookup"),
+        "{sidecar_view}"
+    );
+}
+
+#[test]
+fn a_dead_resolver_is_named_by_readiness_and_envoy() {
+    let test = "a_dead_resolver_is_named_by_readiness_and_envoy";
+    if !common::root_or_skip(test, &["--mount"]) {
+        return;
+    }
+    let Ok(sink) = std::net::UdpSocket::bind("127.0.0.78:53") else {
+        eprintln!("skipped: cannot bind 127.0.0.78:53");
+        return;
+    };
+    let dir = scratch_dir("doctor-resolver");
+    let conf = dir.join("resolv.conf");
+    std::fs::write(
+        &conf,
+        "nameserver 127.0.0.78\noptions timeout:5 attempts:2\n",
+    )
+    .unwrap();
+    let mut cmd = meshwait_with_etc(None, Some(&conf));
+    cmd.args(["doctor", "--json", "--request-timeout", "300ms"])
+        .args([
+            "--ready-url",
+            "http://proxy.invalid:15020/healthz/ready",
+            "--admin-url",
+            "http://proxy.invalid:15000",
+        ]);
+    let started = Instant::now();
+    let (code, report) = report_of(cmd);
+    drop(sink);
+    assert!(started.elapsed() < Duration::from_secs(5), "{report:#}");
+    assert_eq!(code, Some(1));
+    for name in ["readiness", "envoy"] {
+        let c = check(&report, name);
+        assert_eq!(c["hint_id"], "name-lookup-slow", "{name}: {c}");
+        assert!(
+            c["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("the name lookup of proxy.invalid has not answered in"),
+            "{c}"
+        );
+    }
+}
+
 fn root_or_skip(test: &str) -> bool {
     common::root_or_skip(test, &["--net", "--pid", "--fork", "--mount-proc"])
 }

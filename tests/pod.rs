@@ -89,3 +89,8 @@ fn streams_through_the_sidecar_survive_sigterm_with_meshwait() {
 fn the_apps_own_calls_through_the_sidecar_are_held_for_the_outbound_hold() {
     scenario(7, "the app's own calls through the sidecar");
 }
+
+#[test]
+fn probe_faults_an_early_answer_and_a_slow_name_lookup_neither_flap_nor_mislead() {
+    scenario(8, "probe faults");
+}

@@ -15,6 +15,10 @@ On SIGTERM it does what pilot-agent does at pod deletion: drain Envoy's inbound 
 (Istio's terminationDrainDuration, 5 s by default), then kill Envoy, cutting whatever is still
 open.
 
+With --answer-early the status port answers each connection with Envoy's readiness as last seen
+the moment it accepts it, before reading the request, as an `nc -l`-style responder or a tiny
+status server does.
+
 It also plays the unreachable xDS server: a port that accepts connections and never answers, so
 Envoy stays uninitialised until its initial fetch times out (see bootstrap.py).
 
@@ -170,6 +174,39 @@ def status_handler(layout, envoy, shutdown_enabled, quit, bare_503=False):
     return Status
 
 
+def early_status(listener, state, quit):
+    """The status port as a responder that answers before it reads (an `nc -l`-style server, or a
+    tiny status server serving a cached state): each connection gets the readiness answer the
+    moment it is accepted, then the request is read. A POST /quitquitquit from loopback still
+    stops the proxy, after that same answer."""
+
+    def serve(conn, peer):
+        ready, reason = state[0]
+        body = b"" if ready else reason.encode()
+        head = f"HTTP/1.1 {200 if ready else 503} {'OK' if ready else 'Service Unavailable'}\r\n"
+        conn.sendall(f"{head}Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                     f"Connection: close\r\n\r\n".encode() + body)
+        conn.settimeout(2)
+        request = b""
+        try:
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                request += chunk
+        except OSError:
+            pass
+        conn.close()
+        if (request.startswith(b"POST /quitquitquit ")
+                and ipaddress.ip_address(peer[0]).is_loopback):
+            log("POST /quitquitquit: stopping Envoy")
+            quit()
+
+    while True:
+        conn, peer = listener.accept()
+        threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
+
+
 def blackhole(listener):
     """The xDS server that never answers: accept and hold every connection."""
     held = []
@@ -192,6 +229,8 @@ def main():
     ap.add_argument("--shutdown-enabled", action="store_true")
     ap.add_argument("--bare-503", action="store_true",
                     help="answer not-ready with an empty 503, as pilot-agent does")
+    ap.add_argument("--answer-early", action="store_true",
+                    help="answer on the status port before reading the request (istio layout)")
     args = ap.parse_args()
 
     stopping = threading.Event()
@@ -216,7 +255,10 @@ def main():
     network.become(args.uid)
     # Bound after the UID drop, so that these sockets carry the proxy's UID as pilot-agent's do.
     xds = socket.create_server(("127.0.0.1", XDS_PORT))
-    status = http.server.ThreadingHTTPServer(("0.0.0.0", STATUS_PORTS[args.layout]), None)
+    if args.answer_early:
+        status = socket.create_server(("0.0.0.0", STATUS_PORTS[args.layout]), backlog=128)
+    else:
+        status = http.server.ThreadingHTTPServer(("0.0.0.0", STATUS_PORTS[args.layout]), None)
 
     envoy = Envoy(binary, config, bootstrap.LAYOUTS[args.layout]["admin"])
     os.close(binary)
@@ -226,9 +268,16 @@ def main():
     def quit():
         done.set()
 
-    status.RequestHandlerClass = status_handler(args.layout, envoy, args.shutdown_enabled, quit,
-                                           args.bare_503)
-    threading.Thread(target=status.serve_forever, daemon=True).start()
+    # Envoy's readiness as last seen, for the early answers (a responder that answers before it
+    # reads cannot ask Envoy first).
+    early_state = [(False, "Envoy proxy is NOT ready: not asked yet")]
+    if args.answer_early:
+        threading.Thread(target=early_status, args=(status, early_state, quit),
+                         daemon=True).start()
+    else:
+        status.RequestHandlerClass = status_handler(args.layout, envoy, args.shutdown_enabled,
+                                                    quit, args.bare_503)
+        threading.Thread(target=status.serve_forever, daemon=True).start()
     threading.Thread(target=blackhole, args=(xds,), daemon=True).start()
 
     def reap():
@@ -251,9 +300,11 @@ def main():
                 log(f"drain_listeners failed: {e}")
             done.wait(args.drain_duration)
             break
-        if not was_ready and envoy.ready()[0]:
-            was_ready = True
-            log("Envoy is ready")
+        if args.answer_early or not was_ready:
+            early_state[0] = envoy.ready()
+            if early_state[0][0] and not was_ready:
+                was_ready = True
+                log("Envoy is ready")
         done.wait(0.05)
 
     if not envoy.exited.is_set():

@@ -33,10 +33,23 @@ def container_env(env=None):
     return clean
 
 
+def with_files(argv, files):
+    """`argv` in a mount namespace of its own where each of `files` ({path in the container:
+    file on the machine}) is bind-mounted, as the kubelet gives each container its own
+    /etc/resolv.conf and /etc/hosts. The mounts end with the process."""
+    if not files:
+        return argv
+    mounts = "".join(f"mount --bind '{source}' '{target}' && "
+                     for target, source in files.items())
+    return [network.tool("unshare"), "--mount", "--", "sh", "-c", mounts + 'exec "$@"', "sh",
+            *argv]
+
+
 class Container:
-    def __init__(self, name, argv, log_path, env=None, pre_stop=None, pre_stop_uid=0):
+    def __init__(self, name, argv, log_path, env=None, pre_stop=None, pre_stop_uid=0,
+                 files=None):
         self.name = name
-        self.argv = argv
+        self.argv = with_files(argv, files)
         self.env = container_env(env)
         self.log_path = log_path
         self.pre_stop = pre_stop

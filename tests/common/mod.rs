@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -155,6 +155,15 @@ pub enum Reply {
     Garbage,
     /// Answer with this status after this many milliseconds.
     Delayed(u64, u16),
+    /// Answer with this status as soon as the connection is accepted, before reading the
+    /// request (as an `nc -l` responder does), then read it and close.
+    Early(u16),
+    /// Answer with this status at once and never read the request, keeping the connection open
+    /// (until the test ends).
+    EarlyDeaf(u16),
+    /// Answer with this status at once and reset the connection (an abortive close, SO_LINGER
+    /// 0), without reading the request.
+    EarlyReset(u16),
 }
 
 struct State {
@@ -277,20 +286,15 @@ fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>, state: Arc<Mu
         }
         Reply::Reset => {
             read_request(&mut conn);
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            use std::os::fd::AsRawFd;
-            unsafe {
-                libc::setsockopt(
-                    conn.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    (&linger as *const libc::linger).cast(),
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                );
-            }
+            abort(&conn);
+        }
+        Reply::EarlyReset(code) => {
+            // Spread over half a millisecond, so that resets land before the connection is
+            // first looked at, between that and the request's write, and after it.
+            let nth = state.lock().unwrap().arrivals.len() as u64;
+            thread::sleep(Duration::from_micros(50 * (nth % 10)));
+            early_answer(&mut conn, code);
+            abort(&conn);
         }
         Reply::Delayed(ms, code) => {
             read_request(&mut conn);
@@ -300,10 +304,45 @@ fn serve(mut conn: TcpStream, reply: Reply, stop: Arc<AtomicBool>, state: Arc<Mu
                 "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
         }
+        Reply::Early(code) => {
+            early_answer(&mut conn, code);
+            read_request(&mut conn);
+        }
+        Reply::EarlyDeaf(code) => {
+            early_answer(&mut conn, code);
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
         Reply::Garbage => {
             read_request(&mut conn);
             let _ = conn.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02garbage\r\n\r\n");
         }
+    }
+}
+
+/// One status line and empty headers in a single write, as a responder that answers before
+/// reading does: nothing of it is left unsent when the connection is then reset.
+fn early_answer(conn: &mut TcpStream, code: u16) {
+    let answer = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = conn.write_all(answer.as_bytes());
+}
+
+/// Makes closing `conn` reset it (RST) instead of closing it in order (FIN).
+fn abort(conn: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    use std::os::fd::AsRawFd;
+    unsafe {
+        libc::setsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
     }
 }
 
@@ -451,4 +490,29 @@ impl Drop for Sidecar {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `meshwait ARGS` in a mount namespace of its own where these files replace /etc/hosts or
+/// /etc/resolv.conf (bind mounts that end with the process: nothing on the machine changes).
+/// Needs root; see `root_or_skip(test, &["--mount"])`.
+pub fn meshwait_with_etc(hosts: Option<&Path>, resolv_conf: Option<&Path>) -> Command {
+    let mut script = String::new();
+    for (file, target) in [(hosts, "/etc/hosts"), (resolv_conf, "/etc/resolv.conf")] {
+        if let Some(file) = file {
+            script.push_str(&format!("mount --bind '{}' {target} && ", file.display()));
+        }
+    }
+    script.push_str("exec \"$@\"");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "sh", "-c", &script, "sh", MESHWAIT]);
+    without_meshwait_env(&mut cmd);
+    cmd
+}
+
+/// A hosts file in `dir` giving each of `names` the address 127.0.0.1.
+pub fn hosts_file(dir: &Path, names: &[&str]) -> PathBuf {
+    let path = dir.join("hosts");
+    let lines: String = names.iter().map(|n| format!("127.0.0.1 {n}\n")).collect();
+    std::fs::write(&path, lines).unwrap();
+    path
 }
