@@ -559,3 +559,34 @@ print("got USR1" if got else "no USR1", flush=True)
     let stderr = stderr_of(&mut child);
     assert!(stderr.contains("left its process group"), "{stderr}");
 }
+
+/// Guards the reaper's loop: orphans that exit in the same instant send one merged SIGCHLD, and
+/// every one of them must still be reaped (a reaper that took one zombie per SIGCHLD left 2 to 7
+/// of 8), as a subreaper and as PID 1.
+#[test]
+fn orphans_exiting_together_are_all_reaped() {
+    let args = [
+        "--mesh",
+        "none",
+        "--",
+        python(),
+        &helper("orphan_burst.py"),
+        "8",
+    ];
+    let mut settings = vec![(
+        "subreaper",
+        Some({
+            let mut cmd = meshwait();
+            cmd.args(args);
+            cmd
+        }),
+    )];
+    settings.push(("PID 1", as_pid1(&args)));
+    for (setting, cmd) in settings {
+        let Some(mut cmd) = cmd else { continue };
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{setting}: {text}");
+        assert_eq!(text.trim(), "zombies 0", "{setting}");
+    }
+}
