@@ -577,11 +577,14 @@ fn answers_name_the_setting_that_was_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: "), "{err}");
 
-    let out = run(&["drain", "--bogus"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        err.contains("--bogus") && !err.contains("the app's own options"),
-        "{err}"
-    );
+    // `install` takes a positional DIR, so clap's "use '-- --bogus'" is right there and stays.
+    for sub in ["drain", "install"] {
+        let out = run(&[sub, "--bogus"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            err.contains("--bogus") && !err.contains("the app's own options"),
+            "{sub}: {err}"
+        );
+    }
 }
