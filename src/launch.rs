@@ -8,8 +8,9 @@ use nix::unistd::Pid;
 
 use crate::exit_code;
 use crate::job_control;
+use crate::kernel_signals::Mask;
 use crate::plan::RunPlan;
-use crate::signals::{Inherited, Mask};
+use crate::signals::Inherited;
 
 /// Why the app could not be started, with the exit code that reports it.
 #[derive(Debug)]
@@ -39,7 +40,7 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
     // Only a terminal whose foreground is meshwait's own group is meshwait's to hand over.
     let take_terminal = on_terminal && job_control::foreground_is(Pid::from_raw(own_group));
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (pthread_sigmask, setpgid, tcsetpgrp, sigismember, signal, getpid); it allocates nothing.
+    // (rt_sigprocmask, setpgid, tcsetpgrp, rt_sigaction, getpid); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             // Block everything while we move to a new process group (tcsetpgrp from a background
