@@ -23,7 +23,8 @@ use crate::stop_hold::{Hold, Step};
 pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: &Runtime) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
-    if let Some(ended) = finished(app) {
+    let mut follower = job_control::Follower::default();
+    if let Some(ended) = finished(app, &mut follower) {
         return ended;
     }
     // The stop signal being held while connections drain; only the first one is held.
@@ -48,7 +49,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
             Ok(Some(r)) if r.self_inflicted() => {}
             // Never forwarded: it reports our own children, and the app has its own.
             Ok(Some(r)) if r.signal.raw() == libc::SIGCHLD => {
-                if let Some(ended) = finished(app) {
+                if let Some(ended) = finished(app, &mut follower) {
                     if hold.is_some() {
                         tracing::info!("the app exited while its connections drained");
                     }
@@ -79,7 +80,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
                 // is still noticed.
                 tracing::error!(error = %e, "waiting for signals failed");
                 std::thread::sleep(Duration::from_millis(100));
-                if let Some(ended) = finished(app) {
+                if let Some(ended) = finished(app, &mut follower) {
                     return ended;
                 }
             }
@@ -88,7 +89,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
 }
 
 /// Reaps what has exited; `Some` once the app's end is known, or known to be unknowable.
-fn finished(app: Launched) -> Option<Ended> {
+fn finished(app: Launched, follower: &mut job_control::Follower) -> Option<Ended> {
     let reaped = reaper::reap(Some(app.pid), app.on_terminal);
     match (reaped.main, reaped.main_stopped) {
         (Some(ended), _) => Some(ended),
@@ -97,7 +98,7 @@ fn finished(app: Launched) -> Option<Ended> {
         (None, _) if reaped.none_left => Some(Ended::Lost),
         // Stopped, and (checked above) not dead by now.
         (None, Some(stop)) => {
-            job_control::follow_stop(app, stop);
+            follower.follow_stop(app, stop);
             None
         }
         (None, None) => None,
