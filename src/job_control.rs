@@ -12,7 +12,8 @@
 //! for the terminal (SIGTTIN, SIGTTOU: the app used the terminal from the background) is
 //! different: resuming the app would only make it stop again at once, for ever. meshwait resumes
 //! it only after handing it the terminal, which it can when its own group is the foreground; when
-//! not, the app stays stopped until something continues it, and one warning says why.
+//! not, the app stays stopped ("parked", one warning says why) until meshwait's group becomes the
+//! foreground (looked at four times a second while parked) or something else continues it.
 //!
 //! Under `unshare --pid` run from a shell, the terminal's session and foreground group lie
 //! outside meshwait's PID namespace, where tcgetpgrp and getpgrp both read 0. Whether meshwait's
@@ -32,7 +33,14 @@ pub struct Follower {
     warned: bool,
     /// An orphaned meshwait has already hung the app up once for a terminal stop.
     hung_up: bool,
+    /// The app is left stopped for a terminal meshwait could not give it.
+    parked: bool,
 }
+
+/// How often a parked app's terminal is looked at again. Nothing signals meshwait when a shell's
+/// `fg` makes its group the foreground: the shell sends SIGCONT only to a job that stopped, and
+/// meshwait, which cannot stop here, never did. One look is an open and a zero-byte read.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Follower {
     /// Follows the app into a stop. Returns once meshwait has been resumed, or at once when it
@@ -47,7 +55,7 @@ impl Follower {
             // unless it stopped for a terminal it still cannot have: resumed, it would stop
             // again at once, for ever.
             if for_terminal && !hand_terminal_over(app) {
-                self.explain_once(app, stop);
+                self.park(app, stop);
                 return;
             }
         } else if own_group_is_orphaned() {
@@ -57,7 +65,7 @@ impl Follower {
             // again would otherwise be continued into the same stop for ever.
             if !(for_terminal && hand_terminal_over(app)) {
                 if for_terminal && self.hung_up {
-                    self.explain_once(app, stop);
+                    self.park(app, stop);
                     return;
                 }
                 self.hung_up |= for_terminal;
@@ -77,8 +85,32 @@ impl Follower {
         tracing::debug!(pid = app.pid.as_raw(), "resumed; app continued");
     }
 
-    /// One warning per run for a terminal stop meshwait leaves alone, however often it recurs.
-    fn explain_once(&mut self, app: Launched, stop: i32) {
+    /// How long to wait for a signal before `recheck`; `None`: no timer, as normally.
+    pub fn recheck_in(&self) -> Option<std::time::Duration> {
+        self.parked.then_some(RECHECK)
+    }
+
+    /// For a parked app: hands it the terminal and resumes it once meshwait may.
+    pub fn recheck(&mut self, app: Launched) {
+        if self.parked && hand_terminal_over(app) {
+            self.parked = false;
+            let _ = signals::send(group_of(app), Signal::CONT);
+            tracing::debug!(
+                pid = app.pid.as_raw(),
+                "the terminal is free; app continued"
+            );
+        }
+    }
+
+    /// A SIGCONT from outside is on its way to the app: it is no longer meshwait's to resume.
+    pub fn continued(&mut self) {
+        self.parked = false;
+    }
+
+    /// Leaves the app stopped for a terminal meshwait cannot give it, with one warning per run
+    /// however often it recurs.
+    fn park(&mut self, app: Launched, stop: i32) {
+        self.parked = true;
         if self.warned {
             return;
         }
@@ -88,8 +120,9 @@ impl Follower {
             pid = app.pid.as_raw(),
             signal,
             "the app stopped to use the terminal, which meshwait cannot give it (meshwait is not \
-             in the terminal's foreground); it stays stopped until it is continued: a SIGCONT to \
-             meshwait is forwarded, and a shell's fg sends one"
+             in the terminal's foreground); it stays stopped until meshwait's group is brought \
+             to the foreground (a shell's fg) or it is continued (a SIGCONT to meshwait is \
+             forwarded)"
         );
     }
 }

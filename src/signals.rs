@@ -210,6 +210,30 @@ impl Signals {
     }
 }
 
+impl Signals {
+    /// As `wait`, for at most `limit`: `None` when no signal came.
+    pub fn wait_at_most(&mut self, limit: std::time::Duration) -> io::Result<Option<Received>> {
+        let timeout = libc::timespec {
+            tv_sec: limit.as_secs() as libc::time_t,
+            tv_nsec: limit.subsec_nanos() as libc::c_long,
+        };
+        let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
+        match self.mask.take(info.as_mut_ptr(), Some(&timeout)) {
+            Ok(signo) => {
+                // SAFETY: filled by a successful rt_sigtimedwait.
+                let info = unsafe { info.assume_init() };
+                // SAFETY: as in `wait`.
+                let sender = unsafe { info.si_pid() } as u32;
+                Received::new(signo, sender, info.si_code, &self.context).map(Some)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            // Interrupted (a stop and continue of meshwait): the caller just looks again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 fn read_one(fd: RawFd, context: &Context) -> io::Result<Received> {
     let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
