@@ -67,8 +67,9 @@ pub fn block_all() -> io::Result<Inherited> {
 /// again.
 ///
 /// The first thread a process creates makes the C library unblock its own numbers in the
-/// creating thread (musl 32-34; glibc 32 and 33, and 33 gets a handler of glibc's), and every
-/// later thread starts with the library's cancellation signal unblocked (musl 33, glibc 32). A
+/// creating thread (musl 33 and 34, as it would on installing the first signal handler, which
+/// meshwait never does; glibc 32 and 33, and 33 gets a handler of glibc's), and every later
+/// thread starts with the library's cancellation signal unblocked (musl 33, glibc 32). A
 /// process-directed signal goes to any thread that does not block it. meshwait may start one
 /// thread, for a name lookup (tokio's blocking pool), long after start-up, and from then on a
 /// `kill -34` would end a musl meshwait. A thread created and joined here moves that first

@@ -527,10 +527,10 @@ fn stop_signal_during_the_gate_as_pid1_exits_143() {
 fn signals_libc_keeps_stay_blocked_after_a_name_lookup_thread_starts() {
     // A readiness host that is not an address is looked up on a thread of its own. The first
     // thread a process creates makes libc unblock its own numbers in the creating thread (glibc
-    // 32 and 33, musl 32-34), and a new thread starts with libc's cancellation signal unblocked;
-    // meshwait must block them again, or from then on one of them ends it (with the default
-    // action, which is to terminate). As subreaper: as PID 1 the kernel would drop the signal
-    // instead, which looks the same from outside as meshwait noting and dropping it here.
+    // 32 and 33, musl 33 and 34), and a new thread starts with libc's cancellation signal
+    // unblocked (glibc 32, musl 33); meshwait must block them again, or from then on one of
+    // them ends it (the default action). As subreaper: as PID 1 the kernel would drop the
+    // signal instead, which looks the same from outside as meshwait noting and dropping it here.
     let mut child = meshwait()
         .args(["--ready-url", "http://meshwait-test.invalid:1/ready"])
         .args(["--request-timeout", "200ms", "--timeout", "0", "--", "true"])
