@@ -215,8 +215,8 @@ impl Signals {
     /// As `wait`, for at most `limit`: `None` when no signal came.
     pub fn wait_at_most(&mut self, limit: std::time::Duration) -> io::Result<Option<Received>> {
         let timeout = libc::timespec {
-            tv_sec: limit.as_secs() as libc::time_t,
-            tv_nsec: limit.subsec_nanos() as libc::c_long,
+            tv_sec: limit.as_secs() as _,
+            tv_nsec: limit.subsec_nanos() as _,
         };
         let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
         match self.mask.take(info.as_mut_ptr(), Some(&timeout)) {
