@@ -13,6 +13,7 @@
 //! between fork and exec.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 /// The highest signal number. The kernel's sigset_t is 64 bits on every Linux architecture but
@@ -78,16 +79,17 @@ impl Mask {
         Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
     }
 
-    /// Takes one pending signal of this mask (rt_sigtimedwait): waits for one without `timeout`,
-    /// at most that long with it. `info` may be null.
+    /// Takes one pending signal of this mask (rt_sigtimedwait), with its details in `info`:
+    /// waits for one without `timeout`, at most that long with it (EAGAIN when none came).
     pub fn take(
         &self,
-        info: *mut libc::siginfo_t,
+        info: Option<&mut MaybeUninit<libc::siginfo_t>>,
         timeout: Option<&libc::timespec>,
     ) -> io::Result<i32> {
+        let info = info.map_or(std::ptr::null_mut(), |i| i.as_mut_ptr());
         let timeout = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: the mask and timeout pointers are valid for the call; the kernel accepts a null
-        // info and a null timeout, and `info`, when not null, is the caller's valid out-pointer.
+        // SAFETY: every pointer is valid for the call or null, which the kernel accepts for info
+        // and timeout.
         let signo = unsafe {
             libc::syscall(
                 libc::SYS_rt_sigtimedwait,
@@ -135,11 +137,11 @@ pub fn is_ignored(signal: i32) -> bool {
     rc == 0 && old.handler == libc::SIG_IGN
 }
 
-/// Sets `signal`'s disposition to `handler`, which must be SIG_IGN or SIG_DFL.
-pub fn set_disposition(signal: i32, handler: libc::sighandler_t) -> io::Result<()> {
-    debug_assert!(handler == libc::SIG_IGN || handler == libc::SIG_DFL);
+/// Sets `signal`'s disposition to "ignore", or to the default (rt_sigaction, which accepts
+/// 32-34 too).
+pub fn set_ignored(signal: i32, ignore: bool) -> io::Result<()> {
     let action = Action {
-        handler,
+        handler: if ignore { libc::SIG_IGN } else { libc::SIG_DFL },
         flags: 0,
         restorer: 0,
         mask: 0,
@@ -195,7 +197,7 @@ mod tests {
                 };
                 let mut only = Mask::empty();
                 only.add(n);
-                assert_eq!(only.take(std::ptr::null_mut(), Some(&zero)).unwrap(), n);
+                assert_eq!(only.take(None, Some(&zero)).unwrap(), n);
             }
             old.install().unwrap();
         })

@@ -35,7 +35,7 @@ impl Inherited {
     pub fn restore_ignored(&self) {
         for n in 1..=LAST {
             if self.ignored.contains(n) {
-                let _ = kernel_signals::set_disposition(n, libc::SIG_IGN);
+                let _ = kernel_signals::set_ignored(n, true);
             }
         }
     }
@@ -57,7 +57,7 @@ pub fn block_all() -> io::Result<Inherited> {
     // waitpid finds nothing and the app's exit code would be lost). meshwait takes the default
     // for itself; the app still gets "ignored" back through `restore_ignored`.
     if ignored.contains(libc::SIGCHLD) {
-        kernel_signals::set_disposition(libc::SIGCHLD, libc::SIG_DFL)?;
+        kernel_signals::set_ignored(libc::SIGCHLD, false)?;
     }
     settle_thread_setup();
     Ok(Inherited { mask, ignored })
@@ -195,7 +195,7 @@ impl Signals {
     pub fn wait(&mut self) -> io::Result<Received> {
         let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
         loop {
-            match self.mask.take(info.as_mut_ptr(), None) {
+            match self.mask.take(Some(&mut info), None) {
                 Ok(signo) => {
                     // SAFETY: filled by a successful rt_sigtimedwait.
                     let info = unsafe { info.assume_init() };
@@ -219,7 +219,7 @@ impl Signals {
             tv_nsec: limit.subsec_nanos() as _,
         };
         let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
-        match self.mask.take(info.as_mut_ptr(), Some(&timeout)) {
+        match self.mask.take(Some(&mut info), Some(&timeout)) {
             Ok(signo) => {
                 // SAFETY: filled by a successful rt_sigtimedwait.
                 let info = unsafe { info.assume_init() };
@@ -275,5 +275,5 @@ pub fn discard_pending(signal: Signal) {
         tv_nsec: 0,
     };
     // EAGAIN (none pending) is fine.
-    let _ = only.take(std::ptr::null_mut(), Some(&zero));
+    let _ = only.take(None, Some(&zero));
 }
