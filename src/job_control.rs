@@ -8,7 +8,17 @@
 //! shell gave it to us, and resumes the app.
 //!
 //! As PID 1 (`docker run -it`) the kernel ignores the SIGSTOP meshwait sends itself, so the app
-//! is resumed at once: Ctrl-Z does nothing, as it would to an app running as PID 1 itself.
+//! is resumed at once: Ctrl-Z does nothing, as it would to an app running as PID 1 itself. A stop
+//! for the terminal (SIGTTIN, SIGTTOU: the app used the terminal from the background) is
+//! different: resuming the app would only make it stop again at once, for ever. meshwait resumes
+//! it only after handing it the terminal, which it can when its own group is the foreground; when
+//! not, the app stays stopped ("parked", one warning says why) until meshwait's group becomes the
+//! foreground (looked at four times a second while parked) or something else continues it.
+//!
+//! Under `unshare --pid` run from a shell, the terminal's session and foreground group lie
+//! outside meshwait's PID namespace, where tcgetpgrp and getpgrp both read 0. Whether meshwait's
+//! group is the foreground is then asked of the kernel's job-control check itself
+//! (`reads_as_foreground`).
 
 use nix::unistd::Pid;
 
@@ -16,41 +26,136 @@ use crate::launch::Launched;
 use crate::signal_name::Signal;
 use crate::signals;
 
-/// Follows the app into a stop. Returns once meshwait has been resumed (or could not stop).
-pub fn follow_stop(app: Launched, stop: i32) {
-    // Every stop counts, SIGSTOP included: editors such as nano catch SIGTSTP and then stop
-    // their group with SIGSTOP, and shells treat any stop of a foreground job the same way.
-    tracing::debug!(pid = app.pid.as_raw(), stop, "app stopped; stopping too");
-    if std::process::id() == 1 {
-        // The kernel would ignore our SIGSTOP; resume the app instead of leaving it stopped.
-    } else if own_group_is_orphaned() {
-        // No shell can resume an orphaned group, so stopping would be for ever. Do what the
-        // kernel does to stopped members of an orphaned group: hang up, then continue.
-        let _ = signals::send(group_of(app), Signal::HUP);
-    } else {
-        // SIGSTOP cannot be blocked: this returns once the shell sends SIGCONT.
-        let _ = signals::send(Pid::this(), Signal::STOP);
-        // The shell's SIGCONT is still pending (meshwait blocks it): the app gets exactly one,
-        // below, so this one must not be forwarded too.
-        signals::discard_pending(Signal::CONT);
-        if foreground_is(Pid::from_raw(
-            // SAFETY: getpgrp cannot fail.
-            unsafe { libc::getpgrp() },
-        )) {
-            give_terminal(app.group);
+/// What following the app's stops remembers from one stop to the next.
+#[derive(Default)]
+pub struct Follower {
+    /// The warning about a terminal stop meshwait could not resolve has been given.
+    warned: bool,
+    /// An orphaned meshwait has already hung the app up once for a terminal stop.
+    hung_up: bool,
+    /// The app is left stopped for a terminal meshwait could not give it.
+    parked: bool,
+}
+
+/// How often a parked app's terminal is looked at again. Nothing signals meshwait when a shell's
+/// `fg` makes its group the foreground: the shell sends SIGCONT only to a job that stopped, and
+/// meshwait, which cannot stop here, never did. One look is an open and a zero-byte read.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Follower {
+    /// Follows the app into a stop. Returns once meshwait has been resumed, or at once when it
+    /// cannot stop (PID 1, an orphaned group).
+    pub fn follow_stop(&mut self, app: Launched, stop: i32) {
+        // Every stop counts, SIGSTOP included: editors such as nano catch SIGTSTP and then stop
+        // their group with SIGSTOP, and shells treat any stop of a foreground job the same way.
+        tracing::debug!(pid = app.pid.as_raw(), stop, "app stopped; stopping too");
+        let for_terminal = stop == libc::SIGTTIN || stop == libc::SIGTTOU;
+        if std::process::id() == 1 {
+            // The kernel would ignore our SIGSTOP; resume the app instead of leaving it stopped,
+            // unless it stopped for a terminal it still cannot have: resumed, it would stop
+            // again at once, for ever.
+            if for_terminal && !hand_terminal_over(app) {
+                self.park(app, stop);
+                return;
+            }
+        } else if own_group_is_orphaned() {
+            // No shell can resume an orphaned group, so stopping would be for ever. Do what the
+            // kernel does to stopped members of an orphaned group: hang up, then continue. For a
+            // terminal stop only once: an app that survives the hang-up and reads the terminal
+            // again would otherwise be continued into the same stop for ever.
+            if !(for_terminal && hand_terminal_over(app)) {
+                if for_terminal && self.hung_up {
+                    self.park(app, stop);
+                    return;
+                }
+                self.hung_up |= for_terminal;
+                let _ = signals::send(group_of(app), Signal::HUP);
+            }
+        } else {
+            // SIGSTOP cannot be blocked: this returns once the shell sends SIGCONT.
+            let _ = signals::send(Pid::this(), Signal::STOP);
+            // The shell's SIGCONT is still pending (meshwait blocks it): the app gets exactly one,
+            // below, so this one must not be forwarded too.
+            signals::discard_pending(Signal::CONT);
+            if app.on_terminal && own_group_is_foreground() {
+                give_terminal(app.group);
+            }
+        }
+        let _ = signals::send(group_of(app), Signal::CONT);
+        tracing::debug!(pid = app.pid.as_raw(), "resumed; app continued");
+    }
+
+    /// How long to wait for a signal before `recheck`; `None`: no timer, as normally.
+    pub fn recheck_in(&self) -> Option<std::time::Duration> {
+        self.parked.then_some(RECHECK)
+    }
+
+    /// For a parked app: hands it the terminal and resumes it once meshwait may.
+    pub fn recheck(&mut self, app: Launched) {
+        if self.parked && hand_terminal_over(app) {
+            self.parked = false;
+            let _ = signals::send(group_of(app), Signal::CONT);
+            tracing::debug!(
+                pid = app.pid.as_raw(),
+                "the terminal is free; app continued"
+            );
         }
     }
-    let _ = signals::send(group_of(app), Signal::CONT);
-    tracing::debug!(pid = app.pid.as_raw(), "resumed; app continued");
+
+    /// A SIGCONT from outside is on its way to the app: it is no longer meshwait's to resume.
+    pub fn continued(&mut self) {
+        self.parked = false;
+    }
+
+    /// Leaves the app stopped for a terminal meshwait cannot give it, with one warning per run
+    /// however often it recurs.
+    fn park(&mut self, app: Launched, stop: i32) {
+        self.parked = true;
+        if self.warned {
+            return;
+        }
+        self.warned = true;
+        let signal = Signal::from_raw(stop).map_or_else(|| stop.to_string(), |s| s.to_string());
+        tracing::warn!(
+            pid = app.pid.as_raw(),
+            signal,
+            "the app stopped to use the terminal, which meshwait cannot give it (meshwait is not \
+             in the terminal's foreground); it stays stopped until meshwait's group is brought \
+             to the foreground (a shell's fg) or it is continued (a SIGCONT to meshwait is \
+             forwarded)"
+        );
+    }
+}
+
+/// For a stop by SIGTTIN or SIGTTOU: whether the app may use the terminal once continued, after
+/// handing the terminal to its group when meshwait's own group is the foreground.
+fn hand_terminal_over(app: Launched) -> bool {
+    if !app.on_terminal {
+        return false;
+    }
+    if foreground_is(app.group) {
+        return true;
+    }
+    own_group_is_foreground() && give_terminal(app.group)
 }
 
 /// After the app exits: take the terminal back from its group, or the shell's next job (or the
 /// script that ran meshwait) would be stopped reading a terminal it no longer owns.
 pub fn reclaim_terminal(app: Launched) {
-    if app.on_terminal && foreground_is(app.group) {
-        // SAFETY: getpgrp cannot fail.
-        give_terminal(Pid::from_raw(unsafe { libc::getpgrp() }));
+    if !(app.on_terminal && foreground_is(app.group)) {
+        return;
     }
+    // SAFETY: getpgrp cannot fail.
+    let own = unsafe { libc::getpgrp() };
+    if own == 0 {
+        // meshwait's group lies outside its PID namespace and has no number here, so tcsetpgrp
+        // cannot name it. The terminal stays with the app's finished group, as it would after
+        // an app that took it itself; the shell that started the job takes it back when the
+        // job ends, as job-control shells do after every foreground job.
+        tracing::debug!("the terminal's owner lies outside this PID namespace; leaving it");
+        return;
+    }
+    give_terminal(Pid::from_raw(own));
 }
 
 /// Whether `group` is the terminal's foreground group. A 0 from tcgetpgrp (the foreground group
@@ -61,9 +166,52 @@ pub fn foreground_is(group: Pid) -> bool {
     foreground > 0 && foreground == group.as_raw()
 }
 
-fn give_terminal(group: Pid) {
+/// Whether meshwait's own process group is the foreground of the terminal on stdin, which makes
+/// the terminal meshwait's to hand over.
+pub fn own_group_is_foreground() -> bool {
+    // SAFETY: tcgetpgrp and getpgrp only query.
+    let (foreground, own) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
+    match (foreground, own) {
+        // Not a terminal, or not meshwait's controlling terminal (ENOTTY).
+        (f, _) if f < 0 => false,
+        // Both groups lie outside this PID namespace: the same group, or two that cannot be
+        // told apart by number (`unshare --pid ... &` from a shell).
+        (0, 0) => reads_as_foreground(),
+        (f, o) => f == o,
+    }
+}
+
+/// Asks the kernel's job-control check whether the caller is in the terminal's foreground group.
+///
+/// A read of zero bytes passes that check and takes nothing: from a background group with
+/// SIGTTIN blocked (meshwait blocks every signal) the check fails it with EIO and signals no one;
+/// from the foreground it returns 0. It reads through a descriptor of its own, opened
+/// non-blocking, because on the shared stdin it could wait behind another process's read of the
+/// terminal (EAGAIN then still means "foreground": the check comes first). /dev/tty is the
+/// controlling terminal, which the caller has found stdin to be (tcgetpgrp did not fail).
+fn reads_as_foreground() -> bool {
+    // SAFETY: plain system calls on a descriptor owned here; the buffer is never written (0
+    // bytes).
+    unsafe {
+        let fd = libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return false;
+        }
+        let mut byte = 0u8;
+        let read = libc::read(fd, (&mut byte as *mut u8).cast(), 0);
+        let error = std::io::Error::last_os_error().raw_os_error();
+        libc::close(fd);
+        read == 0 || error == Some(libc::EAGAIN)
+    }
+}
+
+/// Makes `group` the terminal's foreground; false when the kernel refused.
+fn give_terminal(group: Pid) -> bool {
     // SAFETY: SIGTTOU is blocked, so tcsetpgrp from a background group does not stop us.
-    unsafe { libc::tcsetpgrp(libc::STDIN_FILENO, group.as_raw()) };
+    unsafe { libc::tcsetpgrp(libc::STDIN_FILENO, group.as_raw()) == 0 }
 }
 
 fn group_of(app: Launched) -> Pid {

@@ -8,8 +8,9 @@ use nix::unistd::Pid;
 
 use crate::exec_failure::{self, LaunchError};
 use crate::job_control;
+use crate::kernel_signals::Mask;
 use crate::plan::RunPlan;
-use crate::signals::{Inherited, Mask};
+use crate::signals::Inherited;
 
 /// The running app.
 #[derive(Clone, Copy, Debug)]
@@ -26,13 +27,12 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
     let mut command = Command::new(&plan.program);
     command.args(&plan.args);
     let block_everything = Mask::everything();
-    // SAFETY: isatty and getpgrp only query.
-    let (on_terminal, own_group) =
-        unsafe { (libc::isatty(libc::STDIN_FILENO) == 1, libc::getpgrp()) };
+    // SAFETY: isatty only queries.
+    let on_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) == 1 };
     // Only a terminal whose foreground is meshwait's own group is meshwait's to hand over.
-    let take_terminal = on_terminal && job_control::foreground_is(Pid::from_raw(own_group));
+    let take_terminal = on_terminal && job_control::own_group_is_foreground();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (pthread_sigmask, setpgid, tcsetpgrp, sigismember, signal, getpid); it allocates nothing.
+    // (rt_sigprocmask, setpgid, tcsetpgrp, rt_sigaction, getpid); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             // Block everything while we move to a new process group (tcsetpgrp from a background

@@ -19,6 +19,7 @@ pub mod exit_code;
 mod gate;
 mod install;
 mod job_control;
+mod kernel_signals;
 mod launch;
 mod lifecycle;
 mod listener_watch;

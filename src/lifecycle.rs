@@ -16,6 +16,7 @@ use crate::exit_code;
 use crate::gate::{self, GateEnd};
 use crate::install;
 use crate::job_control;
+use crate::kernel_signals::Mask;
 use crate::launch;
 use crate::logging;
 use crate::plan::{GatePlan, Plan, RunPlan};
@@ -24,7 +25,7 @@ use crate::quit_proxy;
 use crate::reaper;
 use crate::shutdown;
 use crate::sidecar_view;
-use crate::signals::{Inherited, Mask, Signals};
+use crate::signals::{self, Inherited, Signals};
 use crate::supervise;
 use crate::usage;
 
@@ -67,6 +68,7 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(1)
+        .on_thread_start(signals::block_in_new_thread)
         .build()
     {
         Ok(runtime) => runtime,

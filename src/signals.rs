@@ -10,63 +10,12 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 
+use crate::kernel_signals::{self, LAST, Mask};
 use crate::signal_name::Signal;
-
-/// A raw signal set, copyable so it can be moved into a `pre_exec` closure.
-#[derive(Clone, Copy)]
-pub struct Mask(libc::sigset_t);
-
-impl Mask {
-    /// Every signal the kernel lets us block, including the real-time range.
-    ///
-    /// Built with sigaddset per number rather than sigfillset so glibc and musl agree: both refuse
-    /// the numbers libc reserves for itself (32-34), which are then simply left out.
-    pub fn everything() -> Mask {
-        let mut mask = Mask::empty();
-        for n in 1..=libc::SIGRTMAX() {
-            mask.add(n);
-        }
-        mask
-    }
-
-    fn empty() -> Mask {
-        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises the set.
-        unsafe {
-            libc::sigemptyset(set.as_mut_ptr());
-            Mask(set.assume_init())
-        }
-    }
-
-    fn add(&mut self, signal: i32) {
-        // SAFETY: the set is initialised; sigaddset rejects numbers out of range.
-        unsafe { libc::sigaddset(&mut self.0, signal) };
-    }
-
-    /// Async-signal-safe (sigismember only reads the set).
-    pub fn contains(&self, signal: i32) -> bool {
-        // SAFETY: the set is initialised.
-        unsafe { libc::sigismember(&self.0, signal) == 1 }
-    }
-
-    /// Installs this mask on the calling thread and returns the one it replaces.
-    ///
-    /// Only pthread_sigmask: safe to call between fork and exec.
-    pub fn install(&self) -> io::Result<Mask> {
-        let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: both pointers are valid for the duration of the call.
-        let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, old.as_mut_ptr()) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        // SAFETY: pthread_sigmask filled `old` on success.
-        Ok(Mask(unsafe { old.assume_init() }))
-    }
-}
 
 /// What meshwait inherited, captured before it changed anything, so the app can be given the same.
 #[derive(Clone, Copy)]
@@ -78,28 +27,29 @@ pub struct Inherited {
 }
 
 impl Inherited {
-    /// Re-applies the inherited "ignore" dispositions. Async-signal-safe (sigismember, signal),
-    /// for use between fork and exec, where std has just reset SIGPIPE to the default.
+    /// Re-applies the inherited "ignore" dispositions, 32-34 included. Async-signal-safe (raw
+    /// rt_sigaction), for use between fork and exec, where std has just reset SIGPIPE to the
+    /// default. meshwait never sets a disposition of 32-34, but glibc gives 33 a handler of its
+    /// own when the first thread starts, and a handler turns into the default at exec: the app
+    /// must find the "ignore" it would have inherited without meshwait.
     pub fn restore_ignored(&self) {
-        for n in 1..=libc::SIGRTMAX() {
+        for n in 1..=LAST {
             if self.ignored.contains(n) {
-                // SAFETY: setting SIG_IGN has no memory-safety preconditions.
-                unsafe { libc::signal(n, libc::SIG_IGN) };
+                let _ = kernel_signals::set_ignored(n, true);
             }
         }
     }
 }
 
 /// Blocks every signal and records what was there before. Call first thing in `main`.
+///
+/// The C library's own numbers (32-34) are blocked and recorded like the rest: see
+/// `kernel_signals`.
 pub fn block_all() -> io::Result<Inherited> {
     let mask = Mask::everything().install()?;
     let mut ignored = Mask::empty();
-    for n in 1..=libc::SIGRTMAX() {
-        let mut action = MaybeUninit::<libc::sigaction>::uninit();
-        // SAFETY: a null new action only queries the current disposition.
-        let rc = unsafe { libc::sigaction(n, std::ptr::null(), action.as_mut_ptr()) };
-        // SAFETY: filled on success.
-        if rc == 0 && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN {
+    for n in 1..=LAST {
+        if kernel_signals::is_ignored(n) {
             ignored.add(n);
         }
     }
@@ -107,10 +57,47 @@ pub fn block_all() -> io::Result<Inherited> {
     // waitpid finds nothing and the app's exit code would be lost). meshwait takes the default
     // for itself; the app still gets "ignored" back through `restore_ignored`.
     if ignored.contains(libc::SIGCHLD) {
-        // SAFETY: setting SIG_DFL has no memory-safety preconditions.
-        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+        kernel_signals::set_ignored(libc::SIGCHLD, false)?;
     }
+    settle_thread_setup();
     Ok(Inherited { mask, ignored })
+}
+
+/// Lets the C library make its one-time preparation for threads now, then blocks everything
+/// again.
+///
+/// The first thread a process creates makes the C library unblock its own numbers in the
+/// creating thread (musl 33 and 34, as it would on installing the first signal handler, which
+/// meshwait never does; glibc 32 and 33, and 33 gets a handler of glibc's), and every later
+/// thread starts with the library's cancellation signal unblocked (musl 33, glibc 32). A
+/// process-directed signal goes to any thread that does not block it. meshwait may start one
+/// thread, for a name lookup (tokio's blocking pool), long after start-up, and from then on a
+/// `kill -34` would end a musl meshwait. A thread created and joined here moves that first
+/// unblocking to start-up, microseconds before the mask is taken back; the runtime's threads
+/// re-block at their start (`block_in_new_thread`).
+///
+/// Blocking the C library's numbers in every thread is safe because meshwait never uses what
+/// they serve. musl: 32 carries timer_create(SIGEV_THREAD) expirations, 33 pthread_cancel, 34
+/// __synccall, by which setuid, setgid, setgroups and (without prlimit) setrlimit reach every
+/// thread, waiting for each to take the signal: it would wait for ever on a thread that blocks
+/// it. glibc: 32 pthread_cancel, 33 the same set*id broadcast. meshwait calls none of these, and
+/// its only other thread runs getaddrinfo, which needs none of them either.
+fn settle_thread_setup() {
+    // On failure (a pids limit reached) the preparation happens at the first lookup thread
+    // instead: the only loss is 32-34's protection from then on.
+    let _ = std::thread::Builder::new()
+        .stack_size(16 * 1024)
+        .spawn(|| {})
+        .map(|thread| thread.join());
+    let _ = Mask::everything().install();
+}
+
+/// For the runtime's `on_thread_start`: re-blocks what the C library unblocked for a new thread
+/// (see `settle_thread_setup`). A 32 (glibc) or 33 (musl) that arrives in the microseconds
+/// before this runs still meets the default action: the remaining exposure, only while a lookup
+/// thread starts.
+pub fn block_in_new_thread() {
+    let _ = Mask::everything().install();
 }
 
 /// The signals that ask meshwait itself to stop when there is no app to forward them to (during
@@ -159,7 +146,8 @@ impl Received {
     }
 }
 
-/// The blocked signals, readable asynchronously (signalfd) or by blocking (sigwaitinfo).
+/// The blocked signals, readable asynchronously (signalfd) or by blocking (rt_sigtimedwait without
+/// a timeout: sigwaitinfo).
 pub struct Signals {
     fd: AsyncFd<OwnedFd>,
     mask: Mask,
@@ -176,13 +164,7 @@ struct Context {
 impl Signals {
     /// Opens a signalfd for everything in `mask`. The signals must already be blocked.
     pub fn open(mask: &Mask, inherited: &Inherited) -> io::Result<Signals> {
-        // SAFETY: the set is initialised; the result is checked.
-        let raw = unsafe { libc::signalfd(-1, &mask.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: signalfd returned a new descriptor that nothing else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+        let owned: OwnedFd = mask.signalfd(libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)?;
         // SAFETY: the OwnedFd is moved into the AsyncFd and neither closed nor replaced while it
         // is registered, so its raw fd stays the same open signalfd.
         let fd = unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
@@ -213,20 +195,42 @@ impl Signals {
     pub fn wait(&mut self) -> io::Result<Received> {
         let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
         loop {
-            // SAFETY: the mask is initialised and `info` is a valid out-pointer.
-            let signo = unsafe { libc::sigwaitinfo(&self.mask.0, info.as_mut_ptr()) };
-            if signo > 0 {
-                // SAFETY: filled by a successful sigwaitinfo.
+            match self.mask.take(Some(&mut info), None) {
+                Ok(signo) => {
+                    // SAFETY: filled by a successful rt_sigtimedwait.
+                    let info = unsafe { info.assume_init() };
+                    // SAFETY: si_pid is meaningful for every signal this process can be sent;
+                    // for kernel-generated ones it reads 0.
+                    let sender = unsafe { info.si_pid() } as u32;
+                    return Received::new(signo, sender, info.si_code, &self.context);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Signals {
+    /// As `wait`, for at most `limit`: `None` when no signal came.
+    pub fn wait_at_most(&mut self, limit: std::time::Duration) -> io::Result<Option<Received>> {
+        let timeout = libc::timespec {
+            tv_sec: limit.as_secs() as _,
+            tv_nsec: limit.subsec_nanos() as _,
+        };
+        let mut info = MaybeUninit::<libc::siginfo_t>::uninit();
+        match self.mask.take(Some(&mut info), Some(&timeout)) {
+            Ok(signo) => {
+                // SAFETY: filled by a successful rt_sigtimedwait.
                 let info = unsafe { info.assume_init() };
-                // SAFETY: si_pid is meaningful for every signal this process can be sent; for
-                // kernel-generated ones it reads 0.
+                // SAFETY: as in `wait`.
                 let sender = unsafe { info.si_pid() } as u32;
-                return Received::new(signo, sender, info.si_code, &self.context);
+                Received::new(signo, sender, info.si_code, &self.context).map(Some)
             }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            // Interrupted (a stop and continue of meshwait): the caller just looks again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
@@ -270,6 +274,6 @@ pub fn discard_pending(signal: Signal) {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: valid set and timeout; a null info pointer is allowed. EAGAIN (none pending) is fine.
-    unsafe { libc::sigtimedwait(&only.0, std::ptr::null_mut(), &zero) };
+    // EAGAIN (none pending) is fine.
+    let _ = only.take(None, Some(&zero));
 }

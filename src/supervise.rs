@@ -19,11 +19,14 @@ use crate::stop_hold::{Hold, Step};
 /// for it in sigwaitinfo gives the shortest path from the kernel to the forwarding kill(2) (no
 /// epoll wake-up, no task scheduling) and no timer at all, so an idle meshwait never wakes. Only
 /// while a stop signal is held does it wait on the event loop, which has the timers for looking
-/// at the sockets and the connection for reading the sidecar's counts.
+/// at the sockets and the connection for reading the sidecar's counts; and only while the app
+/// is stopped for a terminal meshwait cannot give it yet does it look again on a timer
+/// (`job_control::Follower`).
 pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: &Runtime) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
-    if let Some(ended) = finished(app) {
+    let mut follower = job_control::Follower::default();
+    if let Some(ended) = finished(app, &mut follower) {
         return ended;
     }
     let mut forwarder = Forwarder {
@@ -36,7 +39,11 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
     let mut held_once = false;
     loop {
         let next = match hold.as_mut().map(|held| (held.step(), held)) {
-            None => signals.wait().map(Some),
+            // A timer only while the app waits, stopped, for a terminal meshwait may yet get.
+            None => match follower.recheck_in() {
+                None => signals.wait().map(Some),
+                Some(after) => signals.wait_at_most(after),
+            },
             Some((Step::WaitUntil(at), held)) => runtime.block_on(held.wait(at, signals)),
             Some((Step::Release, _)) => {
                 if let Some(done) = hold.take() {
@@ -46,45 +53,51 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
             }
         };
         match next {
-            // The hold's timer: step it again.
-            Ok(None) => {}
+            // The hold's timer (step it again), or the recheck of a parked app.
+            Ok(None) => follower.recheck(app),
             // Not logged: logging into a closed stderr is what raises these, so a log line
             // here would raise the next one, forever.
             Ok(Some(r)) if r.self_inflicted() => {}
             // Never forwarded: it reports our own children, and the app has its own.
             Ok(Some(r)) if r.signal.raw() == libc::SIGCHLD => {
-                if let Some(ended) = finished(app) {
+                if let Some(ended) = finished(app, &mut follower) {
                     if hold.is_some() {
                         tracing::info!("the app exited while its connections drained");
                     }
                     return ended;
                 }
             }
-            Ok(Some(r)) => match &hold {
-                Some(held) if plan.hold.skips(&r) => {
-                    held.skip(&r);
-                    let trigger = held.trigger;
-                    hold = None;
-                    forwarder.forward(&trigger);
-                    // A SIGINT (or another drain signal) is the app's to see too, as it would
-                    // be without meshwait; a repeated trigger is the one just delivered.
-                    if r.signal != trigger.signal {
-                        forwarder.forward(&r);
+            Ok(Some(r)) => {
+                if r.signal == Signal::CONT {
+                    // Continued from outside: whatever parked the app is someone else's now.
+                    follower.continued();
+                }
+                match &hold {
+                    Some(held) if plan.hold.skips(&r) => {
+                        held.skip(&r);
+                        let trigger = held.trigger;
+                        hold = None;
+                        forwarder.forward(&trigger);
+                        // A SIGINT (or another drain signal) is the app's to see too, as it would
+                        // be without meshwait; a repeated trigger is the one just delivered.
+                        if r.signal != trigger.signal {
+                            forwarder.forward(&r);
+                        }
                     }
+                    None if !held_once && plan.hold.holds(&r) => {
+                        held_once = true;
+                        hold = Some(Hold::begin(r, &plan.hold));
+                    }
+                    _ => forwarder.forward(&r),
                 }
-                None if !held_once && plan.hold.holds(&r) => {
-                    held_once = true;
-                    hold = Some(Hold::begin(r, &plan.hold));
-                }
-                _ => forwarder.forward(&r),
-            },
+            }
             Err(e) => {
                 // Should never happen (sigwaitinfo only fails on a bad mask); pause so a
                 // persistent fault cannot become a busy loop, and keep reaping so the app's end
                 // is still noticed.
                 tracing::error!(error = %e, "waiting for signals failed");
                 std::thread::sleep(Duration::from_millis(100));
-                if let Some(ended) = finished(app) {
+                if let Some(ended) = finished(app, &mut follower) {
                     return ended;
                 }
             }
@@ -93,7 +106,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
 }
 
 /// Reaps what has exited; `Some` once the app's end is known, or known to be unknowable.
-fn finished(app: Launched) -> Option<Ended> {
+fn finished(app: Launched, follower: &mut job_control::Follower) -> Option<Ended> {
     let reaped = reaper::reap(Some(app.pid), app.on_terminal);
     match (reaped.main, reaped.main_stopped) {
         (Some(ended), _) => Some(ended),
@@ -102,7 +115,7 @@ fn finished(app: Launched) -> Option<Ended> {
         (None, _) if reaped.none_left => Some(Ended::Lost),
         // Stopped, and (checked above) not dead by now.
         (None, Some(stop)) => {
-            job_control::follow_stop(app, stop);
+            follower.follow_stop(app, stop);
             None
         }
         (None, None) => None,

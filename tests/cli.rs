@@ -28,8 +28,8 @@ fn bad_input_exits_2_with_a_message_naming_it() {
         ),
         (&["--timeout", "2y", "--", "true"], "longer than a year"),
         (
-            &["--stop-signal", "33", "--", "true"],
-            "reserved by the C library",
+            &["--stop-signal", "65", "--", "true"],
+            "unknown signal '65'",
         ),
         (
             &["--ready-url", "http://[zzz]:1/", "--", "true"],

@@ -128,14 +128,139 @@ fn a_missing_interpreter_or_loader_is_named_and_a_directory_is_called_one() {
     assert!(err.contains("is a directory"), "{err}");
 }
 
-/// Starts meshwait over the signal recorder and waits until the recorder's handlers are in.
-fn recorder(options: &[&str], fork: bool) -> (std::process::Child, Lines) {
-    let mut cmd = no_gate();
-    cmd.args(options)
-        .args(["--", python(), &helper("sigrecorder.py")]);
-    if fork {
-        cmd.arg("--fork");
+/// Where meshwait runs: the two ways an init is used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Place {
+    /// Started by a shell or a runtime's own init (`docker run --init`, a pod with
+    /// `shareProcessNamespace`): meshwait is not PID 1 and makes itself a child subreaper.
+    Subreaper,
+    /// PID 1 of a PID namespace of its own (`unshare --pid --fork --mount-proc`), as in a
+    /// container: the kernel drops signals PID 1 has no handler for, and orphans come to it.
+    Pid1,
+}
+
+/// One setting of the init matrix.
+#[derive(Clone, Copy, Debug)]
+struct Setting {
+    place: Place,
+    process_group: bool,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = match self.place {
+            Place::Subreaper => "as subreaper",
+            Place::Pid1 => "as PID 1",
+        };
+        let group = if self.process_group {
+            " with --process-group"
+        } else {
+            ""
+        };
+        write!(f, "[{place}{group}]")
     }
+}
+
+/// Every setting this machine can run: with and without `--process-group`, as subreaper and as
+/// PID 1. PID 1 needs root and `unshare`; without them those settings are skipped with a
+/// message, or fail when `CI` is set.
+fn settings(test: &str) -> Vec<Setting> {
+    let mut places = vec![Place::Subreaper];
+    if root_or_skip(test, &["--pid", "--fork", "--mount-proc"]) {
+        places.push(Place::Pid1);
+    }
+    places
+        .into_iter()
+        .flat_map(|place| {
+            [false, true].map(|process_group| Setting {
+                place,
+                process_group,
+            })
+        })
+        .collect()
+}
+
+impl Setting {
+    /// `meshwait --mesh none [--process-group] ARGS...` in this setting.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = match self.place {
+            Place::Subreaper => meshwait(),
+            Place::Pid1 => {
+                let mut cmd = clean("unshare");
+                cmd.args(["--pid", "--fork", "--mount-proc", meshwait_binary()]);
+                cmd
+            }
+        };
+        cmd.args(["--mesh", "none"]);
+        if self.process_group {
+            cmd.arg("--process-group");
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// The pid, in the test's namespace, of the meshwait that `child` is or started.
+    fn meshwait_pid(&self, child: &std::process::Child) -> u32 {
+        match self.place {
+            Place::Subreaper => child.id(),
+            Place::Pid1 => pid1_of(child),
+        }
+    }
+}
+
+#[test]
+fn exit_codes_and_deaths_by_signal_in_every_setting() {
+    // The full range of codes is `every_exit_code_passes_through`; how a status becomes a code
+    // does not depend on the setting, so each setting runs a sample, the edges included.
+    let codes = [0, 1, 2, 42, 125, 126, 127, 128, 129, 255];
+    let signals = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGKILL,
+        libc::SIGSEGV,
+        libc::SIGTERM,
+        32,
+        33,
+        34,
+        libc::SIGRTMIN() + 5,
+        libc::SIGRTMAX(),
+    ];
+    for setting in settings("exit_codes_and_deaths_by_signal_in_every_setting") {
+        for code in codes {
+            let status = setting
+                .command(&["--", "sh", "-c", &format!("exit {code}")])
+                .status()
+                .unwrap();
+            assert_eq!(status.code(), Some(code), "{setting} exit {code}");
+        }
+        for signal in signals {
+            let status = setting
+                .command(&["--", "sh", "-c", &format!("kill -{signal} $$")])
+                .status()
+                .unwrap();
+            assert_eq!(
+                status.code(),
+                Some(128 + signal),
+                "{setting} death by signal {signal}"
+            );
+        }
+    }
+}
+
+/// Starts meshwait in `setting` over the signal recorder and waits until the recorder's handlers
+/// are in. Returns the child, its output, and meshwait's pid.
+fn recorder_in(
+    setting: Setting,
+    options: &[&str],
+    fork: bool,
+) -> (std::process::Child, Lines, u32) {
+    let recorder = helper("sigrecorder.py");
+    let mut args = options.to_vec();
+    args.extend(["--", python(), &recorder]);
+    if fork {
+        args.push("--fork");
+    }
+    let mut cmd = setting.command(&args);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -147,20 +272,38 @@ fn recorder(options: &[&str], fork: bool) -> (std::process::Child, Lines) {
     }
     let mut got = Vec::new();
     while got.len() < expect.len() {
-        got.push(lines.next(LINE).expect("recorder did not start"));
+        got.push(
+            lines
+                .next(LINE)
+                .unwrap_or_else(|| panic!("{setting}: recorder did not start")),
+        );
     }
     got.sort();
     expect.sort();
-    assert_eq!(got, expect);
+    assert_eq!(got, expect, "{setting}");
+    let pid = setting.meshwait_pid(&child);
+    (child, lines, pid)
+}
+
+/// Starts meshwait over the signal recorder, as subreaper without options.
+fn recorder(options: &[&str], fork: bool) -> (std::process::Child, Lines) {
+    let setting = Setting {
+        place: Place::Subreaper,
+        process_group: false,
+    };
+    let (child, lines, _) = recorder_in(setting, options, fork);
     (child, lines)
 }
 
+/// Closes the recorder's stdin (it then exits 0) and returns meshwait's exit code.
 fn finish(mut child: std::process::Child) -> i32 {
     drop(child.stdin.take());
     wait_bounded(&mut child, LINE).code().unwrap_or(-1)
 }
 
-/// Every signal an app can catch, except SIGCHLD (never forwarded) and the numbers libc keeps.
+/// Every signal an app can catch, except SIGCHLD (never forwarded). The numbers the app's libc
+/// keeps (32 and 33 for the glibc the recorder runs on) cannot be caught:
+/// `signals_libc_keeps_for_itself_are_forwarded` covers them.
 fn catchable() -> Vec<i32> {
     (1..=libc::SIGRTMAX())
         .filter(|&n| n != libc::SIGKILL && n != libc::SIGSTOP && n != libc::SIGCHLD)
@@ -170,66 +313,107 @@ fn catchable() -> Vec<i32> {
 
 #[test]
 fn every_catchable_signal_reaches_the_app_including_realtime() {
-    let (child, lines) = recorder(&[], false);
-    let pid = child.id();
-    for signal in catchable() {
-        send(pid, signal);
-        assert_eq!(
-            lines.next(LINE),
-            Some(signal.to_string()),
-            "signal {signal} was not forwarded"
-        );
+    for setting in settings("every_catchable_signal_reaches_the_app_including_realtime") {
+        let (child, lines, pid) = recorder_in(setting, &[], false);
+        for signal in catchable() {
+            send(pid, signal);
+            assert_eq!(
+                lines.next(LINE),
+                Some(signal.to_string()),
+                "{setting} signal {signal} was not forwarded"
+            );
+        }
+        assert_eq!(finish(child), 0, "{setting}");
     }
-    assert_eq!(finish(child), 0);
+}
+
+#[test]
+fn signals_libc_keeps_for_itself_are_forwarded() {
+    // 32-34 are the numbers glibc (32, 33) and musl (32-34) keep for themselves; to the kernel,
+    // and to an app on another libc, they are real-time signals (a glibc app's SIGRTMIN is 34).
+    // The app does not catch them, so it dies of each, and meshwait reports 128+N. Not
+    // forwarded, they would end meshwait itself (not PID 1) or be dropped (PID 1: the app would
+    // live on and meshwait would not exit).
+    for setting in settings("signals_libc_keeps_for_itself_are_forwarded") {
+        for signal in [32, 33, 34, libc::SIGRTMAX() - 1] {
+            let mut child = setting
+                .command(&["--", "sh", "-c", "echo ready; exec sleep 10"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let lines = Lines::from(&mut child);
+            assert_eq!(lines.next(LINE).as_deref(), Some("ready"), "{setting}");
+            send(setting.meshwait_pid(&child), signal);
+            let status = wait_or_kill(&mut child, LINE);
+            assert_eq!(
+                status.map(|s| (s.code(), std::os::unix::process::ExitStatusExt::signal(&s))),
+                Some((Some(128 + signal), None)),
+                "{setting} signal {signal}: expected exit {} (None: still running, so dropped; \
+                 a signal: meshwait itself was killed)",
+                128 + signal
+            );
+        }
+    }
 }
 
 #[test]
 fn sigchld_is_never_forwarded() {
-    let (child, lines) = recorder(&[], false);
-    send(child.id(), libc::SIGCHLD);
-    send(child.id(), libc::SIGUSR1);
-    // Forwarding is in order, so USR1 arriving first proves CHLD was not sent.
-    assert_eq!(lines.next(LINE), Some(libc::SIGUSR1.to_string()));
-    assert_eq!(
-        lines.drain(Duration::from_millis(200)),
-        Vec::<String>::new()
-    );
-    assert_eq!(finish(child), 0);
+    for setting in settings("sigchld_is_never_forwarded") {
+        let (child, lines, pid) = recorder_in(setting, &[], false);
+        send(pid, libc::SIGCHLD);
+        send(pid, libc::SIGUSR1);
+        // Forwarding is in order, so USR1 arriving first proves CHLD was not sent.
+        assert_eq!(
+            lines.next(LINE),
+            Some(libc::SIGUSR1.to_string()),
+            "{setting}"
+        );
+        assert_eq!(
+            lines.drain(Duration::from_millis(200)),
+            Vec::<String>::new(),
+            "{setting}"
+        );
+        assert_eq!(finish(child), 0, "{setting}");
+    }
 }
 
 #[test]
 fn sigterm_becomes_the_stop_signal() {
-    let (child, lines) = recorder(&["--stop-signal", "SIGQUIT"], false);
-    send(child.id(), libc::SIGTERM);
-    assert_eq!(lines.next(LINE), Some(libc::SIGQUIT.to_string()));
-    send(child.id(), libc::SIGINT);
-    assert_eq!(lines.next(LINE), Some(libc::SIGINT.to_string()));
-    assert_eq!(finish(child), 0);
+    for setting in settings("sigterm_becomes_the_stop_signal") {
+        let (child, lines, pid) = recorder_in(setting, &["--stop-signal", "SIGQUIT"], false);
+        send(pid, libc::SIGTERM);
+        assert_eq!(
+            lines.next(LINE),
+            Some(libc::SIGQUIT.to_string()),
+            "{setting}"
+        );
+        send(pid, libc::SIGINT);
+        assert_eq!(
+            lines.next(LINE),
+            Some(libc::SIGINT.to_string()),
+            "{setting}"
+        );
+        assert_eq!(finish(child), 0, "{setting}");
+    }
 }
 
 #[test]
 fn process_group_mode_reaches_the_whole_group() {
-    let (child, lines) = recorder(&[], true);
-    send(child.id(), libc::SIGUSR2);
-    assert_eq!(
-        lines.drain(Duration::from_millis(300)),
-        [libc::SIGUSR2.to_string()]
-    );
-    assert_eq!(finish(child), 0);
-
-    let (child, lines) = recorder(&["--process-group"], true);
-    send(child.id(), libc::SIGUSR2);
-    let mut got: Vec<String> = (0..2).filter_map(|_| lines.next(LINE)).collect();
-    got.extend(lines.drain(Duration::from_millis(200)));
-    got.sort();
-    assert_eq!(
-        got,
-        [
-            libc::SIGUSR2.to_string(),
-            format!("child {}", libc::SIGUSR2)
-        ]
-    );
-    assert_eq!(finish(child), 0);
+    // The recorder forks a child into its group: without --process-group only the app gets the
+    // signal, with it both do.
+    for setting in settings("process_group_mode_reaches_the_whole_group") {
+        let (child, lines, pid) = recorder_in(setting, &[], true);
+        send(pid, libc::SIGUSR2);
+        let mut got: Vec<String> = lines.next(LINE).into_iter().collect();
+        got.extend(lines.drain(Duration::from_millis(300)));
+        got.sort();
+        let mut expect = vec![libc::SIGUSR2.to_string()];
+        if setting.process_group {
+            expect.push(format!("child {}", libc::SIGUSR2));
+        }
+        assert_eq!(got, expect, "{setting}");
+        assert_eq!(finish(child), 0, "{setting}");
+    }
 }
 
 fn status_lines(text: &str) -> Vec<String> {
@@ -240,21 +424,38 @@ fn status_lines(text: &str) -> Vec<String> {
 }
 
 /// Runs `cat /proc/self/status` directly and under meshwait, both started with the given signal
-/// state, and returns their SigBlk/SigIgn lines.
+/// state, and returns their SigBlk/SigIgn lines. The state is set with the raw system calls, as
+/// a parent on another libc could: libc's own calls refuse 32-34.
 fn signal_state(blocked: &[i32], ignored: &[i32]) -> (Vec<String>, Vec<String>) {
     let run = |mut cmd: Command| {
-        let (blocked, ignored) = (blocked.to_vec(), ignored.to_vec());
+        let blocked = blocked.iter().fold(0u64, |m, s| m | 1 << (s - 1));
+        let ignored = ignored.to_vec();
         use std::os::unix::process::CommandExt;
         unsafe {
             cmd.pre_exec(move || {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                for &s in &blocked {
-                    libc::sigaddset(&mut set, s);
-                }
-                libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                for &s in &ignored {
-                    libc::signal(s, libc::SIG_IGN);
+                libc::syscall(
+                    libc::SYS_rt_sigprocmask,
+                    libc::SIG_SETMASK,
+                    &blocked as *const u64,
+                    std::ptr::null_mut::<u64>(),
+                    8,
+                );
+                // Every disposition set, so both runs start alike whatever the runner ignores.
+                // The kernel's struct sigaction: handler, flags, restorer, mask.
+                for s in (1..=64).filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP) {
+                    let handler = if ignored.contains(&s) {
+                        libc::SIG_IGN
+                    } else {
+                        libc::SIG_DFL
+                    };
+                    let action: [usize; 4] = [handler, 0, 0, 0];
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        s,
+                        action.as_ptr(),
+                        std::ptr::null_mut::<usize>(),
+                        8,
+                    );
                 }
                 Ok(())
             });
@@ -272,12 +473,23 @@ fn signal_state(blocked: &[i32], ignored: &[i32]) -> (Vec<String>, Vec<String>) 
 
 #[test]
 fn the_app_gets_the_signal_mask_and_dispositions_meshwait_inherited() {
+    // As subreaper only: under `unshare` the state would be unshare's to pass on, and how
+    // meshwait hands it on does not depend on being PID 1.
     let (direct, wrapped) = signal_state(&[], &[]);
     assert_eq!(wrapped, direct);
     assert_eq!(wrapped[0], "SigBlk:\t0000000000000000");
 
-    let blocked = [libc::SIGUSR2, libc::SIGRTMIN() + 1];
-    let ignored = [libc::SIGUSR1, libc::SIGPIPE, libc::SIGHUP, libc::SIGCHLD];
+    // 32-34 included: libc hides them, the kernel and the app's libc do not.
+    let blocked = [libc::SIGUSR2, 32, 33, 34, libc::SIGRTMIN() + 1];
+    let ignored = [
+        libc::SIGUSR1,
+        libc::SIGPIPE,
+        libc::SIGHUP,
+        libc::SIGCHLD,
+        32,
+        33,
+        34,
+    ];
     let (direct, wrapped) = signal_state(&blocked, &ignored);
     assert_eq!(wrapped, direct);
     let mask = |sigs: &[i32]| sigs.iter().fold(0u64, |m, s| m | 1 << (s - 1));
@@ -286,35 +498,45 @@ fn the_app_gets_the_signal_mask_and_dispositions_meshwait_inherited() {
     assert_eq!(field(&wrapped[1]) & mask(&ignored), mask(&ignored));
 }
 
-#[test]
-fn orphans_are_reaped_as_subreaper() {
-    let child = no_gate()
-        .args(["--", python(), &helper("orphans.py"), "3"])
+/// Runs the orphan helper in `setting` and checks that meshwait adopted and reaped its orphans.
+fn orphans_are_reaped_in(setting: Setting) {
+    let child = setting
+        .command(&["--", python(), &helper("orphans.py"), "3"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let meshwait_pid = child.id();
+    let adopter = match setting.place {
+        Place::Subreaper => child.id(),
+        Place::Pid1 => 1,
+    };
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{setting} {text} {err}");
     assert!(
-        text.starts_with(&format!("adopted-by {meshwait_pid}\n")),
-        "orphans not adopted by meshwait: {text}"
+        text.starts_with(&format!("adopted-by {adopter}\n")),
+        "{setting} orphans not adopted by meshwait: {text}"
     );
-    assert!(text.contains("unreaped 0 alive 0"), "{text}");
+    assert!(text.contains("unreaped 0 alive 0"), "{setting} {text}");
 }
 
-/// `unshare` running meshwait, with `args`, as PID 1 of a new PID namespace (with its own /proc);
-/// `None` when that is not possible here.
-fn as_pid1(args: &[&str]) -> Option<Command> {
-    if !is_root() {
-        eprintln!("skipped: PID namespaces need root");
-        return None;
+#[test]
+fn orphans_are_reaped_as_subreaper() {
+    for setting in settings("orphans_are_reaped_as_subreaper") {
+        if setting.place == Place::Subreaper {
+            orphans_are_reaped_in(setting);
+        }
     }
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", MESHWAIT])
-        .args(args);
-    Some(cmd)
+}
+
+#[test]
+fn orphans_are_reaped_as_pid1() {
+    for setting in settings("orphans_are_reaped_as_pid1") {
+        if setting.place == Place::Pid1 {
+            orphans_are_reaped_in(setting);
+        }
+    }
 }
 
 /// The pid (in our namespace) of the meshwait that `unshare` started, once it runs meshwait.
@@ -335,65 +557,20 @@ fn pid1_of(unshare: &std::process::Child) -> u32 {
 }
 
 #[test]
-fn orphans_are_reaped_as_pid1() {
-    let Some(mut cmd) = as_pid1(&["--mesh", "none", "--", python(), &helper("orphans.py"), "3"])
-    else {
+fn stop_signal_during_the_gate_as_pid1_exits_143() {
+    if !root_or_skip(
+        "stop_signal_during_the_gate_as_pid1_exits_143",
+        &["--pid", "--fork", "--mount-proc"],
+    ) {
         return;
-    };
-    let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.starts_with("adopted-by 1\n"), "{text}");
-    assert!(text.contains("unreaped 0 alive 0"), "{text}");
-}
-
-#[test]
-fn as_pid1_signals_are_not_dropped() {
-    let recorder = helper("sigrecorder.py");
-    let Some(mut cmd) = as_pid1(&["--mesh", "none", "--", python(), &recorder]) else {
-        return;
-    };
-    let mut unshare = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    }
+    let mut unshare = clean("unshare")
+        .args(["--pid", "--fork", "--mount-proc", meshwait_binary()])
+        .args(["--ready-url", "http://127.0.0.1:1/", "--timeout", "0"])
+        .args(["--", "true"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = Lines::from(&mut unshare);
-    assert_eq!(lines.next(LINE).as_deref(), Some("ready"));
-    let pid1 = pid1_of(&unshare);
-    for signal in [
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGHUP,
-        libc::SIGUSR1,
-        libc::SIGRTMIN() + 2,
-    ] {
-        send(pid1, signal);
-        assert_eq!(lines.next(LINE), Some(signal.to_string()));
-    }
-    drop(unshare.stdin.take());
-    assert_eq!(wait_bounded(&mut unshare, LINE).code(), Some(0));
-}
-
-#[test]
-fn stop_signal_during_the_gate_as_pid1_exits_143() {
-    let gate = [
-        "--ready-url",
-        "http://127.0.0.1:1/",
-        "--timeout",
-        "0",
-        "--",
-        "true",
-    ];
-    let Some(mut cmd) = as_pid1(&gate) else {
-        return;
-    };
-    let mut unshare = cmd.stderr(Stdio::piped()).spawn().unwrap();
     let pid1 = pid1_of(&unshare);
     // Let it reach the gate; a default-disposition PID 1 would drop this signal and hang.
     std::thread::sleep(Duration::from_millis(200));
@@ -402,65 +579,130 @@ fn stop_signal_during_the_gate_as_pid1_exits_143() {
 }
 
 #[test]
-fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
-    let dir = scratch_dir("leftovers");
-    let pids = dir.join("pids");
-    // One leftover that exits on TERM, one that ignores it; the app itself exits 3.
-    // The app exits only once the stubborn one has set its trap, or TERM could beat the trap.
-    let script = format!(
-        "sleep 60 & echo $! >> {p}; (trap '' TERM; touch {r}; exec sleep 60) & echo $! >> {p}; \
-         while [ ! -e {r} ]; do sleep 0.01; done; exit 3",
-        p = pids.display(),
-        r = dir.join("trapped").display()
-    );
-    let out = no_gate()
-        .args(["--cleanup-grace", "300ms", "--", "sh", "-c", &script])
-        .output()
+fn signals_libc_keeps_stay_blocked_after_a_name_lookup_thread_starts() {
+    // A readiness host that is not an address is looked up on a thread of its own. The first
+    // thread a process creates makes libc unblock its own numbers in the creating thread (glibc
+    // 32 and 33, musl 33 and 34), and a new thread starts with libc's cancellation signal
+    // unblocked (glibc 32, musl 33); meshwait must block them again, or from then on one of
+    // them ends it (the default action). As subreaper: as PID 1 the kernel would drop the
+    // signal instead, which looks the same from outside as meshwait noting and dropping it here.
+    let mut child = meshwait()
+        .args(["--ready-url", "http://meshwait-test.invalid:1/ready"])
+        .args(["--request-timeout", "200ms", "--timeout", "0", "--", "true"])
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let tasks = format!("/proc/{}/task", child.id());
+    let threads = || std::fs::read_dir(&tasks).map_or(0, |dir| dir.count());
     assert!(
-        err.contains("sending SIGTERM to processes the app left behind count=2"),
-        "{err}"
+        eventually(LINE, || threads() > 1),
+        "no lookup thread was started"
     );
-    assert!(err.contains("grace over; sending SIGKILL count=1"), "{err}");
-    for pid in std::fs::read_to_string(&pids).unwrap().split_whitespace() {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "leftover {pid} still exists"
+    // Let the new thread reach its start-up code.
+    std::thread::sleep(Duration::from_millis(100));
+    for signal in [32, 33, 34] {
+        send(child.id(), signal);
+    }
+    // Still alive: the signals were noted during the gate (no app yet), and a stop signal ends
+    // the gate as usual.
+    std::thread::sleep(Duration::from_millis(100));
+    send(child.id(), libc::SIGTERM);
+    let status = wait_bounded(&mut child, LINE);
+    assert_eq!(
+        (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status)
+        ),
+        (Some(143), None),
+        "{}",
+        stderr_of(&mut child)
+    );
+}
+
+#[test]
+fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
+    for setting in settings("leftovers_get_sigterm_then_sigkill_after_the_grace") {
+        let dir = scratch_dir(&format!(
+            "leftovers-{:?}-{}",
+            setting.place, setting.process_group
+        ));
+        let pids = dir.join("pids");
+        // One leftover that exits on TERM, one that ignores it; the app itself exits 3.
+        // The app exits only once the stubborn one has set its trap, or TERM could beat the trap.
+        let script = format!(
+            "sleep 60 & echo $! >> {p}; (trap '' TERM; touch {r}; exec sleep 60) & echo $! >> {p}; \
+             while [ ! -e {r} ]; do sleep 0.01; done; exit 3",
+            p = pids.display(),
+            r = dir.join("trapped").display()
         );
+        let out = setting
+            .command(&["--cleanup-grace", "300ms", "--", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{setting}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("sending SIGTERM to processes the app left behind count=2"),
+            "{setting} {err}"
+        );
+        assert!(
+            err.contains("grace over; sending SIGKILL count=1"),
+            "{setting} {err}"
+        );
+        // As PID 1 the recorded pids are the namespace's, and the namespace ends with meshwait
+        // (the kernel kills what is left): the log lines above are the evidence there.
+        if setting.place == Place::Subreaper {
+            for pid in std::fs::read_to_string(&pids).unwrap().split_whitespace() {
+                assert!(
+                    !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                    "{setting} leftover {pid} still exists"
+                );
+            }
+        }
     }
 }
 
 #[test]
 fn no_grace_wait_when_nothing_is_left() {
-    // A behaviour bound, not a speed target: with nothing left, the 30 s grace must not be used.
-    let started = std::time::Instant::now();
-    let out = no_gate()
-        .args(["--cleanup-grace", "30s", "--", "true"])
-        .output()
-        .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(0));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("left behind"));
+    for setting in settings("no_grace_wait_when_nothing_is_left") {
+        // A behaviour bound, not a speed target: with nothing left, the 30 s grace must not be
+        // used.
+        let started = std::time::Instant::now();
+        let out = setting
+            .command(&["--cleanup-grace", "30s", "--", "true"])
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "{setting}");
+        assert_eq!(out.status.code(), Some(0), "{setting}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("left behind"),
+            "{setting}"
+        );
+    }
 }
 
 #[test]
 fn stdin_and_stdout_are_the_apps() {
-    let mut child = no_gate()
-        .args(["--", "tr", "a-z", "A-Z"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hello mesh\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO MESH\n");
+    for setting in settings("stdin_and_stdout_are_the_apps") {
+        let mut child = setting
+            .command(&["--", "tr", "a-z", "A-Z"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hello mesh\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "HELLO MESH\n",
+            "{setting}"
+        );
+    }
 }
 
 /// Runs `cmd` with `signal` ignored, as `nohup` or a careless parent would leave it.
@@ -561,30 +803,15 @@ print("got USR1" if got else "no USR1", flush=True)
 }
 
 /// Guards the reaper's loop: orphans that exit in the same instant send one merged SIGCHLD, and
-/// every one of them must still be reaped (a reaper that took one zombie per SIGCHLD left 2 to 7
-/// of 8), as a subreaper and as PID 1.
+/// every one of them must still be reaped (a reaper that took one zombie per SIGCHLD left 2 to 5
+/// of 8), in every setting.
 #[test]
 fn orphans_exiting_together_are_all_reaped() {
-    let args = [
-        "--mesh",
-        "none",
-        "--",
-        python(),
-        &helper("orphan_burst.py"),
-        "8",
-    ];
-    let mut settings = vec![(
-        "subreaper",
-        Some({
-            let mut cmd = meshwait();
-            cmd.args(args);
-            cmd
-        }),
-    )];
-    settings.push(("PID 1", as_pid1(&args)));
-    for (setting, cmd) in settings {
-        let Some(mut cmd) = cmd else { continue };
-        let out = cmd.output().unwrap();
+    for setting in settings("orphans_exiting_together_are_all_reaped") {
+        let out = setting
+            .command(&["--", python(), &helper("orphan_burst.py"), "8"])
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{setting}: {text}");
         assert_eq!(text.trim(), "zombies 0", "{setting}");

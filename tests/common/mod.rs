@@ -12,17 +12,43 @@ use std::time::{Duration, Instant};
 
 pub const MESHWAIT: &str = env!("CARGO_BIN_EXE_meshwait");
 
-/// A command running meshwait with a clean MESHWAIT_* environment and default stop-signal
-/// dispositions: meshwait honours signals it inherited as ignored, and a test runner started by
-/// `nohup` or as a background job would otherwise hand those on.
+/// The binary the init and job-control tests run: `TEST_MESHWAIT` when set (e.g. the static
+/// release build, `target/x86_64-unknown-linux-musl/release/meshwait`), else the one cargo built.
+pub fn meshwait_binary() -> &'static str {
+    static BINARY: OnceLock<String> = OnceLock::new();
+    BINARY.get_or_init(|| std::env::var("TEST_MESHWAIT").unwrap_or_else(|_| MESHWAIT.to_string()))
+}
+
+/// A command running meshwait with a clean MESHWAIT_* environment and default dispositions for
+/// the stop signals and 32-34: meshwait honours signals it inherited as ignored and hands the
+/// "ignore" on to the app, and a test runner started by `nohup` or as a background job, or by a
+/// supervisor that ignores the real-time signals it does not use, would otherwise pass those on.
 pub fn meshwait() -> Command {
+    clean(meshwait_binary())
+}
+
+/// `program` with meshwait's clean start (see `meshwait`), for a program that starts meshwait
+/// (`unshare`).
+pub fn clean(program: &str) -> Command {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(MESHWAIT);
+    let mut cmd = Command::new(program);
     without_meshwait_env(&mut cmd);
     unsafe {
         cmd.pre_exec(|| {
             for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
                 libc::signal(signal, libc::SIG_DFL);
+            }
+            // libc's signal() refuses 32-34: the raw call, with the kernel's struct sigaction
+            // (handler, flags, restorer, mask).
+            let default: [usize; 4] = [libc::SIG_DFL, 0, 0, 0];
+            for signal in 32..=34 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<usize>(),
+                    8,
+                );
             }
             Ok(())
         });
@@ -67,15 +93,24 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
 
 /// Waits for a child with a bound; kills it and fails the test if the bound passes.
 pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    match wait_or_kill(child, limit) {
+        Some(status) => status,
+        None => panic!("process did not exit within {limit:?}"),
+    }
+}
+
+/// Waits for a child with a bound; `None` (and the child killed) when the bound passes, so the
+/// caller can say in which setting it hung.
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let until = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            return status;
+            return Some(status);
         }
         if Instant::now() > until {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("process did not exit within {limit:?}");
+            return None;
         }
         thread::sleep(Duration::from_millis(5));
     }

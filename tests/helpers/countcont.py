@@ -3,7 +3,9 @@ SIGCONTs were delivered to it, as "app: conts=N". With --self-stop it first stop
 process group with SIGSTOP, as editors do when they suspend.
 
 Deliveries are counted from the wakeup fd, one byte per delivery at the C level, because
-Python-level handlers merge deliveries that arrive close together.
+Python-level handlers merge deliveries that arrive close together. For the driver to follow
+along it also says "countcont ready" just before its first read of the terminal and "countcont
+continued" when a SIGCONT reaches its Python-level handler (neither starts with "app:").
 """
 import os
 import signal
@@ -12,10 +14,11 @@ import sys
 wake_r, wake_w = os.pipe()
 os.set_blocking(wake_r, False)
 os.set_blocking(wake_w, False)
-signal.signal(signal.SIGCONT, lambda _signum, _frame: None)
+signal.signal(signal.SIGCONT, lambda _signum, _frame: print("countcont continued", flush=True))
 signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
 if "--self-stop" in sys.argv:
     os.kill(0, signal.SIGSTOP)
+print("countcont ready", flush=True)
 for line in sys.stdin:
     sys.stdout.write(line)
 try:

@@ -1,20 +1,32 @@
-"""Test driver: an interactive bash on a pseudo-terminal runs `meshwait -- APP...` as a job, the
-way a person at a terminal would: the job stops, `fg` resumes it, a line of input and Ctrl-D end it.
+"""Test driver: meshwait runs an app on a pseudo-terminal the way a person at a terminal would
+use it: the job may stop, `fg` resumes it, a line of input and Ctrl-D end it.
 
-    jobcontrol.py MESHWAIT MODE APP [ARGS...]
+    jobcontrol.py MESHWAIT WHERE MODE [MESHWAIT-OPTION...] -- APP [ARGS...]
 
-MODE says how the job comes to stop:
-  ctrl-z       started in the foreground, then Ctrl-Z;
-  background   started with `&`; its first read of the terminal stops it (SIGTTIN);
-  self         the app stops itself (as editors do when they suspend);
-  orphaned     started as `(job &)`, so meshwait's parent exits at once and its process group is
-               orphaned: no shell can resume it. Prints "stopped-left N", the number of stopped
-               processes left in the terminal's session a moment later, and nothing else.
+WHERE says who owns the terminal and where meshwait runs:
+  shell         an interactive bash runs `meshwait ... -- APP` as a job; meshwait is not PID 1;
+  pid1-outside  an interactive bash runs `unshare --pid --fork --mount-proc meshwait ...` as a
+                job: meshwait is PID 1 of its namespace, and the terminal's session and
+                foreground group lie outside it (ids read 0 inside);
+  pid1-inside   no shell: on a fresh terminal `unshare --pid --fork --mount-proc setsid --ctty
+                meshwait ...`, so meshwait is PID 1 and the terminal's session leader inside its
+                namespace, as under `docker run -it`.
 
-Prints "stopped" when bash reported the job stopped (or "not-stopped" with what the terminal
-showed), then "exit N" with meshwait's exit status, then "output ..." with every terminal line
-that starts with "app:". The app reads the terminal after `fg`, so it only gets its input (and
-the EOF that ends it) if the terminal was handed back to the app's process group.
+MODE says what happens to the job:
+  read          started in the foreground; it reads its input;
+  ctrl-z        started in the foreground, then Ctrl-Z;
+  background    started with `&`; its first read of the terminal stops it (SIGTTIN); then `fg`;
+  self          the app stops itself (as editors do when they suspend);
+  orphaned      (shell only) started as `(job &)`, so meshwait's parent exits at once and its
+                process group is orphaned: no shell can resume it. Prints "stopped-left N", the
+                number of stopped processes left in the terminal's session a moment later, and
+                nothing else.
+
+Prints "stopped yes" when bash reported the job stopped (else "stopped no"), "exit N" with the
+job's exit status, "output ..." with every terminal line that starts with "app:", and "warnings
+N", how often meshwait warned that the app stopped for a terminal it could not give it. The app
+reads the terminal after any stop, so it only gets its input (and the EOF that ends it) if the
+terminal was handed to the app's process group.
 """
 import os
 import pty
@@ -24,11 +36,30 @@ import shlex
 import sys
 import time
 
-meshwait, mode, app = sys.argv[1], sys.argv[2], sys.argv[3:]
-pid, fd = pty.fork()
-if pid == 0:
-    env = {"PATH": os.environ["PATH"], "TERM": "dumb"}
-    os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)
+meshwait, where, mode = sys.argv[1:4]
+rest = sys.argv[4:]
+split = rest.index("--")
+options, app = rest[:split], rest[split + 1:]
+command = [meshwait, "--mesh", "none", *options, "--", *app]
+namespace = ["unshare", "--pid", "--fork", "--mount-proc"]
+WARNING = rb"the app stopped to use the terminal"
+NEVER = rb"(?!)"  # a pattern that matches nothing: read_until then just reads for a while
+
+if where == "pid1-inside":
+    # The terminal must be nobody's yet: setsid --ctty makes it PID 1's.
+    fd, tty = os.openpty()
+    pid = os.fork()
+    if pid == 0:
+        os.close(fd)
+        for n in range(3):
+            os.dup2(tty, n)
+        os.execvp(namespace[0], [*namespace, "setsid", "--ctty", *command])
+    os.close(tty)
+else:
+    pid, fd = pty.fork()
+    if pid == 0:
+        env = {"PATH": os.environ["PATH"], "TERM": "dumb"}
+        os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], env)
 
 transcript = b""
 unread = b""  # read from the terminal but not yet matched
@@ -61,56 +92,125 @@ def run(line):
     os.write(fd, line.encode() + b"\n")
 
 
-try:
-    run("PS1='P''ROMPT> '")  # quoted so the echoed command does not match the prompt
-    read_until(rb"PROMPT> ")
-    job = f"{shlex.quote(meshwait)} --mesh none -- {shlex.join(app)}"
-    if mode == "orphaned":
-        run(f"({job} </dev/tty &)")  # a background job in a subshell would get /dev/null
-        time.sleep(1.5)
-        left = 0
-        for entry in os.listdir("/proc"):
-            try:
-                if entry.isdigit() and os.getsid(int(entry)) == pid:
-                    with open(f"/proc/{entry}/stat") as f:
-                        left += f.read().rsplit(")", 1)[1].split()[0] == "T"
-            except OSError:
-                pass
-        print(f"stopped-left {left}", flush=True)
-        sys.exit(0)
-    if mode == "background":
-        run(job + " &")
-        time.sleep(0.7)
-        run("")  # bash reports job state changes before the next prompt
-    else:
-        run(job)
-        time.sleep(0.7)
-        if mode == "ctrl-z":
-            os.write(fd, b"\x1a")
-    stopped, seen = read_until(rb"Stopped")
-    print("stopped" if stopped else f"not-stopped {seen!r}", flush=True)
-    if stopped:
-        read_until(rb"PROMPT> ")
-        run("fg")
-        time.sleep(0.7)
-        run("ping")
-        time.sleep(0.3)
-        os.write(fd, b"\x04")  # Ctrl-D: end of input
-        read_until(rb"PROMPT> ")
-        run("echo status=$?")
-        status, seen = read_until(rb"status=(\d+)")
-        print(f"exit {status.group(1).decode()}" if status else f"no-status {seen!r}", flush=True)
-    lines = re.findall(rb"^app:[^\r\n]*", transcript, re.M)
-    print("output", " | ".join(line.decode() for line in lines), flush=True)
-finally:
-    # Everything started on the terminal belongs to bash's session: end all of it, so a failed
-    # run leaves no stopped job behind.
+def session_processes():
+    """Every process (but bash) in bash's session on the terminal."""
+    found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != pid:
             try:
                 if os.getsid(int(entry)) == pid:
-                    os.kill(int(entry), 9)
+                    found.append(int(entry))
             except OSError:
                 pass
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
+    return found
+
+
+def finish_input():
+    """Types a line and Ctrl-D once the app is reading again after any stop."""
+    run("ping")
+    read_until(rb"ping")  # the terminal's echo
+    os.write(fd, b"\x04")  # Ctrl-D: end of input
+
+
+def report(stopped, status):
+    print(f"stopped {'yes' if stopped else 'no'}", flush=True)
+    print(status, flush=True)
+    lines = re.findall(rb"^app:[^\r\n]*", transcript, re.M)
+    print("output", " | ".join(line.decode() for line in lines), flush=True)
+    print("warnings", len(re.findall(WARNING, transcript)), flush=True)
+
+
+def inside():
+    """pid1-inside: meshwait is the terminal's session leader; there is no shell to stop."""
+    if mode != "self":
+        read_until(rb"countcont ready")
+    if mode == "ctrl-z":
+        os.write(fd, b"\x1a")
+    if mode in ("ctrl-z", "self"):
+        read_until(rb"countcont continued")
+    finish_input()
+    read_until(rb"app: conts=\d+")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            read_until(NEVER, timeout=0.2)  # whatever meshwait wrote last
+            return report(False, f"exit {os.waitstatus_to_exitcode(status)}")
+        read_until(NEVER, timeout=0.05)
+    report(False, "no-status")
+
+
+def with_shell():
+    run("PS1='P''ROMPT> '")  # quoted so the echoed command does not match the prompt
+    read_until(rb"PROMPT> ")
+    job = shlex.join(namespace + command if where == "pid1-outside" else command)
+    if mode == "orphaned":
+        run(f"({job} </dev/tty &)")  # a background job in a subshell would get /dev/null
+        time.sleep(1.5)
+        left = 0
+        for process in session_processes():
+            try:
+                with open(f"/proc/{process}/stat") as f:
+                    left += f.read().rsplit(")", 1)[1].split()[0] == "T"
+            except OSError:
+                pass
+        print(f"stopped-left {left}", flush=True)
+        return
+    stopped = False
+    if mode == "background":
+        run(job + " &")
+        read_until(rb"countcont ready")
+        time.sleep(0.3)  # the app reads, and stops
+        run("")  # bash reports job state changes before the next prompt
+        # Not stopped (meshwait as PID 1 cannot stop with the app): meanwhile the app must stay
+        # stopped, not be continued into the same stop again and again.
+        stopped = read_until(rb"Stopped", timeout=1.5)[0] is not None
+        read_until(rb"PROMPT> ", timeout=0.5)
+        run("fg")
+        read_until(rb"countcont continued")
+    else:
+        run(job)
+        if mode != "self":
+            read_until(rb"countcont ready")
+        if mode == "ctrl-z":
+            os.write(fd, b"\x1a")
+        if mode in ("ctrl-z", "self"):
+            match, _ = read_until(rb"Stopped|countcont continued")
+            stopped = match is not None and match.group(0) == b"Stopped"
+            if stopped:
+                read_until(rb"PROMPT> ")
+                run("fg")
+                read_until(rb"countcont continued")
+    finish_input()
+    read_until(rb"PROMPT> ")
+    run("echo status=$?")
+    status, seen = read_until(rb"status=(\d+)")
+    report(stopped, f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}")
+
+
+try:
+    inside() if where == "pid1-inside" else with_shell()
+finally:
+    # End everything started on the terminal, so a failed run leaves no stopped job behind.
+    if where == "pid1-inside":
+        # SIGKILL to the namespace's PID 1 ends the whole namespace.
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                leftovers = [int(p) for p in f.read().split()]
+        except OSError:
+            leftovers = []
+    else:
+        leftovers = session_processes()
+    for process in leftovers:
+        try:
+            os.kill(process, 9)
+        except OSError:
+            pass
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
