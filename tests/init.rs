@@ -27,6 +27,19 @@ fn every_exit_code_passes_through() {
     }
 }
 
+/// The log line that ends an app's run says how it ended, in words.
+#[test]
+fn the_log_says_how_the_app_ended() {
+    for (script, said) in [
+        ("exit 3", "app exited with code 3"),
+        ("kill -TERM $$", "app was killed by SIGTERM"),
+    ] {
+        let out = no_gate().args(["--", "sh", "-c", script]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{script}: {err}");
+    }
+}
+
 #[test]
 fn death_by_signal_is_128_plus_n() {
     let mut signals = vec![
@@ -68,7 +81,10 @@ fn missing_and_unexecutable_commands() {
     let out = no_gate().arg("--").arg(&script).output().unwrap();
     // root may execute anything with an x bit; without one even root gets EACCES.
     assert_eq!(out.status.code(), Some(126));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&script.display().to_string()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&script.display().to_string()), "{err}");
+    // Said as what it is, not as a directory or a bare "cannot execute".
+    assert!(err.contains("permission denied"), "{err}");
     let out = no_gate().arg("--").arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(126));
 }

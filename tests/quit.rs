@@ -79,6 +79,17 @@ fn linkerd_without_the_shutdown_endpoint_gets_a_hint_and_the_app_status_stands()
     assert_eq!(server.requests().len(), 1);
 }
 
+/// The Linkerd hint is for Linkerd's `/shutdown` only: a 404 from another quit URL is reported
+/// as what it is.
+#[test]
+fn a_404_from_another_quit_url_gets_no_linkerd_hint() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(404, "no such page"));
+    let (code, stderr) = run(&quit_url(&server, "/quitquitquit"), &[], "true");
+    assert_eq!(code, Some(0));
+    assert!(stderr.contains("HTTP 404"), "{stderr}");
+    assert!(!stderr.contains("linkerd"), "{stderr}");
+}
+
 #[test]
 fn a_proxy_already_gone_is_not_an_error() {
     // Nothing listens on this port: bind one, note it, close it.
