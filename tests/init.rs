@@ -413,6 +413,32 @@ fn sigterm_becomes_the_stop_signal() {
     }
 }
 
+/// Guards the forward's bookkeeping in --process-group mode: each signal reaches the app once (a
+/// real-time signal queues, so a second send would show), the group is not taken for left, and
+/// only the stop signal is logged as one.
+#[test]
+fn a_group_forward_is_delivered_once_and_logged_as_what_it_is() {
+    let setting = Setting {
+        place: Place::Subreaper,
+        process_group: true,
+    };
+    let (mut child, lines, pid) = recorder_in(setting, &["--stop-signal", "SIGQUIT"], false);
+    let rt = libc::SIGRTMIN() + 3;
+    send(pid, rt);
+    assert_eq!(lines.drain(Duration::from_millis(300)), [rt.to_string()]);
+    send(pid, libc::SIGTERM);
+    assert_eq!(lines.next(LINE), Some(libc::SIGQUIT.to_string()));
+    drop(child.stdin.take());
+    assert_eq!(wait_bounded(&mut child, LINE).code(), Some(0));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(
+        stderr.matches("forwarding stop signal").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("left its process group"), "{stderr}");
+}
+
 #[test]
 fn process_group_mode_reaches_the_whole_group() {
     // The recorder forks a child into its group: without --process-group only the app gets the
