@@ -14,7 +14,9 @@ import sys
 wake_r, wake_w = os.pipe()
 os.set_blocking(wake_r, False)
 os.set_blocking(wake_w, False)
-signal.signal(signal.SIGCONT, lambda _signum, _frame: print("countcont continued", flush=True))
+# os.write, not print: the handler may run while the main thread is inside print's flush (a
+# SIGCONT right after "countcont ready"), and a nested print on the same buffer raises.
+signal.signal(signal.SIGCONT, lambda _signum, _frame: os.write(1, b"countcont continued\n"))
 signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
 if "--self-stop" in sys.argv:
     os.kill(0, signal.SIGSTOP)
