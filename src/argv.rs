@@ -102,7 +102,8 @@ fn leading_options(command: &clap::Command, args: &[OsString]) -> usize {
     i
 }
 
-fn every_arg(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
+/// Every argument of meshwait's definition: the top level's and each subcommand's.
+pub fn every_arg(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
     command
         .get_arguments()
         .chain(command.get_subcommands().flat_map(|s| s.get_arguments()))

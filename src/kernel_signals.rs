@@ -116,14 +116,21 @@ struct Action {
     mask: u64,
 }
 
+impl Action {
+    /// A disposition with no flags and an empty mask: all meshwait ever sets or reads.
+    fn of(handler: libc::sighandler_t) -> Action {
+        Action {
+            handler,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        }
+    }
+}
+
 /// Whether `signal`'s disposition is "ignore" (rt_sigaction, which answers for 32-34 too).
 pub fn is_ignored(signal: i32) -> bool {
-    let mut old = Action {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
+    let mut old = Action::of(libc::SIG_DFL);
     // SAFETY: a null new action only queries; `old` is a valid out-pointer of the kernel's layout.
     let rc = unsafe {
         libc::syscall(
@@ -140,12 +147,7 @@ pub fn is_ignored(signal: i32) -> bool {
 /// Sets `signal`'s disposition to "ignore", or to the default (rt_sigaction, which accepts
 /// 32-34 too).
 pub fn set_ignored(signal: i32, ignore: bool) -> io::Result<()> {
-    let action = Action {
-        handler: if ignore { libc::SIG_IGN } else { libc::SIG_DFL },
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
+    let action = Action::of(if ignore { libc::SIG_IGN } else { libc::SIG_DFL });
     // SAFETY: `action` is valid for the call and names no handler code.
     let rc = unsafe {
         libc::syscall(

@@ -179,13 +179,15 @@ fn explain(
             }
         }
         ErrorKind::UnknownArgument => match (moved, e.get(ContextKind::InvalidArg)) {
-            (None, Some(ContextValue::String(arg))) if is_run(args, command) => without_dash_tip(
-                &text,
-                &format!(
-                    "  tip: meshwait has no option {arg}; the app's own options come after its \
+            (None, Some(ContextValue::String(arg))) if argv::is_run_mode(command, args) => {
+                without_dash_tip(
+                    &text,
+                    &format!(
+                        "  tip: meshwait has no option {arg}; the app's own options come after its \
                      name (meshwait [OPTIONS] [--] COMMAND {arg} ...)"
-                ),
-            ),
+                    ),
+                )
+            }
             (Some(sub), Some(ContextValue::String(arg))) => format!(
                 "error: `meshwait {sub}` takes no option {arg} (options given before `{sub}` are \
                  its own; for run mode, write the app after `--`)\n\nUsage: meshwait {sub} \
@@ -200,10 +202,6 @@ fn explain(
         text,
         to_stdout,
     }
-}
-
-fn is_run(args: &[OsString], command: &clap::Command) -> bool {
-    argv::is_run_mode(command, args)
 }
 
 /// clap's "to pass '-5' as a value, use '-- -5'" is wrong for run mode, where `--` starts the
@@ -239,9 +237,7 @@ fn from_environment(
     if given {
         return None;
     }
-    let variable = command
-        .get_arguments()
-        .chain(command.get_subcommands().flat_map(|s| s.get_arguments()))
+    let variable = argv::every_arg(command)
         .find(|a| a.get_long() == Some(long))?
         .get_env()?;
     std::env::var_os(variable)?;
