@@ -263,18 +263,10 @@ fn a_dead_resolver_is_named_by_readiness_and_envoy() {
     if !common::root_or_skip(test, &["--mount"]) {
         return;
     }
-    let Ok(sink) = std::net::UdpSocket::bind("127.0.0.78:53") else {
-        eprintln!("skipped: cannot bind 127.0.0.78:53");
+    let Some(resolver) = DeadResolver::at("127.0.0.78", "doctor-resolver") else {
         return;
     };
-    let dir = scratch_dir("doctor-resolver");
-    let conf = dir.join("resolv.conf");
-    std::fs::write(
-        &conf,
-        "nameserver 127.0.0.78\noptions timeout:5 attempts:2\n",
-    )
-    .unwrap();
-    let mut cmd = meshwait_with_etc(None, Some(&conf));
+    let mut cmd = meshwait_with_etc(None, Some(&resolver.conf));
     cmd.args(["doctor", "--json", "--request-timeout", "300ms"])
         .args([
             "--ready-url",
@@ -284,7 +276,7 @@ fn a_dead_resolver_is_named_by_readiness_and_envoy() {
         ]);
     let started = Instant::now();
     let (code, report) = report_of(cmd);
-    drop(sink);
+    drop(resolver);
     assert!(started.elapsed() < Duration::from_secs(5), "{report:#}");
     assert_eq!(code, Some(1));
     for name in ["readiness", "envoy"] {

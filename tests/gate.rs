@@ -406,19 +406,11 @@ fn a_dead_resolver_neither_stalls_the_gate_nor_delays_the_exit() {
     ) {
         return;
     }
-    let Ok(sink) = std::net::UdpSocket::bind("127.0.0.77:53") else {
-        eprintln!("skipped: cannot bind 127.0.0.77:53");
+    let Some(resolver) = DeadResolver::at("127.0.0.77", "resolver") else {
         return;
     };
-    let dir = scratch_dir("resolver");
-    let conf = dir.join("resolv.conf");
-    std::fs::write(
-        &conf,
-        "nameserver 127.0.0.77\noptions timeout:5 attempts:2\n",
-    )
-    .unwrap();
     let started = std::time::Instant::now();
-    let out = meshwait_with_etc(None, Some(&conf))
+    let out = meshwait_with_etc(None, Some(&resolver.conf))
         .args(["ready", "--wait", "--interval", "50ms"])
         .args(["--ready-url", "http://proxy.invalid:15020/ready"])
         .args(["--admin-url", "http://proxy.invalid:15000"])
@@ -426,7 +418,7 @@ fn a_dead_resolver_neither_stalls_the_gate_nor_delays_the_exit() {
         .args(["--hint-after", "300ms"])
         .output()
         .unwrap();
-    drop(sink);
+    drop(resolver);
     let took = started.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{err}");

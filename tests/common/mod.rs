@@ -551,3 +551,27 @@ pub fn hosts_file(dir: &Path, names: &[&str]) -> PathBuf {
     std::fs::write(&path, lines).unwrap();
     path
 }
+
+/// A resolver that never answers: a UDP socket on `ip`:53 that swallows every query, and a
+/// resolv.conf naming it (for `meshwait_with_etc`). `None`, with a message, when the port cannot
+/// be bound. The socket lives as long as the value.
+pub struct DeadResolver {
+    _sink: std::net::UdpSocket,
+    pub conf: PathBuf,
+}
+
+impl DeadResolver {
+    pub fn at(ip: &str, tag: &str) -> Option<DeadResolver> {
+        let Ok(sink) = std::net::UdpSocket::bind((ip, 53)) else {
+            eprintln!("skipped: cannot bind {ip}:53");
+            return None;
+        };
+        let conf = scratch_dir(tag).join("resolv.conf");
+        std::fs::write(
+            &conf,
+            format!("nameserver {ip}\noptions timeout:5 attempts:2\n"),
+        )
+        .unwrap();
+        Some(DeadResolver { _sink: sink, conf })
+    }
+}
