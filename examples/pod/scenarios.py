@@ -81,17 +81,21 @@ class Run:
     def grpc_upstream(self):
         """The gRPC upstream (stream_peers.py upstream) in the cluster namespace, once it listens;
         its log is reported beside the containers'."""
-        path = f"{self.dir}/upstream.log"
+        self.start_peer("upstream", [PY, f"{HERE}/stream_peers.py", "upstream", "--listen",
+                                     GRPC_UPSTREAM], self.net.cluster, "the gRPC upstream")
+
+    def start_peer(self, name, argv, namespace, what):
+        """Starts `argv` as root in `namespace`, logging to DIR/NAME.log (reported beside the
+        containers' logs), and returns once it has logged "listening"."""
+        path = f"{self.dir}/{name}.log"
         with open(path, "ab") as log:
-            proc = subprocess.Popen(
-                [PY, f"{HERE}/stream_peers.py", "upstream", "--listen", GRPC_UPSTREAM],
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.net.cluster.enter_as(0),
-            )
-        self.peers["upstream"] = (proc, path)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    preexec_fn=namespace.enter_as(0))
+        self.peers[name] = (proc, path)
         deadline = time.monotonic() + 10
-        while "listening" not in self.peer_log("upstream"):
+        while "listening" not in self.peer_log(name):
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"the gRPC upstream did not listen: {self.peer_log('upstream')}")
+                raise RuntimeError(f"{what} did not listen: {self.peer_log(name)}")
             time.sleep(0.02)
 
     def peer_log(self, name):
@@ -894,17 +898,8 @@ def slow_names(opts):
     bounded by 1 s, names the lookup for readiness and Envoy alike."""
     run = Run(f"8b. the sidecar's host name resolves in {DNS_DELAY:g} s, with meshwait", opts)
     with run:
-        log_path = f"{run.dir}/dns.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [PY, f"{HERE}/dns.py", "--delay", str(DNS_DELAY), SIDECAR_NAME],
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=run.net.pod.enter_as(0))
-        run.peers["dns"] = (proc, log_path)
-        deadline = time.monotonic() + 10
-        while "listening" not in run.peer_log("dns"):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"the DNS server did not listen: {run.peer_log('dns')}")
-            time.sleep(0.02)
+        run.start_peer("dns", [PY, f"{HERE}/dns.py", "--delay", str(DNS_DELAY), SIDECAR_NAME],
+                       run.net.pod, "the DNS server")
         files = {"/etc/resolv.conf": f"{run.dir}/resolv.conf",
                  "/etc/nsswitch.conf": f"{run.dir}/nsswitch.conf"}
         with open(files["/etc/resolv.conf"], "w") as f:
