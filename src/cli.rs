@@ -166,6 +166,16 @@ pub struct HoldArgs {
     pub drain_on: Vec<Signal>,
 }
 
+/// Settings the app does not inherit: they act on the whole pod, so only the meshwait they were
+/// given to may use them. An app that runs a meshwait of its own (`meshwait -- worker`) would
+/// otherwise stop the sidecar when its worker ends, while the app itself still runs. Every other
+/// `MESHWAIT_*` variable passes through, as all of the environment does.
+pub const NOT_INHERITED: [&str; 3] = [
+    "MESHWAIT_QUIT_PROXY",
+    "MESHWAIT_QUIT_URL",
+    "MESHWAIT_QUIT_ON",
+];
+
 /// Quitting the sidecar when the app is done (Jobs).
 #[derive(Debug, Args)]
 pub struct QuitArgs {
@@ -437,6 +447,16 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::parse_args(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn what_the_app_does_not_inherit_is_exactly_the_quit_settings() {
+        let quit: Vec<String> = QuitArgs::augment_args(clap::Command::new("q"))
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(quit, NOT_INHERITED);
     }
 
     #[test]

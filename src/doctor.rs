@@ -24,10 +24,18 @@ use crate::ready_url::{Host, ReadyUrl};
 use crate::sidecar_view::{self, SidecarPlan, Sight};
 use crate::signals::Signals;
 use crate::sockets::{SocketView, TcpState, Which};
+use crate::untrusted_text;
 
 /// The longest any one request may take, whatever `--request-timeout` says: a doctor that hangs
 /// is no help in a pod that is already in trouble.
 const DOCTOR_REQUEST_MAX: Duration = Duration::from_secs(2);
+
+/// How much of one piece of text read from a neighbour (a body, a cluster name) a check shows.
+const NEIGHBOUR_TEXT_SHOWN: usize = 200;
+
+/// How much of one check's evidence the text report shows: several neighbour pieces may share a
+/// line, and a terminal must not be flooded by one check.
+const EVIDENCE_SHOWN: usize = 600;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
@@ -152,11 +160,9 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
     let (ready, admin, sidecar, quit) = tokio::join!(ready, admin, sidecar, quit);
 
     let processes = process_table::all();
-    let supervisor = processes
-        .iter()
-        .filter(|p| p.is_supervising_meshwait() && p.pid != std::process::id())
-        .min_by_key(|p| p.pid);
-    let mut checks = vec![init_check(&processes, supervisor)];
+    let meshwaits = Meshwaits::among(&processes, std::process::id());
+    let supervisor = meshwaits.here.first();
+    let mut checks = vec![init_check(&processes, &meshwaits)];
     let sockets = SocketFacts::read(plan);
     checks.push(ports_check(plan, &sockets));
     checks.push(readiness_check(plan, ready, admin.clone(), &sockets));
@@ -165,7 +171,7 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
     checks.push(app_listeners_check(&sockets));
     checks.push(in_flight_check(plan));
     checks.push(sidecar_check(plan.mesh, sidecar));
-    let quits = supervisor.and_then(Process::quits_proxy).unwrap_or(false);
+    let quits = supervisor.and_then(|p| p.quits_proxy()).unwrap_or(false);
     checks.push(match quit {
         // Off is only a fault when the app's meshwait is going to ask.
         Check {
@@ -179,38 +185,82 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
     checks
 }
 
-fn init_check(processes: &[Process], supervisor: Option<&Process>) -> Check {
+/// The meshwaits in run mode that this doctor can see, other than itself.
+struct Meshwaits<'a> {
+    /// In this container, lowest pid first: the first supervises the app.
+    here: Vec<&'a Process>,
+    /// Calling themselves meshwait in another container of a shared PID namespace, or where
+    /// /proc does not say (another user): they supervise nothing here.
+    elsewhere: Vec<(&'a Process, Option<String>)>,
+}
+
+impl<'a> Meshwaits<'a> {
+    fn among(processes: &'a [Process], me: u32) -> Meshwaits<'a> {
+        let mut found = Meshwaits {
+            here: Vec::new(),
+            elsewhere: Vec::new(),
+        };
+        for p in processes {
+            if p.pid == me || !p.is_supervising_meshwait() {
+                continue;
+            }
+            match p.shares_mounts_with_me() {
+                Ok(true) => found.here.push(p),
+                Ok(false) => found.elsewhere.push((p, None)),
+                Err(e) => found.elsewhere.push((p, Some(e.to_string()))),
+            }
+        }
+        found.here.sort_by_key(|p| p.pid);
+        found
+    }
+}
+
+fn init_check(processes: &[Process], meshwaits: &Meshwaits) -> Check {
     let Some(first) = processes.iter().find(|p| p.pid == 1) else {
         return Check::new("init", Mark::Fail, "cannot read PID 1 in /proc");
     };
-    if first.is_supervising_meshwait() {
-        return Check::new(
-            "init",
-            Mark::Pass,
-            format!("PID 1 is meshwait: {}", first.command_line()),
-        );
+    match meshwaits.here.first() {
+        Some(m) if m.pid == 1 => {
+            return Check::new(
+                "init",
+                Mark::Pass,
+                format!("PID 1 is meshwait: {}", m.command_line()),
+            );
+        }
+        Some(m) => {
+            return Check::new(
+                "init",
+                Mark::Pass,
+                format!(
+                    "meshwait is pid {} (a child subreaper): {}; PID 1 is {}",
+                    m.pid,
+                    m.command_line(),
+                    first.command_line()
+                ),
+            );
+        }
+        None => {}
     }
-    if let Some(m) = supervisor {
-        return Check::new(
-            "init",
-            Mark::Pass,
-            format!(
-                "meshwait is pid {} (a child subreaper): {}; PID 1 is {}",
-                m.pid,
-                m.command_line(),
-                first.command_line()
+    let mut evidence = format!(
+        "PID 1 is {} and no meshwait supervises this container",
+        first.command_line()
+    );
+    for (p, unreadable) in &meshwaits.elsewhere {
+        let _ = match unreadable {
+            None => write!(
+                evidence,
+                "; pid {} is a meshwait of another container",
+                p.pid
             ),
-        );
+            Some(why) => write!(
+                evidence,
+                "; pid {} calls itself meshwait, but whether it runs in this container is \
+                 unreadable ({why})",
+                p.pid
+            ),
+        };
     }
-    Check::new(
-        "init",
-        Mark::Fail,
-        format!(
-            "PID 1 is {} and no meshwait supervises this container",
-            first.command_line()
-        ),
-    )
-    .hint(
+    Check::new("init", Mark::Fail, evidence).hint(
         "make meshwait the entrypoint: `ENTRYPOINT [\"meshwait\", \"--\", \"your-app\"]`. \
          Without it the app can start before the proxy is ready, SIGTERM is not held while \
          requests are in flight, and an app without signal handlers ignores SIGTERM as PID 1. \
@@ -599,7 +649,8 @@ fn sidecar_check(mesh: Mesh, look: Option<Result<Sight, Unreadable>>) -> Check {
         } else {
             "outbound"
         };
-        let _ = write!(evidence, "{} {flow} on {}", a.requests, a.cluster);
+        let cluster = untrusted_text::shown(&a.cluster, NEIGHBOUR_TEXT_SHOWN);
+        let _ = write!(evidence, "{} {flow} on {cluster}", a.requests);
     }
     for (flow, n) in [("inbound", r.unnamed.0), ("outbound", r.unnamed.1)] {
         if n > 0 {
@@ -668,7 +719,10 @@ async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
                 Check::new(
                     NAME,
                     Mark::Fail,
-                    format!("POST {url} is off (Linkerd's default): {}", body.trim()),
+                    format!(
+                        "POST {url} is off (Linkerd's default): {}",
+                        untrusted_text::shown(body.trim(), NEIGHBOUR_TEXT_SHOWN)
+                    ),
                 )
                 .hint(ENABLE)
             }
@@ -702,10 +756,14 @@ pub fn render_text(mesh: Mesh, checks: &[Check]) -> String {
     // One missing sidecar fails several checks with the same hint: give it once.
     let mut shown: Vec<&str> = Vec::new();
     for c in checks {
-        let _ = writeln!(out, "{} {:<14} {}", c.mark.symbol(), c.name, c.evidence);
+        // Evidence quotes neighbours (another process's argv, a proxy's answer): escaped here,
+        // in the one place text reaches the operator's terminal.
+        let evidence = untrusted_text::shown(&c.evidence, EVIDENCE_SHOWN);
+        let _ = writeln!(out, "{} {:<14} {evidence}", c.mark.symbol(), c.name);
         let Some(hint) = &c.hint else {
             continue;
         };
+        let hint = untrusted_text::shown(hint, usize::MAX);
         let _ = match c.hint_id {
             Some(id) if shown.contains(&id) => writeln!(out, "  {:<14} → [{id}] as above", ""),
             Some(id) => {
@@ -799,6 +857,35 @@ mod tests {
         );
         assert_eq!(lines[4], "· in flight      quote \" and back\\slash");
         assert_eq!(lines[5], "1 problem found");
+    }
+
+    /// Guards the operator's terminal: a neighbour's argv holding `ESC[2J` and a line break
+    /// cleared the screen and printed a forged check line.
+    #[test]
+    fn text_report_escapes_and_caps_evidence() {
+        let hostile = "meshwait -- app \u{1b}[2J\u{1b}[31m\n✓ init forged\u{2028}\u{202e}x";
+        let checks = vec![
+            Check::new("init", Mark::Pass, hostile),
+            Check::new("in flight", Mark::Info, "y".repeat(5000)).hint("a\nb"),
+        ];
+        let text = render_text(Mesh::Istio, &checks);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(
+            lines[1],
+            "✓ init           meshwait -- app \\u{1b}[2J\\u{1b}[31m\\n✓ init forged\\u{2028}\\u{202e}x"
+        );
+        assert_eq!(
+            lines[2].chars().count(),
+            17 + EVIDENCE_SHOWN + 1,
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].ends_with('…'));
+        assert!(lines[3].ends_with("→ a\\nb"), "{}", lines[3]);
+        let json = render_json(Mesh::Istio, &checks);
+        assert!(!json.contains(['\u{1b}', '\u{2028}', '\u{202e}']), "{json}");
+        assert_eq!(json.lines().count(), 4, "{json}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use nix::unistd::Pid;
 
+use crate::cli;
 use crate::exec_failure::{self, LaunchError};
 use crate::job_control;
 use crate::kernel_signals::Mask;
@@ -26,6 +27,9 @@ pub struct Launched {
 pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchError> {
     let mut command = Command::new(&plan.program);
     command.args(&plan.args);
+    for name in cli::NOT_INHERITED {
+        command.env_remove(name);
+    }
     let block_everything = Mask::everything();
     // SAFETY: isatty only queries.
     let on_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) == 1 };

@@ -41,6 +41,7 @@ mod signals;
 mod sockets;
 mod stop_hold;
 mod supervise;
+mod untrusted_text;
 mod usage;
 
 pub use lifecycle::main as run;

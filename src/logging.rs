@@ -14,6 +14,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::{LogArgs, LogFormat, LogLevel};
+use crate::untrusted_text;
 
 /// Installs the global subscriber. Called once, before anything is logged.
 pub fn init(args: &LogArgs) {
@@ -76,7 +77,7 @@ where
             LogFormat::Text => {
                 self.clock.format_time(&mut out)?;
                 write!(out, " {:<5} {component}: ", meta.level().as_str())?;
-                one_line(&mut out, &fields.message)?;
+                untrusted_text::write_escaped(&mut out, &fields.message)?;
                 out.write_str(&fields.rest)?;
             }
             LogFormat::Json => {
@@ -127,9 +128,12 @@ impl Fields {
         } else if quote
             && (value.is_empty()
                 || value.contains(['"', '=', '\\'])
-                || value.chars().any(|c| c.is_whitespace() || c.is_control()))
+                || value
+                    .chars()
+                    .any(|c| c.is_whitespace() || untrusted_text::is_unsafe(c)))
         {
-            // Debug-quoted: escapes the newline that would otherwise split one event in two.
+            // Debug-quoted: escapes the newline that would otherwise split one event in two, and
+            // (like `untrusted_text`) the line separators and bidirectional controls.
             let _ = write!(self.rest, " {}={value:?}", field.name());
         } else {
             let _ = write!(self.rest, " {}={value}", field.name());
@@ -155,21 +159,8 @@ impl Visit for Fields {
     }
 }
 
-/// `text` with control characters escaped, so that one event stays one line (a proxy's body
-/// may carry a newline, and line-based log collectors would split it into two events).
-fn one_line(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
-    for c in text.chars() {
-        match c {
-            '\n' => out.write_str("\\n")?,
-            '\r' => out.write_str("\\r")?,
-            '\t' => out.write_str("\\t")?,
-            c if c.is_control() => write!(out, "\\u{{{:x}}}", c as u32)?,
-            c => out.write_char(c)?,
-        }
-    }
-    Ok(())
-}
-
+/// A JSON string. Beyond what JSON requires, DEL, C1, the line separators and the bidirectional
+/// controls are escaped too: JSON logs are read raw (`kubectl logs`) as often as parsed.
 pub(crate) fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
     out.write_char('"')?;
     for c in text.chars() {
@@ -179,7 +170,8 @@ pub(crate) fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result 
             '\n' => out.write_str("\\n")?,
             '\r' => out.write_str("\\r")?,
             '\t' => out.write_str("\\t")?,
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32)?,
+            // Every unsafe character is in the Basic Multilingual Plane: one \uXXXX each.
+            c if untrusted_text::is_unsafe(c) => write!(out, "\\u{:04x}", c as u32)?,
             c => out.write_char(c)?,
         }
     }
@@ -297,6 +289,33 @@ mod tests {
             line.ends_with("probe body=\"ready\\nforged\" tab=\"a\\tb\" cr=\"x\\ry\"\n"),
             "{line}"
         );
+    }
+
+    /// Guards the Unicode line separators and bidirectional controls in a body read from a proxy:
+    /// they reached text and JSON lines raw, so a viewer could break or reorder the line.
+    #[test]
+    fn unicode_separators_and_bidi_controls_are_escaped() {
+        let body = "ok\u{2028}forged\u{202e}desrever\u{85}";
+        let text = capture(LogFormat::Text, || tracing::warn!(body, "probe {body}"));
+        assert_eq!(text.lines().count(), 1);
+        assert!(
+            text.ends_with(
+                "probe ok\\u{2028}forged\\u{202e}desrever\\u{85} body=\"ok\\u{2028}forged\\u{202e}desrever\\u{85}\"\n"
+            ),
+            "{text}"
+        );
+        let json = capture(LogFormat::Json, || tracing::warn!(body, "probe {body}"));
+        assert!(
+            json.contains("\"body\":\"ok\\u2028forged\\u202edesrever\\u0085\""),
+            "{json}"
+        );
+        assert!(
+            !json.contains('\u{2028}') && !json.contains('\u{202e}'),
+            "{json}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+        assert_eq!(parsed["body"], body, "escaped, not altered");
+        assert_eq!(parsed["message"], format!("probe {body}"));
     }
 
     #[test]

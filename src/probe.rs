@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::name_lookup::{self, NoAddress, Unanswered};
 use crate::ready_url::{Host, ReadyUrl};
 use crate::request_first::RequestFirst;
+use crate::untrusted_text;
 
 /// How much of a not-ready body is kept for the log (its first line explains, e.g. Istio's
 /// "config not received from Pilot").
@@ -307,12 +308,9 @@ fn first_line(body: &[u8]) -> String {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .unwrap_or("");
-    let mut out: String = line
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(FIRST_LINE_MAX)
-        .collect();
-    if line.chars().count() > FIRST_LINE_MAX {
+    let mut kept = untrusted_text::without_unsafe(line);
+    let mut out: String = kept.by_ref().take(FIRST_LINE_MAX).collect();
+    if kept.next().is_some() {
         out.push('…');
     }
     out
@@ -334,6 +332,11 @@ mod tests {
         assert_eq!(line.chars().count(), FIRST_LINE_MAX + 1);
         assert!(line.ends_with('…'));
         assert_eq!(first_line(b"bad\x1b[31mcolour"), "bad[31mcolour");
+        // U+2028 is no line break to `lines()`, and U+202E reverses what follows.
+        assert_eq!(
+            first_line("ok\u{2028}forged \u{202e}desrever".as_bytes()),
+            "okforged desrever"
+        );
     }
 
     #[test]

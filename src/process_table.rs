@@ -4,13 +4,23 @@
 //! child, so it cannot ask its own parent; it looks through the PID namespace instead.
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 
 use clap::CommandFactory;
 use clap::builder::{BoolishValueParser, TypedValueParser};
 
 use crate::argv;
 use crate::cli::Cli;
+use crate::untrusted_text;
+
+/// How much of a command line is read: enough for any meshwait invocation, while a neighbour with
+/// a multi-megabyte argv cannot inflate the doctor's memory.
+const ARGV_READ_MAX: u64 = 16 * 1024;
+
+/// How many characters of a command line a report shows.
+const COMMAND_LINE_SHOWN: usize = 200;
 
 /// A process as /proc shows it to an unprivileged reader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,45 +28,65 @@ pub struct Process {
     pub pid: u32,
     /// The kernel's name for it (the executable's name, at most 15 bytes).
     pub comm: String,
-    /// argv, or empty when unreadable (a kernel thread, a process already gone).
+    /// argv, or empty when unreadable (a kernel thread, a zombie, a process already gone), or
+    /// when not read: only PID 1's and a `meshwait`'s are.
     pub argv: Vec<String>,
+    /// Exited but not yet reaped: its name lingers, but it supervises nothing.
+    pub zombie: bool,
 }
 
 impl Process {
     pub fn read(pid: u32) -> Option<Process> {
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        let argv = fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|raw| {
-                raw.split(|&b| b == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let comm = comm.trim_end().to_string();
+        // Only the command lines a report can use are read, so a crowded PID namespace (a shared
+        // one, `shareProcessNamespace: true`) costs one small read per process.
+        let argv = if pid == 1 || comm == "meshwait" {
+            read_argv(pid).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Some(Process {
             pid,
-            comm: comm.trim_end().to_string(),
+            comm,
             argv,
+            zombie: is_zombie(pid),
         })
     }
 
-    /// argv joined for display, or the comm in brackets as `ps` shows argv-less processes.
+    /// argv joined for display (escaped and capped: any process may name itself anything), or
+    /// the comm in brackets as `ps` shows argv-less processes.
     pub fn command_line(&self) -> String {
         if self.argv.is_empty() {
-            format!("[{}]", self.comm)
+            format!(
+                "[{}]",
+                untrusted_text::shown(&self.comm, COMMAND_LINE_SHOWN)
+            )
         } else {
-            self.argv.join(" ")
+            untrusted_text::shown(&self.argv.join(" "), COMMAND_LINE_SHOWN)
         }
     }
 
     /// A meshwait in run mode: the one that gates and supervises an app (not a `doctor`,
-    /// `drain`, `conns`, `ready` or `install` of the moment).
+    /// `drain`, `conns`, `ready` or `install` of the moment). It says nothing about where it runs:
+    /// see `shares_mounts_with_me`.
     pub fn is_supervising_meshwait(&self) -> bool {
-        if self.comm != "meshwait" {
+        // A zombie's argv reads empty, which would parse as a bare `meshwait`.
+        if self.comm != "meshwait" || self.zombie || self.argv.is_empty() {
             return false;
         }
         let args: Vec<OsString> = self.argv.iter().map(OsString::from).collect();
         argv::is_run_mode(&Cli::command(), &args)
+    }
+
+    /// Whether this process is in the reader's mount namespace, that is in the same container.
+    /// With `shareProcessNamespace: true` every container's processes are listed, and any of them
+    /// can call itself meshwait; only one in this container supervises this container's app. An
+    /// error when /proc hides it (another user, without CAP_SYS_PTRACE).
+    pub fn shares_mounts_with_me(&self) -> io::Result<bool> {
+        let mine = fs::metadata("/proc/self/ns/mnt")?;
+        let theirs = fs::metadata(format!("/proc/{}/ns/mnt", self.pid))?;
+        Ok(mine.dev() == theirs.dev() && mine.ino() == theirs.ino())
     }
 
     /// Whether this meshwait was told to quit the proxy when its app ends: by flag, or by an
@@ -72,6 +102,37 @@ impl Process {
         let environ = fs::read(format!("/proc/{}/environ", self.pid)).ok()?;
         Some(quit_asked_in(&environ))
     }
+}
+
+/// argv, at most `ARGV_READ_MAX` bytes of it.
+fn read_argv(pid: u32) -> io::Result<Vec<String>> {
+    let mut raw = Vec::new();
+    File::open(format!("/proc/{pid}/cmdline"))?
+        .take(ARGV_READ_MAX)
+        .read_to_end(&mut raw)?;
+    Ok(split_argv(&raw))
+}
+
+fn split_argv(raw: &[u8]) -> Vec<String> {
+    raw.split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// The state letter of /proc/PID/stat is `Z` for a zombie (`X` for one being torn down).
+fn is_zombie(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/stat"))
+        .map(|stat| state_is_zombie(&stat))
+        .unwrap_or(false)
+}
+
+fn state_is_zombie(stat: &[u8]) -> bool {
+    // The name in parentheses may itself hold `) Z`: the state follows the last `)`.
+    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    matches!(stat.get(close + 2), Some(b'Z' | b'X'))
 }
 
 /// Whether an environment block (NUL-separated `KEY=value`) asks meshwait to quit the proxy.
@@ -108,6 +169,7 @@ mod tests {
             pid: 1,
             comm: "meshwait".into(),
             argv: argv.iter().map(|a| a.to_string()).collect(),
+            zombie: false,
         }
     }
 
@@ -124,6 +186,73 @@ mod tests {
         let mut other = process(&["tini", "--", "app"]);
         other.comm = "tini".into();
         assert!(!other.is_supervising_meshwait());
+    }
+
+    /// Guards zombies: an exited meshwait's argv reads empty, which parsed as a bare `meshwait`
+    /// (run mode), so an unreaped one passed the init check.
+    #[test]
+    fn zombies_and_argv_less_processes_supervise_nothing() {
+        let mut zombie = process(&["meshwait", "--", "app"]);
+        zombie.zombie = true;
+        assert!(!zombie.is_supervising_meshwait());
+        assert!(!process(&[]).is_supervising_meshwait());
+    }
+
+    #[test]
+    fn zombie_state_is_read_after_the_last_parenthesis() {
+        assert!(state_is_zombie(b"42 (meshwait) Z 1 42 42 0"));
+        assert!(state_is_zombie(b"42 (a) Z (b) X 1"));
+        assert!(!state_is_zombie(b"42 (x) Z) S 1 42"));
+        assert!(!state_is_zombie(b"42 (meshwait) S 1 42 42 0"));
+        assert!(!state_is_zombie(b""));
+    }
+
+    /// Guards what a report shows of a neighbour's argv: escape sequences and line breaks
+    /// reached the operator's terminal raw, and a long argv was printed whole.
+    #[test]
+    fn command_lines_are_escaped_and_capped() {
+        let hostile = process(&["meshwait", "--", "app", "\u{1b}[2J\n\u{2714} forged"]);
+        assert_eq!(
+            hostile.command_line(),
+            "meshwait -- app \\u{1b}[2J\\n\u{2714} forged"
+        );
+        let long = "x".repeat(5000);
+        let shown = process(&["meshwait", &long]).command_line();
+        assert_eq!(shown.chars().count(), COMMAND_LINE_SHOWN + 1);
+        assert!(shown.ends_with('…'));
+        let mut nameless = process(&[]);
+        nameless.comm = "a\u{1b}b".into();
+        assert_eq!(nameless.command_line(), "[a\\u{1b}b]");
+    }
+
+    /// Guards the read of a neighbour's argv: the whole of it was read, however large.
+    #[test]
+    fn argv_read_is_capped() {
+        let long = "x".repeat(100_000);
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 5; :", "sh", &long])
+            .spawn()
+            .unwrap();
+        // Right after the exec the new argv may not be readable yet.
+        let mut argv = Vec::new();
+        for _ in 0..200 {
+            argv = read_argv(sh.id()).unwrap();
+            if !argv.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = sh.kill();
+        let _ = sh.wait();
+        assert_eq!(&argv[..3], ["sh", "-c", "sleep 5; :"]);
+        let cut = &argv[4];
+        assert!(cut.starts_with("xxx"));
+        assert!(
+            cut.len() as u64 <= ARGV_READ_MAX,
+            "{} bytes read",
+            cut.len()
+        );
+        assert_eq!(split_argv(b"a\0\0b\0"), vec!["a", "b"]);
     }
 
     #[test]
@@ -159,7 +288,8 @@ mod tests {
     fn reads_this_process() {
         let me = Process::read(std::process::id()).unwrap();
         assert!(!me.comm.is_empty());
-        assert!(!me.argv.is_empty());
+        assert!(!me.zombie);
+        assert!(me.shares_mounts_with_me().unwrap());
         assert!(all().iter().any(|p| p.pid == std::process::id()));
     }
 }

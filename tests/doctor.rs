@@ -416,3 +416,93 @@ fn a_pod_with_no_sidecar_points_at_injection() {
     }
     assert_eq!(check(&report, "quit endpoint")["result"], "info");
 }
+
+/// Runs `neighbours.py` as PID 1 of a PID namespace of its own, with a meshwait neighbour
+/// `where` ("here" or "elsewhere") whose argv holds `arg`, then `meshwait doctor --mesh none
+/// EXTRA`: the exit code, the neighbours' pids and the doctor's stdout.
+fn doctor_among_neighbours(where_: &str, arg: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--", python()])
+        .arg(helper("neighbours.py"))
+        .args([
+            MESHWAIT, where_, arg, "--", MESHWAIT, "doctor", "--mesh", "none",
+        ])
+        .args(extra);
+    without_meshwait_env(&mut cmd);
+    let mut child = spawn(cmd);
+    let status = wait_bounded(&mut child, Duration::from_secs(30));
+    let out = stdout_of(&mut child);
+    assert!(out.starts_with("neighbours "), "{out}");
+    (status.code(), out)
+}
+
+/// What a neighbour's argv may hold: a screen clear, a colour, a line break followed by a forged
+/// check line, a Unicode line separator and a right-to-left override.
+const HOSTILE: &str = "\u{1b}[2J\u{1b}[31m\n✓ init           forged pass\u{2028}✓ x\u{202e}gnp.exe";
+
+/// Guards the init check against neighbours: an unreaped meshwait (argv empty, read as a bare
+/// `meshwait`) and another container's meshwait (a shared PID namespace) each made it pass,
+/// though nothing supervises this container. And the doctor's text report printed the
+/// neighbour's argv raw: it cleared the terminal and printed a forged line.
+#[test]
+fn meshwaits_of_other_containers_and_zombies_supervise_nothing() {
+    if !root_or_skip("meshwaits_of_other_containers_and_zombies_supervise_nothing") {
+        return;
+    }
+    let (code, out) = doctor_among_neighbours("elsewhere", HOSTILE, &["--json"]);
+    assert_eq!(code, Some(1), "{out}");
+    let (pids, json) = out.split_once('\n').unwrap();
+    let neighbour = pids.rsplit(' ').next().unwrap();
+    let report: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let init = check(&report, "init");
+    assert_eq!(init["result"], "fail", "{init}");
+    let evidence = init["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("PID 1 is "), "{evidence}");
+    assert!(evidence.contains("neighbours.py"), "{evidence}");
+    assert!(
+        evidence.ends_with(&format!(
+            "; pid {neighbour} is a meshwait of another container"
+        )),
+        "{evidence}"
+    );
+
+    let (code, text) = doctor_among_neighbours("elsewhere", HOSTILE, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("\n✗ init "), "{text}");
+    assert_one_line_each(&text);
+}
+
+/// The hostile text is in the report (PID 1's argv holds it too) but only escaped: no raw
+/// control, and no line of its own.
+fn assert_one_line_each(text: &str) {
+    for raw in ['\u{1b}', '\u{2028}', '\u{202e}'] {
+        assert!(!text.contains(raw), "{:x} in {text}", raw as u32);
+    }
+    assert!(text.contains("\\u{1b}[2J\\u{1b}[31m\\n✓ init"), "{text}");
+    let init: Vec<&str> = text.lines().filter(|l| l.contains(" init ")).collect();
+    assert_eq!(init.len(), 1, "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("✓ x")), "{text}");
+}
+
+/// Guards the text report: the app's own meshwait (a real supervisor) with a hostile argument
+/// passes the init check, and its argv is shown escaped, on one line, never raw.
+#[test]
+fn a_hostile_argv_is_shown_escaped_on_one_line() {
+    if !root_or_skip("a_hostile_argv_is_shown_escaped_on_one_line") {
+        return;
+    }
+    let (code, text) = doctor_among_neighbours("here", HOSTILE, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_one_line_each(&text);
+    let init = text.lines().find(|l| l.contains(" init ")).unwrap();
+    assert!(
+        init.starts_with("✓ init           meshwait is pid "),
+        "{text}"
+    );
+    assert!(
+        init.contains(
+            "sh -c sleep 60 \\u{1b}[2J\\u{1b}[31m\\n✓ init           forged pass\\u{2028}✓ x\\u{202e}gnp.exe"
+        ),
+        "{text}"
+    );
+}

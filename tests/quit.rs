@@ -174,3 +174,34 @@ fn a_quit_endpoint_answering_before_the_request_is_always_taken_at_its_word() {
             .all(|r| r == "POST /quitquitquit HTTP/1.1")
     );
 }
+
+/// Guards the quit settings against inheritance: a nested meshwait (an app that runs
+/// `meshwait -- worker`) inherited MESHWAIT_QUIT_URL, _PROXY and _ON and stopped the sidecar when
+/// its worker ended, while the outer app still ran. Other settings still pass through.
+#[test]
+fn a_nested_meshwait_does_not_quit_the_proxy_for_its_parent() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));
+    let url = quit_url(&server, "/quitquitquit");
+    let mut cmd = meshwait();
+    cmd.env("MESHWAIT_QUIT_URL", &url)
+        .env("MESHWAIT_QUIT_PROXY", "true")
+        .env("MESHWAIT_QUIT_ON", "always")
+        .env("MESHWAIT_LOG_LEVEL", "debug")
+        .args(["--mesh", "none", "--", "sh", "-c"])
+        .arg("\"$0\" --mesh none --no-wait -- true && env | grep ^MESHWAIT_")
+        .arg(meshwait_binary());
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["MESHWAIT_LOG_LEVEL=debug"],
+        "{out:?}"
+    );
+    // The outer meshwait's own POST, after its app: the inner one made none.
+    assert_eq!(
+        server.requests(),
+        ["POST /quitquitquit HTTP/1.1"],
+        "{out:?}"
+    );
+}
