@@ -262,6 +262,38 @@ fn install_copies_the_binary_and_reports_an_unwritable_target() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Guards `install` against a neighbour sharing the volume: before, a link as DIR or as one of its
+/// parents was followed, and the copy landed wherever the link pointed.
+#[test]
+fn install_follows_no_link_in_dir() {
+    let dir = scratch_dir("install-links");
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let link = dir.join("inst2");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let as_parent = link.join("sub");
+    for target in [&link, &as_parent] {
+        let out = run(&["install", target.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(73), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{} is a symbolic link", link.display())),
+            "{err}"
+        );
+    }
+    // A relative DIR is walked from the working directory, with no more trust.
+    let out = meshwait()
+        .args(["install", "inst2"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(73), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inst2 is a symbolic link"));
+    let written: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().collect();
+    assert!(written.is_empty(), "written through the link: {written:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Guards options written before a subcommand (as preStop hooks often are): they belong to the
 /// subcommand, which runs; before, `drain` and `ready` were taken for the app's name (exit 127,
 /// or a gate followed by "command not found").
