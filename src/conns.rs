@@ -13,6 +13,7 @@ use crate::logging::json_string;
 use crate::port_set::PortSet;
 use crate::sidecar_view::Sight;
 use crate::sockets::{Socket, SocketView, TcpState, Which};
+use crate::untrusted_text;
 
 #[derive(Debug, Default)]
 struct Totals {
@@ -261,6 +262,9 @@ fn flow_name(flow: Flow) -> &'static str {
     }
 }
 
+/// How much of a cluster name (or of why `/clusters` was unreadable) the table shows.
+const CLUSTER_SHOWN: usize = 200;
+
 /// The sidecar's requests in flight, per cluster, under the socket table.
 fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
     let Some((url, result)) = sidecar else {
@@ -270,6 +274,7 @@ fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreada
     let sight = match result {
         Ok(sight) => sight,
         Err(why) => {
+            let why = untrusted_text::shown(&why.to_string(), CLUSTER_SHOWN);
             let _ = writeln!(line, "\nsidecar: {url}/clusters unreadable: {why}");
             return;
         }
@@ -289,12 +294,13 @@ fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreada
     }
     let _ = writeln!(line, "{:<6} {:>8}  CLUSTER", "DIR", "REQUESTS");
     for a in &r.active {
+        // Names come from the proxy's configuration: shown escaped, like all text from outside.
         let _ = writeln!(
             line,
             "{:<6} {:>8}  {}",
             flow_name(a.flow),
             a.requests,
-            a.cluster
+            untrusted_text::shown(&a.cluster, CLUSTER_SHOWN)
         );
     }
     for (flow, n) in [(Flow::Inbound, r.unnamed.0), (Flow::Outbound, r.unnamed.1)] {
@@ -434,6 +440,39 @@ fn pad_to(line: &mut String, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the table against what the proxy names its clusters: a name with a line break and
+    /// an escape sequence printed a forged row.
+    #[test]
+    fn cluster_names_are_shown_escaped() {
+        use crate::envoy_clusters::{Active, Reading};
+        let sight = Sight {
+            reading: Reading {
+                active: vec![Active {
+                    cluster: "inbound|8080||\u{1b}[2J\nin        9  forged\u{2028}".into(),
+                    flow: Flow::Inbound,
+                    requests: 1,
+                }],
+                unnamed: (0, 0),
+                clusters: 1,
+                bytes: 10,
+            },
+            upgraded: None,
+            took: std::time::Duration::from_millis(1),
+        };
+        let mut line = String::new();
+        sidecar_text(&mut line, Some(("http://localhost:15000", &Ok(sight))));
+        assert!(!line.contains(['\u{1b}', '\u{2028}']), "{line}");
+        assert_eq!(
+            line.lines().filter(|l| l.contains("forged")).count(),
+            1,
+            "{line}"
+        );
+        assert!(
+            line.contains("inbound|8080||\\u{1b}[2J\\nin        9  forged\\u{2028}"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn addresses_and_numbers() {
