@@ -207,6 +207,9 @@ impl<'a> Meshwaits<'a> {
             match p.shares_mounts_with_me() {
                 Ok(true) => found.here.push(p),
                 Ok(false) => found.elsewhere.push((p, None)),
+                // A PID 1 in run mode is this container's entrypoint: a shared PID namespace's
+                // PID 1 is the pod's pause process, never a meshwait.
+                Err(_) if p.pid == 1 => found.here.push(p),
                 Err(e) => found.elsewhere.push((p, Some(e.to_string()))),
             }
         }

@@ -175,9 +175,13 @@ fn write_unnamed(dir: BorrowedFd, source: &mut File) -> io::Result<bool> {
         )
     }) {
         Ok((name, ())) => name,
-        // No /proc: the unnamed file vanishes when `out` is closed.
-        Err(Errno::ENOENT) => return Ok(false),
-        Err(e) => return Err(e.into()),
+        // Full, read-only or failing: the named way would fail the same.
+        Err(e @ (Errno::ENOSPC | Errno::EDQUOT | Errno::EROFS | Errno::EIO | Errno::EEXIST)) => {
+            return Err(e.into());
+        }
+        // No /proc (ENOENT), or a sandbox's /proc that refuses the link (EPERM, EACCES): the
+        // unnamed file vanishes when `out` is closed, and the named way needs no /proc.
+        Err(_) => return Ok(false),
     };
     publish(dir, &name, &out)?;
     Ok(true)

@@ -170,8 +170,12 @@ pub(crate) fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result 
             '\n' => out.write_str("\\n")?,
             '\r' => out.write_str("\\r")?,
             '\t' => out.write_str("\\t")?,
-            // Every unsafe character is in the Basic Multilingual Plane: one \uXXXX each.
-            c if untrusted_text::is_unsafe(c) => write!(out, "\\u{:04x}", c as u32)?,
+            // JSON escapes UTF-16 units: a tag character (U+E0000 up) takes a surrogate pair.
+            c if untrusted_text::is_unsafe(c) => {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(out, "\\u{unit:04x}")?;
+                }
+            }
             c => out.write_char(c)?,
         }
     }
@@ -295,18 +299,18 @@ mod tests {
     /// they reached text and JSON lines raw, so a viewer could break or reorder the line.
     #[test]
     fn unicode_separators_and_bidi_controls_are_escaped() {
-        let body = "ok\u{2028}forged\u{202e}desrever\u{85}";
+        let body = "ok\u{2028}forged\u{202e}desrever\u{85}\u{e0041}";
         let text = capture(LogFormat::Text, || tracing::warn!(body, "probe {body}"));
         assert_eq!(text.lines().count(), 1);
         assert!(
             text.ends_with(
-                "probe ok\\u{2028}forged\\u{202e}desrever\\u{85} body=\"ok\\u{2028}forged\\u{202e}desrever\\u{85}\"\n"
+                "probe ok\\u{2028}forged\\u{202e}desrever\\u{85}\\u{e0041} body=\"ok\\u{2028}forged\\u{202e}desrever\\u{85}\\u{e0041}\"\n"
             ),
             "{text}"
         );
         let json = capture(LogFormat::Json, || tracing::warn!(body, "probe {body}"));
         assert!(
-            json.contains("\"body\":\"ok\\u2028forged\\u202edesrever\\u0085\""),
+            json.contains("\"body\":\"ok\\u2028forged\\u202edesrever\\u0085\\udb40\\udc41\""),
             "{json}"
         );
         assert!(

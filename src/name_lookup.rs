@@ -178,6 +178,10 @@ impl Drop for Answer {
 mod tests {
     use super::*;
 
+    /// The lookups in flight are one table for the process, and both tests look up `localhost`:
+    /// run at once, each saw the other's callers in it.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -188,6 +192,7 @@ mod tests {
 
     #[test]
     fn callers_at_once_share_one_lookup() {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         runtime().block_on(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             let (a, b, c) = tokio::join!(
@@ -210,6 +215,7 @@ mod tests {
 
     #[test]
     fn a_caller_out_of_time_leaves_the_lookup_and_says_so() {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         runtime().block_on(async {
             // The one blocking thread is busy, so the lookup cannot start before the deadline.
             let busy =

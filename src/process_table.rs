@@ -19,6 +19,11 @@ use crate::untrusted_text;
 /// a multi-megabyte argv cannot inflate the doctor's memory.
 const ARGV_READ_MAX: u64 = 16 * 1024;
 
+/// How much of a meshwait's environment is read for its quit settings: a pod spec's environment
+/// is a few KiB, and a process with a huge one cannot make doctor read megabytes. A setting past
+/// the cap goes unseen, which only softens the quit check from a failure to information.
+const ENVIRON_READ_MAX: u64 = 64 * 1024;
+
 /// How many characters of a command line a report shows.
 const COMMAND_LINE_SHOWN: usize = 200;
 
@@ -92,14 +97,19 @@ impl Process {
     /// Whether this meshwait was told to quit the proxy when its app ends: by flag, or by an
     /// environment variable when /proc lets us read its environment (same user, or root).
     pub fn quits_proxy(&self) -> Option<bool> {
+        // meshwait's own options only: the same words after `--` are the app's.
         if self
             .argv
             .iter()
+            .take_while(|a| *a != "--")
             .any(|a| a == "--quit-proxy" || a.starts_with("--quit-url"))
         {
             return Some(true);
         }
-        let environ = fs::read(format!("/proc/{}/environ", self.pid)).ok()?;
+        let mut environ = Vec::new();
+        File::open(format!("/proc/{}/environ", self.pid))
+            .and_then(|f| f.take(ENVIRON_READ_MAX).read_to_end(&mut environ))
+            .ok()?;
         Some(quit_asked_in(&environ))
     }
 }
@@ -268,6 +278,17 @@ mod tests {
                 "job"
             ])
             .quits_proxy(),
+            Some(true)
+        );
+    }
+
+    /// Guards the flags' place: `--quit-proxy` among the app's own arguments said that meshwait
+    /// would quit the proxy.
+    #[test]
+    fn quit_flags_after_the_double_dash_are_the_apps() {
+        // Whatever PID 1's environment here says, the app's `--quit-proxy` is not meshwait's.
+        assert_ne!(
+            process(&["meshwait", "--", "job", "--quit-proxy"]).quits_proxy(),
             Some(true)
         );
     }

@@ -18,6 +18,7 @@ use crate::envoy_admin::{self, Unreadable, page};
 use crate::envoy_clusters::{ClusterRules, Flow, Parser, Reading};
 use crate::probe::{self, Fetched};
 use crate::ready_url::ReadyUrl;
+use crate::untrusted_text;
 
 /// Never read more often than this.
 const MIN_GAP: Duration = Duration::from_millis(100);
@@ -157,12 +158,19 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// A cluster name as the drain's lines show it (on stdout too, for `meshwait drain`): the proxy
+/// names its clusters, so the name is escaped and capped like any text from outside.
+fn shown_cluster(name: &str) -> String {
+    untrusted_text::shown(name, 200)
+}
+
 impl fmt::Display for Seen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
         if self.inbound > 0 {
             let mut text = format!("{} inbound {}", self.inbound, requests(self.inbound));
             if let Some((cluster, Flow::Inbound, n)) = &self.busiest {
+                let cluster = shown_cluster(cluster);
                 if *n == self.inbound {
                     text.push_str(&format!(" active on {cluster}"));
                 } else {
@@ -186,7 +194,7 @@ impl fmt::Display for Seen {
                 requests(self.outbound_held)
             );
             if let (0, Some((cluster, Flow::Outbound, _))) = (self.inbound, &self.busiest) {
-                text.push_str(&format!(" (on {cluster})"));
+                text.push_str(&format!(" (on {})", shown_cluster(cluster)));
             }
             text.push_str(&format!(
                 ", held for up to {} each",
@@ -493,6 +501,21 @@ mod tests {
         );
         assert!(!v.verdict().holds());
         assert_eq!(seen(&v).outbound_aged, 3);
+    }
+
+    /// Guards `meshwait drain`'s stdout: the busiest cluster's name, chosen by the proxy's
+    /// configuration, reached the terminal raw (a screen clear, a carriage return).
+    #[test]
+    fn cluster_names_in_the_verdict_are_escaped_and_capped() {
+        let mut v = view(Duration::from_secs(5));
+        let hostile = format!("inbound|8080||\u{1b}[2J\r\u{2028}{}", "x".repeat(2000));
+        v.take(Ok(sight(&[(&hostile, Flow::Inbound, 1)])), Instant::now());
+        let text = v.verdict().to_string();
+        assert!(
+            text.starts_with("1 inbound request active on inbound|8080||\\u{1b}[2J\\r\\u{2028}xxx"),
+            "{text}"
+        );
+        assert!(text.len() < 300, "{text}");
     }
 
     #[test]
