@@ -671,8 +671,10 @@ fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
         let pids = dir.join("pids");
         // One leftover that exits on TERM, one that ignores it; the app itself exits 3.
         // The app exits only once the stubborn one has set its trap, or TERM could beat the trap.
+        // The mark is made by a redirection, not `touch`: a `touch` still exiting when the app
+        // ended was a third leftover under load.
         let script = format!(
-            "sleep 60 & echo $! >> {p}; (trap '' TERM; touch {r}; exec sleep 60) & echo $! >> {p}; \
+            "sleep 60 & echo $! >> {p}; (trap '' TERM; : > {r}; exec sleep 60) & echo $! >> {p}; \
              while [ ! -e {r} ]; do sleep 0.01; done; exit 3",
             p = pids.display(),
             r = dir.join("trapped").display()
