@@ -426,6 +426,13 @@ mod tests {
             "config not fully received from XDS server: cds updates: 1 successful, 0 rejected; lds updates: 0 successful, 0 rejected",
         );
         assert_eq!(id(Mesh::Istio, &facts), Some("config-incomplete"));
+        // Guards the row's condition: with clusters and listeners both accepted, the config is
+        // complete, and a 503 then has another cause than a partial config.
+        let complete = not_ready(
+            503,
+            "not ready: cds updates: 2 successful, 0 rejected; lds updates: 1 successful, 0 rejected",
+        );
+        assert_ne!(id(Mesh::Istio, &complete), Some("config-incomplete"));
     }
 
     #[test]

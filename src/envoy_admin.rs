@@ -286,6 +286,47 @@ listener_manager.workers_started: 0
         );
     }
 
+    /// Guards each counter's own slot and the tallies the hints and doctor's envoy line read:
+    /// a dropped `update_rejected` line, workers read backwards, and a zero of failed fetches
+    /// reported as a failure.
+    #[test]
+    fn every_counter_lands_in_its_slot_and_is_shown_when_it_matters() {
+        let view = AdminView::default().with_stats(
+            "cluster_manager.cds.update_success: 4\ncluster_manager.cds.update_rejected: 1\n\
+             listener_manager.lds.update_success: 2\nlistener_manager.lds.update_rejected: 0\n\
+             cluster_manager.cds.update_failure: 0\nlistener_manager.workers_started: 1\n",
+        );
+        let counts = view.counts.unwrap();
+        assert_eq!(
+            counts,
+            XdsCounts {
+                cds_success: 4,
+                cds_rejected: 1,
+                lds_success: 2,
+                lds_rejected: 0
+            }
+        );
+        assert!(counts.complete() && counts.rejected());
+        assert_eq!(view.workers_started, Some(true));
+        assert_eq!(
+            view.to_string(),
+            "cds 4 successful, 1 rejected; lds 2 successful, 0 rejected"
+        );
+        let failing = AdminView {
+            cds_failures: Some(1),
+            ..AdminView::default()
+        };
+        assert_eq!(
+            failing.to_string(),
+            "1 CDS fetches failed to reach the xDS server"
+        );
+        let only_clusters = XdsCounts {
+            cds_success: 1,
+            ..XdsCounts::default()
+        };
+        assert!(!only_clusters.complete());
+    }
+
     #[test]
     fn pilot_agent_counts() {
         let text = "config not received from Pilot (is Pilot running?): cds updates: 1 successful, 0 rejected; lds updates: 0 successful, 1 rejected";
