@@ -409,6 +409,36 @@ agent::127.0.0.1:15020::rq_active::1
         assert_eq!(reading.total(Flow::Inbound), 1);
     }
 
+    /// Guards the parser's edges, each found by a mutant the other tests let through: the host
+    /// cut from the line (a plain Envoy's flow depends on it), a last line without a newline, a
+    /// long cluster name with short lines, a cluster's first line however short, and a line of
+    /// exactly `LINE_MAX` bytes.
+    #[test]
+    fn hosts_names_and_line_lengths_at_their_edges() {
+        // No final newline, and the flow decided by the host (the app on the loopback).
+        let plain =
+            b"local_app::observability_name::local_app\nlocal_app::127.0.0.1:8080::rq_active::2";
+        let reading = parse_in_pieces(plain, 7);
+        assert_eq!(reading.total(Flow::Inbound), 2, "{reading:?}");
+
+        let name = "a_cluster_name_longer_than_its_own_lines";
+        let page = format!("{name}::h::cx_active::1\n{name}::h::rq_total::3\n{name}::h::x::1\n");
+        assert_eq!(parse_in_pieces(page.as_bytes(), 5).clusters, 1);
+
+        let short = parse_in_pieces(b"abc::x\n", 3);
+        assert_eq!(short.clusters, 1);
+
+        let mut line = "inbound|8080||".to_string();
+        let tail = "::127.0.0.1:8080::rq_active::4";
+        line.push_str(&"x".repeat(LINE_MAX - line.len() - tail.len()));
+        line.push_str(tail);
+        assert_eq!(line.len(), LINE_MAX);
+        let mut parser = Parser::new(rules());
+        parser.feed(line.as_bytes());
+        parser.feed(b"\n");
+        assert_eq!(parser.finish().unwrap().total(Flow::Inbound), 4);
+    }
+
     #[test]
     fn garbage_and_long_lines_are_neither_kept_nor_fatal() {
         let mut parser = Parser::new(rules());
