@@ -105,6 +105,9 @@ mod tests {
         for bad in ["0", "70000", "a", "20-10", "-5", ""] {
             assert!(bad.parse::<PortRange>().is_err(), "{bad}");
         }
+        // Shown as written (help defaults, logs): a single port without a dash.
+        assert_eq!(PortRange::new(15020, 15020).to_string(), "15020");
+        assert_eq!(PortRange::new(15000, 15090).to_string(), "15000-15090");
     }
 
     #[test]
