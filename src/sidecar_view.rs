@@ -97,7 +97,12 @@ async fn upgraded(plan: &SidecarPlan) -> Option<u32> {
     let Fetched::Answer { status: 200, body } = probe::fetch(&url, plan.bound).await else {
         return None;
     };
-    let text = String::from_utf8_lossy(&body);
+    upgrades_in(&String::from_utf8_lossy(&body))
+}
+
+/// The upgraded connections on the inbound HTTP listeners, summed, from the lines of
+/// `/stats?filter=downstream_cx_upgrades_active$`; `None` when no such listener is listed.
+fn upgrades_in(text: &str) -> Option<u32> {
     let mut found = None;
     for line in text.lines() {
         let Some((name, value)) = line.split_once(':') else {
@@ -516,6 +521,34 @@ mod tests {
             "{text}"
         );
         assert!(text.len() < 300, "{text}");
+    }
+
+    /// Guards the sum over listeners (a product gave 0) and the listeners counted: only the
+    /// inbound ones carry the app's clients.
+    #[test]
+    fn upgrades_are_summed_over_the_inbound_listeners() {
+        let stats = "http.inbound_0.0.0.0_8080.downstream_cx_upgrades_active: 2
+http.inbound_0.0.0.0_8090.downstream_cx_upgrades_active: 3
+http.outbound_0.0.0.0_80.downstream_cx_upgrades_active: 7
+http.admin.downstream_cx_upgrades_active: 1
+";
+        assert_eq!(upgrades_in(stats), Some(5));
+        assert_eq!(
+            upgrades_in("http.admin.downstream_cx_upgrades_active: 1\n"),
+            None
+        );
+        assert_eq!(upgrades_in(""), None);
+    }
+
+    /// Guards the verdict's wording: upgraded connections are named only when there are some.
+    #[test]
+    fn no_upgraded_connection_is_not_mentioned() {
+        let mut v = view(Duration::from_secs(5));
+        let mut seen = sight(&[("inbound|8080||", Flow::Inbound, 1)]);
+        seen.upgraded = Some(0);
+        v.take(Ok(seen), Instant::now());
+        let text = v.verdict().to_string();
+        assert_eq!(text, "1 inbound request active on inbound|8080||");
     }
 
     #[test]
