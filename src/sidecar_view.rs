@@ -543,12 +543,20 @@ http.admin.downstream_cx_upgrades_active: 1
     /// Guards the verdict's wording: upgraded connections are named only when there are some.
     #[test]
     fn no_upgraded_connection_is_not_mentioned() {
-        let mut v = view(Duration::from_secs(5));
-        let mut seen = sight(&[("inbound|8080||", Flow::Inbound, 1)]);
-        seen.upgraded = Some(0);
-        v.take(Ok(seen), Instant::now());
-        let text = v.verdict().to_string();
-        assert_eq!(text, "1 inbound request active on inbound|8080||");
+        let mut seen = Seen {
+            inbound: 1,
+            upgraded: Some(0),
+            busiest: Some(("inbound|8080||".into(), Flow::Inbound, 1)),
+            ..Seen::default()
+        };
+        assert_eq!(
+            seen.to_string(),
+            "1 inbound request active on inbound|8080||"
+        );
+        seen.upgraded = Some(1);
+        assert!(seen.to_string().ends_with(
+            ", 1 of them upgraded (WebSocket or CONNECT: held until closed or the drain timeout)"
+        ));
     }
 
     #[test]
