@@ -400,6 +400,31 @@ mod tests {
         assert_eq!(busy(&conn(51000, "10.1.2.3:80", None)), Some(Busy::Unknown));
     }
 
+    /// Guards the drain's next look: a connection busy only for its recent data turns idle when
+    /// the quiet window has passed since its last segment, and not before.
+    #[test]
+    fn quiet_window_left_counts_from_the_last_segment() {
+        let r = rules();
+        let c = classifier(&r);
+        let s = conn(APP_PORT, "127.0.0.6:4000", act(300, 700, 10, 10));
+        assert_eq!(c.quiet_left_ms(&s), Some(700));
+        let s = conn(APP_PORT, "127.0.0.6:4000", act(5000, 4000, 10, 10));
+        assert_eq!(c.quiet_left_ms(&s), Some(0));
+        assert_eq!(
+            c.quiet_left_ms(&conn(APP_PORT, "127.0.0.6:4000", None)),
+            None
+        );
+    }
+
+    /// Guards the names `conns` prints and the drain logs.
+    #[test]
+    fn names_as_printed() {
+        assert_eq!(Direction::Inbound.name(), "in");
+        assert_eq!(Direction::Outbound.name(), "out");
+        assert_eq!(Busy::Request.name(), "request awaiting its answer");
+        assert_eq!(Busy::Request.to_string(), "request awaiting its answer");
+    }
+
     #[test]
     fn listeners_remnants_and_orphans_never_block() {
         let r = rules();
@@ -414,6 +439,13 @@ mod tests {
         s.inode = 0;
         s.send_queue = 100;
         assert_eq!(c.classify(&s), Class::Orphan);
+        // Closing but still held by the app (its inode is set): the app may still read or write.
+        s.inode = 42;
+        assert!(
+            matches!(c.classify(&s), Class::App { .. }),
+            "{:?}",
+            c.classify(&s)
+        );
         // Not yet accepted: inode 0 but a request is waiting.
         let mut s = conn(APP_PORT, "127.0.0.6:4000", act(3000, 3000, 100, 0));
         s.inode = 0;
