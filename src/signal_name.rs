@@ -163,6 +163,22 @@ mod tests {
         }
     }
 
+    /// Guards the names themselves: every one also parses back as "signal N", so the round trip
+    /// alone let each real-time arm fall through to the number.
+    #[test]
+    fn realtime_signals_are_named_from_the_nearer_end() {
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let shown = |n: i32| Signal::from_raw(n).unwrap().to_string();
+        assert_eq!(shown(max), "SIGRTMAX");
+        assert_eq!(shown(min), "SIGRTMIN+0");
+        assert_eq!(shown(min + 3), "SIGRTMIN+3");
+        assert_eq!(shown(max - 2), "SIGRTMAX-2");
+        let middle = min + (max - min) / 2;
+        assert_eq!(shown(middle), format!("SIGRTMIN+{}", middle - min));
+        assert_eq!(shown(middle + 1), format!("SIGRTMAX-{}", max - middle - 1));
+        assert_eq!(shown(min - 1), format!("signal {}", min - 1));
+    }
+
     #[test]
     fn display_round_trips() {
         for n in 1..=libc::SIGRTMAX() {
