@@ -78,26 +78,38 @@ fn install_with(dir: &Path, strategy: Strategy) -> io::Result<(PathBuf, Strategy
 /// swapped in behind an already-opened component changes where the walk goes.
 fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     let mut walked = PathBuf::new();
-    // None while the walk is still at the working directory (a relative DIR).
-    let mut current: Option<OwnedFd> = None;
+    // Every directory opened so far, the last one current; empty while the walk is still at the
+    // working directory (a relative DIR).
+    let mut opened: Vec<OwnedFd> = Vec::new();
     for component in dir.components() {
         walked.push(component);
-        current = Some(match component {
+        match component {
             // The root is the operator's to trust, and it cannot be a link.
-            Component::RootDir => openat(
-                AT_FDCWD,
-                "/",
-                OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| context(e.into(), "cannot open", &walked))?,
-            other => {
-                let parent = current.as_ref().map_or(AT_FDCWD, |fd| fd.as_fd());
-                open_component(parent, other.as_os_str(), &walked)?
+            Component::RootDir => opened.push(
+                openat(
+                    AT_FDCWD,
+                    "/",
+                    OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| context(e.into(), "cannot open", &walked))?,
+            ),
+            // `..` goes back to the directory the walk came from, as the operator wrote it. Asking
+            // the kernel for the parent instead would follow wherever a neighbour had moved the
+            // directory since it was opened. Only a `..` above where the walk began (`../x`, or
+            // `/..`, which is `/`) is the kernel's.
+            Component::ParentDir if opened.len() > usize::from(dir.has_root()) => {
+                opened.pop();
             }
-        });
+            Component::ParentDir if dir.has_root() => {}
+            other => {
+                let parent = opened.last().map_or(AT_FDCWD, |fd| fd.as_fd());
+                let next = open_component(parent, other.as_os_str(), &walked)?;
+                opened.push(next);
+            }
+        }
     }
-    match current {
+    match opened.pop() {
         Some(fd) => Ok(fd),
         // An empty DIR is the working directory, which is where `dir.join(COPY)` points too.
         None => open_component(AT_FDCWD, OsStr::new("."), Path::new(".")),
@@ -317,6 +329,22 @@ mod tests {
         assert_eq!(install(&roundabout).unwrap(), roundabout.join("meshwait"));
         assert_is_the_running_binary(&first);
         assert_eq!(names(&nested), ["meshwait"], "temporary file left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `..` goes back along the walk, as written, and `/..` is `/`: the copy lands where the path
+    /// says, whatever was created on the way.
+    #[test]
+    fn parent_components_go_back_along_the_walk() {
+        let dir = scratch("parents");
+        install(&dir.join("p/new/../q")).unwrap();
+        assert_eq!(names(&dir.join("p")), ["new", "q"]);
+        assert_is_the_running_binary(&dir.join("p/q/meshwait"));
+        let from_root = Path::new("/..")
+            .join(dir.strip_prefix("/").unwrap())
+            .join("r");
+        install(&from_root).unwrap();
+        assert_is_the_running_binary(&dir.join("r/meshwait"));
         fs::remove_dir_all(&dir).unwrap();
     }
 
