@@ -125,6 +125,46 @@ mod tests {
         assert_eq!(s.local.ip().to_string(), "::ffff:127.0.0.1");
     }
 
+    /// Guards the choice of sockets per scan: each kind asked for, and only it.
+    #[test]
+    fn a_scan_hands_on_what_was_asked_for() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        let seen = |which: Which| {
+            let mut found = Vec::new();
+            scan(which, &mut |s: &Socket| {
+                if s.local.port() == port || s.local.port() == client_port {
+                    found.push((s.local.port(), s.state));
+                }
+            })
+            .unwrap();
+            found.sort_by_key(|&(p, _)| p);
+            found.dedup();
+            found
+        };
+        let listening = seen(Which::Listening);
+        assert_eq!(listening, [(port, TcpState::Listen)]);
+        let connections = seen(Which::Connections);
+        assert!(
+            connections.contains(&(client_port, TcpState::Established)),
+            "{connections:?}"
+        );
+        assert!(
+            connections
+                .iter()
+                .all(|&(_, state)| state != TcpState::Listen),
+            "{connections:?}"
+        );
+        let both = seen(Which::ListenersThenConnections);
+        assert!(both.contains(&(port, TcpState::Listen)), "{both:?}");
+        assert!(
+            both.contains(&(client_port, TcpState::Established)),
+            "{both:?}"
+        );
+    }
+
     #[test]
     fn rejects_garbage() {
         assert_eq!(parse_line("  sl  local_address rem_address   st"), None);
