@@ -377,6 +377,77 @@ fn u64_at(data: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
 
+    /// Guards the whole path through the kernel, which the decoding tests feed by hand: the
+    /// request, both families, every field of a real socket, and tcp_info's counters. Many
+    /// mistakes in the offsets, lengths and alignment showed only here.
+    #[test]
+    fn a_real_scan_reads_every_field_of_both_families() {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::MetadataExt;
+        for host in ["127.0.0.1", "::1"] {
+            let Ok(listener) = std::net::TcpListener::bind((host, 0)) else {
+                continue; // no IPv6 here
+            };
+            let server_addr = listener.local_addr().unwrap();
+            let mut client = std::net::TcpStream::connect(server_addr).unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            client.write_all(&[7u8; 300]).unwrap();
+            let mut got = [0u8; 300];
+            server.read_exact(&mut got).unwrap();
+            server.write_all(&[9u8; 1000]).unwrap();
+            let mut back = [0u8; 1000];
+            client.read_exact(&mut back).unwrap();
+            let client_addr = client.local_addr().unwrap();
+            // Unread bytes: the client's receive queue.
+            server.write_all(&[1u8; 50]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+
+            let mut found = Vec::new();
+            scan(Which::ListenersThenConnections, &mut |s: &Socket| {
+                if [s.local, s.remote].contains(&server_addr) {
+                    found.push(s.clone());
+                }
+            })
+            .unwrap();
+            // SAFETY: getuid only reads.
+            let me = unsafe { libc::getuid() };
+            let listening: Vec<_> = found
+                .iter()
+                .filter(|s| s.state == TcpState::Listen)
+                .collect();
+            assert_eq!(listening.len(), 1, "{host}: {found:?}");
+            assert_eq!(listening[0].local, server_addr);
+            let c = found
+                .iter()
+                .find(|s| s.local == client_addr)
+                .unwrap_or_else(|| panic!("{host}: no client socket in {found:?}"));
+            assert_eq!(c.state, TcpState::Established);
+            assert_eq!(c.remote, server_addr);
+            assert_eq!(c.uid, me);
+            let inode = std::fs::metadata(format!("/proc/self/fd/{}", client.as_raw_fd()))
+                .unwrap()
+                .ino();
+            assert_eq!(c.inode, inode, "{host}");
+            assert_eq!(c.recv_queue, 50, "{host}");
+            assert_eq!(c.send_queue, 0, "{host}");
+            let a = c.activity.expect("tcp_info");
+            assert_eq!(a.bytes_received, 1050, "{host}: {a:?}");
+            assert_eq!(a.bytes_sent, 300, "{host}: {a:?}");
+            assert_eq!(
+                a.data_segments.map(|(i, o)| (i >= 2, o >= 1)),
+                Some((true, true))
+            );
+            assert!(a.last_recv_ms < 5_000 && a.last_sent_ms < 5_000, "{a:?}");
+            assert!(a.last_recv_ms <= a.last_sent_ms, "{a:?}");
+            let s = found
+                .iter()
+                .find(|s| s.local == server_addr && s.state == TcpState::Established)
+                .unwrap();
+            assert_eq!(s.remote, client_addr);
+            assert_eq!(s.activity.unwrap().bytes_received, 300);
+        }
+    }
+
     #[test]
     fn state_filter_excludes_listeners_and_remnants() {
         let mask = states(Which::Connections);
