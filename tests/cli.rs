@@ -408,6 +408,12 @@ fn settings_are_checked_whether_used_or_not() {
             &["--mesh", "none", "--drain-on", "TERM,STOP", "--", "true"],
             "can never be held",
         ),
+        // meshwait's own: held, it would stall the reaping of the app.
+        (
+            &[],
+            &["--mesh", "none", "--drain-on", "CHLD", "--", "true"],
+            "it reports meshwait's own children",
+        ),
         // Read only by the preStop hook's `meshwait drain`, checked by the entrypoint too.
         (
             &[("MESHWAIT_DRAIN_UNTIL", "bogus")],

@@ -405,7 +405,7 @@ mod tests {
             let mut found = Vec::new();
             scan(Which::ListenersThenConnections, &mut |s: &Socket| {
                 if [s.local, s.remote].contains(&server_addr) {
-                    found.push(s.clone());
+                    found.push(*s);
                 }
             })
             .unwrap();
