@@ -408,7 +408,7 @@ fn settings_are_checked_whether_used_or_not() {
             &["--mesh", "none", "--drain-on", "TERM,STOP", "--", "true"],
             "can never be held",
         ),
-        // meshwait's own: held, it would stall the reaping of the app.
+        // SIGCHLD reports meshwait's own children: no pod stops with it.
         (
             &[],
             &["--mesh", "none", "--drain-on", "CHLD", "--", "true"],
