@@ -322,6 +322,28 @@ mod tests {
         assert_eq!(parsed["message"], format!("probe {body}"));
     }
 
+    /// Guards each reason to quote a text value: without the quotes an empty value, a quote, an
+    /// `=` or a backslash would make the line's `key=value` pairs ambiguous.
+    #[test]
+    fn text_quotes_values_a_reader_could_misparse() {
+        let line = capture(LogFormat::Text, || {
+            tracing::info!(
+                empty = "",
+                eq = "a=b",
+                quote = "say \"hi\"",
+                slash = "c:\\d",
+                plain = "ok",
+                "values"
+            )
+        });
+        assert!(
+            line.ends_with(
+                "values empty=\"\" eq=\"a=b\" quote=\"say \\\"hi\\\"\" slash=\"c:\\\\d\" plain=ok\n"
+            ),
+            "{line}"
+        );
+    }
+
     #[test]
     fn severities() {
         assert_eq!(severity(Level::TRACE), "DEBUG");
