@@ -427,6 +427,10 @@ agent::127.0.0.1:15020::rq_active::1
 
         let short = parse_in_pieces(b"abc::x\n", 3);
         assert_eq!(short.clusters, 1);
+        // A name and nothing after it says nothing about a cluster.
+        let mut parser = Parser::new(rules());
+        parser.feed(b"abc::\n");
+        assert_eq!(parser.finish(), Err(NotClusters::Unrecognised));
 
         let mut line = "inbound|8080||".to_string();
         let tail = "::127.0.0.1:8080::rq_active::4";
