@@ -559,6 +559,38 @@ http.admin.downstream_cx_upgrades_active: 1
         ));
     }
 
+    /// Guards the requests past the named clusters: a big mesh's app calls more than `NAMED`
+    /// services at once, and the ones counted together must hold the drain too.
+    #[test]
+    fn outbound_requests_past_the_named_clusters_hold_too() {
+        let mut v = view(Duration::from_secs(5));
+        let mut busy = sight(&[("outbound|80||a", Flow::Outbound, 1)]);
+        busy.reading.unnamed = (0, 3);
+        v.take(Ok(busy), Instant::now());
+        let s = seen(&v);
+        assert_eq!((s.outbound_held, s.outbound_aged), (4, 0));
+        assert!(v.verdict().holds());
+    }
+
+    /// Guards the cadence of the upgrade count: asked with the first read that finds inbound
+    /// requests, then not again for `UPGRADES_EVERY`.
+    #[test]
+    fn upgrades_are_asked_for_at_most_every_interval() {
+        let mut v = view(Duration::from_secs(5));
+        let t0 = Instant::now();
+        v.start_if_due(t0);
+        assert!(v.asking_upgrades, "the first read asks");
+        v.pending = None;
+        let mut first = sight(&[("inbound|8080||", Flow::Inbound, 1)]);
+        first.upgraded = Some(1);
+        v.take(Ok(first), t0);
+        v.start_if_due(t0 + MAX_GAP);
+        assert!(!v.asking_upgrades, "asked again too soon");
+        v.pending = None;
+        v.start_if_due(t0 + UPGRADES_EVERY);
+        assert!(v.asking_upgrades, "not asked again after the interval");
+    }
+
     #[test]
     fn a_failed_read_hands_the_drain_to_the_sockets_and_is_retried() {
         let mut v = view(Duration::from_secs(5));
