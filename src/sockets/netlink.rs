@@ -384,7 +384,9 @@ mod tests {
     fn a_real_scan_reads_every_field_of_both_families() {
         use std::io::{Read, Write};
         use std::os::unix::fs::MetadataExt;
-        for host in ["127.0.0.1", "::1"] {
+        // 127.1.2.3, not 127.0.0.1: zeros in the middle would hide an octet read from the wrong
+        // place.
+        for host in ["127.1.2.3", "::1"] {
             let Ok(listener) = std::net::TcpListener::bind((host, 0)) else {
                 continue; // no IPv6 here
             };
@@ -445,6 +447,90 @@ mod tests {
                 .unwrap();
             assert_eq!(s.remote, client_addr);
             assert_eq!(s.activity.unwrap().bytes_received, 300);
+            // Without tcp_info asked for, a listener's message is the bare inet_diag_msg.
+            let mut listeners = Vec::new();
+            scan(Which::Listening, &mut |s: &Socket| {
+                if s.local == server_addr {
+                    listeners.push(*s);
+                }
+            })
+            .unwrap();
+            assert_eq!(listeners.len(), 1, "{host}: {listeners:?}");
+            assert_eq!(listeners[0].state, TcpState::Listen);
+        }
+    }
+
+    /// A socket message: inet_diag_msg (IPv4 127.0.0.1:80 to 127.0.0.1:81, established), then
+    /// `attrs`.
+    fn socket_msg(attrs: &[u8]) -> Vec<u8> {
+        let mut msg = vec![0u8; DIAG_MSG];
+        msg[0] = libc::AF_INET as u8;
+        msg[1] = TcpState::Established as u8;
+        msg[4..6].copy_from_slice(&80u16.to_be_bytes());
+        msg[6..8].copy_from_slice(&81u16.to_be_bytes());
+        msg[8..12].copy_from_slice(&[127, 0, 0, 1]);
+        msg[24..28].copy_from_slice(&[127, 0, 0, 1]);
+        msg.extend_from_slice(attrs);
+        msg
+    }
+
+    fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 4 + payload.len();
+        let mut a = Vec::new();
+        a.extend_from_slice(&(len as u16).to_ne_bytes());
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(payload);
+        a.resize(align(len), 0);
+        a
+    }
+
+    /// Guards the reads inside what the kernel sent: tcp_info grows with kernel versions, and a
+    /// field past its end is absent, never read out of bounds.
+    #[test]
+    fn tcp_info_is_read_only_as_far_as_it_goes() {
+        assert_eq!(activity(&[0u8; 20]), None);
+        assert_eq!(activity(&[0u8; 50]), None);
+        assert_eq!(activity(&[0u8; tcp_info::LAST_DATA_RECV + 3]), None);
+        let old = activity(&[0u8; tcp_info::LAST_DATA_RECV + 4]).unwrap();
+        assert_eq!((old.bytes_received, old.data_segments), (0, None));
+        let mut info = vec![0u8; tcp_info::DATA_SEGS_OUT + 3];
+        info[tcp_info::DATA_SEGS_IN..tcp_info::DATA_SEGS_IN + 4]
+            .copy_from_slice(&5u32.to_ne_bytes());
+        assert_eq!(activity(&info).unwrap().data_segments, None);
+        info.resize(tcp_info::DATA_SEGS_OUT + 4, 0);
+        assert_eq!(activity(&info).unwrap().data_segments, Some((5, 0)));
+        let mut info = vec![0u8; 160];
+        info[tcp_info::BYTES_RECEIVED..tcp_info::BYTES_RECEIVED + 8]
+            .copy_from_slice(&77u64.to_ne_bytes());
+        info[tcp_info::BYTES_ACKED..tcp_info::BYTES_ACKED + 8].copy_from_slice(&9u64.to_ne_bytes());
+        let a = activity(&info).unwrap();
+        assert_eq!(
+            (a.bytes_received, a.bytes_sent),
+            (77, 9),
+            "before 4.19: bytes acked"
+        );
+    }
+
+    /// Guards the attribute walk: an empty attribute before tcp_info is stepped over, and a
+    /// malformed length ends the walk instead of reading past it.
+    #[test]
+    fn attributes_are_walked_by_their_own_lengths() {
+        let mut info = vec![0u8; tcp_info::LAST_DATA_RECV + 4];
+        info[tcp_info::LAST_DATA_SENT..tcp_info::LAST_DATA_SENT + 4]
+            .copy_from_slice(&1234u32.to_ne_bytes());
+        let mut attrs = attr(99, &[]);
+        attrs.extend(attr(INET_DIAG_INFO, &info));
+        let s = decode_socket(&socket_msg(&attrs)).unwrap();
+        assert_eq!(s.activity.map(|a| a.last_sent_ms), Some(1234));
+        // A bare inet_diag_msg, no attribute at all, is a socket all the same.
+        assert!(decode_socket(&socket_msg(&[])).is_some());
+        assert_eq!(s.local, "127.0.0.1:80".parse().unwrap());
+        for bad_len in [0u16, 2, 3, 5000] {
+            let mut attrs = bad_len.to_ne_bytes().to_vec();
+            attrs.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
+            attrs.extend_from_slice(&[0u8; 8]);
+            let s = decode_socket(&socket_msg(&attrs)).unwrap();
+            assert_eq!(s.activity, None, "length {bad_len}");
         }
     }
 
@@ -484,6 +570,9 @@ mod tests {
     fn truncated_message_is_an_error_not_a_panic() {
         let mut msg = vec![0u8; HEADER];
         msg[0..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(decode_batch(&msg, &mut |_| {}).is_err());
+        // A length shorter than the header itself.
+        msg[0..4].copy_from_slice(&8u32.to_ne_bytes());
         assert!(decode_batch(&msg, &mut |_| {}).is_err());
         // A socket message too short for inet_diag_msg is skipped.
         assert_eq!(decode_socket(&[0u8; 10]), None);
