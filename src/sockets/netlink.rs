@@ -509,6 +509,9 @@ mod tests {
             (77, 9),
             "before 4.19: bytes acked"
         );
+        // A counter cut off by the end of the struct is absent.
+        let cut = activity(&[0u8; tcp_info::BYTES_RECEIVED + 2]).unwrap();
+        assert_eq!(cut.bytes_received, 0);
     }
 
     /// Guards the attribute walk: an empty attribute before tcp_info is stepped over, and a
@@ -574,6 +577,10 @@ mod tests {
         // A length shorter than the header itself.
         msg[0..4].copy_from_slice(&8u32.to_ne_bytes());
         assert!(decode_batch(&msg, &mut |_| {}).is_err());
+        // A header alone, of a kind this reader ignores, is no error.
+        msg[0..4].copy_from_slice(&(HEADER as u32).to_ne_bytes());
+        msg[4..6].copy_from_slice(&0x99u16.to_ne_bytes());
+        assert!(!decode_batch(&msg, &mut |_| {}).unwrap());
         // A socket message too short for inet_diag_msg is skipped.
         assert_eq!(decode_socket(&[0u8; 10]), None);
     }
