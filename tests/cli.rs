@@ -294,6 +294,24 @@ fn install_follows_no_link_in_dir() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Guards a relative DIR that starts above the working directory: `../x` is the working
+/// directory's parent's `x`, not (a walk that skipped the leading `..`) the working directory's.
+#[test]
+fn install_into_a_relative_dir_above_the_working_directory() {
+    let dir = scratch_dir("install-up");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = meshwait()
+        .args(["install", "../beside"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(dir.join("beside/meshwait").is_file(), "{out:?}");
+    assert!(!work.join("beside").exists(), "{out:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Guards options written before a subcommand (as preStop hooks often are): they belong to the
 /// subcommand, which runs; before, `drain` and `ready` were taken for the app's name (exit 127,
 /// or a gate followed by "command not found").
