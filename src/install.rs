@@ -201,16 +201,21 @@ fn write_unnamed(dir: BorrowedFd, source: &mut File) -> io::Result<bool> {
 
 /// The `Named` strategy.
 fn write_named(dir: BorrowedFd, source: &mut File) -> io::Result<()> {
-    let flags =
-        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
-    let (name, fd) =
-        under_random_name(|name| openat(dir, name, flags, Mode::from_bits_truncate(0o755)))?;
+    let (name, fd) = under_random_name(|name| create_new(dir, name))?;
     let mut out = File::from(fd);
     if let Err(e) = fill(source, &mut out) {
         discard(dir, &name, &out);
         return Err(e);
     }
     publish(dir, &name, &out)
+}
+
+/// Creates `name` in `dir`, failing with EEXIST on anything already there, a link included: even
+/// a neighbour that guessed the random name gets nothing written where it points.
+fn create_new(dir: BorrowedFd, name: &str) -> nix::Result<OwnedFd> {
+    let flags =
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    openat(dir, name, flags, Mode::from_bits_truncate(0o755))
 }
 
 /// Copies the running binary into `out`, executable by all and on disk.
@@ -345,6 +350,27 @@ mod tests {
             .join("r");
         install(&from_root).unwrap();
         assert_is_the_running_binary(&dir.join("r/meshwait"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Guards the named temporary against a neighbour that guessed its name: whatever is there,
+    /// a file or a link, is left as it is and nothing is written through it.
+    #[test]
+    fn a_temporary_name_already_taken_is_refused_not_opened() {
+        let dir = scratch("taken");
+        let fd = open_dir(&dir).unwrap();
+        fs::write(dir.join("file"), b"theirs").unwrap();
+        std::os::unix::fs::symlink(dir.join("target"), dir.join("link")).unwrap();
+        for name in ["file", "link"] {
+            assert_eq!(
+                create_new(fd.as_fd(), name).err(),
+                Some(Errno::EEXIST),
+                "{name}"
+            );
+        }
+        assert_eq!(fs::read(dir.join("file")).unwrap(), b"theirs");
+        assert!(!dir.join("target").exists(), "created through the link");
+        assert!(create_new(fd.as_fd(), "fresh").is_ok());
         fs::remove_dir_all(&dir).unwrap();
     }
 

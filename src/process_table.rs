@@ -257,8 +257,9 @@ mod tests {
         assert_eq!(&argv[..3], ["sh", "-c", "sleep 5; :"]);
         let cut = &argv[4];
         assert!(cut.starts_with("xxx"));
+        // Cut at 16 KiB: enough for any meshwait command line, and no more.
         assert!(
-            cut.len() as u64 <= ARGV_READ_MAX,
+            (16_000..=16_384).contains(&cut.len()),
             "{} bytes read",
             cut.len()
         );
@@ -291,6 +292,29 @@ mod tests {
             process(&["meshwait", "--", "job", "--quit-proxy"]).quits_proxy(),
             Some(true)
         );
+    }
+
+    /// Guards the bound on a neighbour's environment: read up to 64 KiB, not beyond.
+    #[test]
+    fn quit_settings_are_read_within_the_environments_first_64_kib() {
+        let seen_after = |filler: usize| {
+            let mut sleeper = std::process::Command::new("sleep")
+                .arg("5")
+                .env_clear()
+                .env("A_FILLER", "x".repeat(filler))
+                .env("MESHWAIT_QUIT_PROXY", "1")
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let mut p = process(&["sleep", "5"]);
+            p.pid = sleeper.id();
+            let quits = p.quits_proxy();
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+            quits
+        };
+        assert_eq!(seen_after(30_000), Some(true));
+        assert_eq!(seen_after(100_000), Some(false));
     }
 
     #[test]
