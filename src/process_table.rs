@@ -208,6 +208,25 @@ mod tests {
         assert!(!process(&[]).is_supervising_meshwait());
     }
 
+    /// Guards the read of the state itself: a real child that has exited and is not yet waited
+    /// for is seen as a zombie.
+    #[test]
+    fn an_unreaped_child_reads_as_a_zombie() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let mut zombie = false;
+        for _ in 0..200 {
+            zombie = Process::read(pid).is_some_and(|p| p.zombie);
+            if zombie {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        child.wait().unwrap();
+        assert!(zombie, "pid {pid} never read as a zombie");
+        assert!(!Process::read(std::process::id()).unwrap().zombie);
+    }
+
     #[test]
     fn zombie_state_is_read_after_the_last_parenthesis() {
         assert!(state_is_zombie(b"42 (meshwait) Z 1 42 42 0"));
