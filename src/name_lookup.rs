@@ -213,6 +213,32 @@ mod tests {
         });
     }
 
+    /// Guards the callers that stay: one that gives up leaves the list alone (a drop that kept
+    /// only itself took the others' wakers with it, and they waited out their own deadlines).
+    #[test]
+    fn a_caller_giving_up_leaves_the_others_waiting() {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        runtime().block_on(async {
+            let busy =
+                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(300)));
+            let now = tokio::time::Instant::now();
+            // A task of its own: callers in one task share its waker, which would hide a lost one.
+            let patient = tokio::spawn(resolve("localhost", 2, now + Duration::from_secs(5)));
+            tokio::task::yield_now().await;
+            let impatient = resolve("localhost", 1, now + Duration::from_millis(50)).await;
+            assert!(matches!(impatient, Err(NoAddress::Unanswered(_))));
+            let patient = patient.await.unwrap();
+            assert!(patient.is_ok(), "{patient:?}");
+            // Woken by the answer (about 0.3 s), not by its own 5 s deadline.
+            assert!(
+                now.elapsed() < Duration::from_secs(2),
+                "the patient caller was not woken: {:?}",
+                now.elapsed()
+            );
+            busy.await.unwrap();
+        });
+    }
+
     #[test]
     fn a_caller_out_of_time_leaves_the_lookup_and_says_so() {
         let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
