@@ -42,8 +42,9 @@ pub struct Process {
 
 impl Process {
     pub fn read(pid: u32) -> Option<Process> {
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-        let comm = comm.trim_end().to_string();
+        // One read gives both the name and the state: /proc/PID/comm would be a second.
+        let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+        let (comm, zombie) = name_and_zombie(&stat)?;
         // Only the command lines a report can use are read, so a crowded PID namespace (a shared
         // one, `shareProcessNamespace: true`) costs one small read per process.
         let argv = if pid == 1 || comm == "meshwait" {
@@ -55,7 +56,7 @@ impl Process {
             pid,
             comm,
             argv,
-            zombie: is_zombie(pid),
+            zombie,
         })
     }
 
@@ -130,19 +131,18 @@ fn split_argv(raw: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The state letter of /proc/PID/stat is `Z` for a zombie (`X` for one being torn down).
-fn is_zombie(pid: u32) -> bool {
-    fs::read(format!("/proc/{pid}/stat"))
-        .map(|stat| state_is_zombie(&stat))
-        .unwrap_or(false)
-}
-
-fn state_is_zombie(stat: &[u8]) -> bool {
-    // The name in parentheses may itself hold `) Z`: the state follows the last `)`.
-    let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-        return false;
-    };
-    matches!(stat.get(close + 2), Some(b'Z' | b'X'))
+/// The kernel's name for the process and whether it is a zombie, from /proc/PID/stat:
+/// `PID (NAME) STATE ...`, where the state letter is `Z` for a zombie (`X` for one being torn
+/// down).
+fn name_and_zombie(stat: &[u8]) -> Option<(String, bool)> {
+    // The name may itself hold `(`, `)` or `) Z`: it runs from the first `(` to the last `)`.
+    let open = stat.iter().position(|&b| b == b'(')?;
+    let close = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .filter(|&c| c > open)?;
+    let name = String::from_utf8_lossy(&stat[open + 1..close]).into_owned();
+    Some((name, matches!(stat.get(close + 2), Some(b'Z' | b'X'))))
 }
 
 /// Whether an environment block (NUL-separated `KEY=value`) asks meshwait to quit the proxy.
@@ -229,11 +229,21 @@ mod tests {
 
     #[test]
     fn zombie_state_is_read_after_the_last_parenthesis() {
+        let state_is_zombie = |stat: &[u8]| name_and_zombie(stat).is_some_and(|(_, z)| z);
         assert!(state_is_zombie(b"42 (meshwait) Z 1 42 42 0"));
         assert!(state_is_zombie(b"42 (a) Z (b) X 1"));
         assert!(!state_is_zombie(b"42 (x) Z) S 1 42"));
         assert!(!state_is_zombie(b"42 (meshwait) S 1 42 42 0"));
         assert!(!state_is_zombie(b""));
+        // The name as the kernel gives it, parentheses and all.
+        assert_eq!(
+            name_and_zombie(b"42 (a) Z (b) X 1"),
+            Some(("a) Z (b".to_string(), true))
+        );
+        assert_eq!(
+            name_and_zombie(b"7 (meshwait) S 1"),
+            Some(("meshwait".to_string(), false))
+        );
     }
 
     /// Guards what a report shows of a neighbour's argv: escape sequences and line breaks
