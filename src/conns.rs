@@ -262,9 +262,6 @@ fn flow_name(flow: Flow) -> &'static str {
     }
 }
 
-/// How much of a cluster name (or of why `/clusters` was unreadable) the table shows.
-const CLUSTER_SHOWN: usize = 200;
-
 /// The sidecar's requests in flight, per cluster, under the socket table.
 fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
     let Some((url, result)) = sidecar else {
@@ -274,7 +271,7 @@ fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreada
     let sight = match result {
         Ok(sight) => sight,
         Err(why) => {
-            let why = untrusted_text::shown(&why.to_string(), CLUSTER_SHOWN);
+            let why = untrusted_text::piece(&why.to_string());
             let _ = writeln!(line, "\nsidecar: {url}/clusters unreadable: {why}");
             return;
         }
@@ -300,7 +297,7 @@ fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreada
             "{:<6} {:>8}  {}",
             flow_name(a.flow),
             a.requests,
-            untrusted_text::shown(&a.cluster, CLUSTER_SHOWN)
+            untrusted_text::piece(&a.cluster)
         );
     }
     for (flow, n) in [(Flow::Inbound, r.unnamed.0), (Flow::Outbound, r.unnamed.1)] {

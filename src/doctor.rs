@@ -30,9 +30,6 @@ use crate::untrusted_text;
 /// is no help in a pod that is already in trouble.
 const DOCTOR_REQUEST_MAX: Duration = Duration::from_secs(2);
 
-/// How much of one piece of text read from a neighbour (a body, a cluster name) a check shows.
-const NEIGHBOUR_TEXT_SHOWN: usize = 200;
-
 /// How much of one check's evidence the text report shows: several neighbour pieces may share a
 /// line, and a terminal must not be flooded by one check.
 const EVIDENCE_SHOWN: usize = 600;
@@ -652,7 +649,7 @@ fn sidecar_check(mesh: Mesh, look: Option<Result<Sight, Unreadable>>) -> Check {
         } else {
             "outbound"
         };
-        let cluster = untrusted_text::shown(&a.cluster, NEIGHBOUR_TEXT_SHOWN);
+        let cluster = untrusted_text::piece(&a.cluster);
         let _ = write!(evidence, "{} {flow} on {cluster}", a.requests);
     }
     for (flow, n) in [("inbound", r.unnamed.0), ("outbound", r.unnamed.1)] {
@@ -724,7 +721,7 @@ async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
                     Mark::Fail,
                     format!(
                         "POST {url} is off (Linkerd's default): {}",
-                        untrusted_text::shown(body.trim(), NEIGHBOUR_TEXT_SHOWN)
+                        untrusted_text::piece(body.trim())
                     ),
                 )
                 .hint(ENABLE)

@@ -24,9 +24,6 @@ const ARGV_READ_MAX: u64 = 16 * 1024;
 /// the cap goes unseen, which only softens the quit check from a failure to information.
 const ENVIRON_READ_MAX: u64 = 64 * 1024;
 
-/// How many characters of a command line a report shows.
-const COMMAND_LINE_SHOWN: usize = 200;
-
 /// A process as /proc shows it to an unprivileged reader.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Process {
@@ -64,12 +61,9 @@ impl Process {
     /// the comm in brackets as `ps` shows argv-less processes.
     pub fn command_line(&self) -> String {
         if self.argv.is_empty() {
-            format!(
-                "[{}]",
-                untrusted_text::shown(&self.comm, COMMAND_LINE_SHOWN)
-            )
+            format!("[{}]", untrusted_text::piece(&self.comm))
         } else {
-            untrusted_text::shown(&self.argv.join(" "), COMMAND_LINE_SHOWN)
+            untrusted_text::piece(&self.argv.join(" "))
         }
     }
 
@@ -257,7 +251,7 @@ mod tests {
         );
         let long = "x".repeat(5000);
         let shown = process(&["meshwait", &long]).command_line();
-        assert_eq!(shown.chars().count(), COMMAND_LINE_SHOWN + 1);
+        assert_eq!(shown.chars().count(), untrusted_text::PIECE_MAX + 1);
         assert!(shown.ends_with('…'));
         let mut nameless = process(&[]);
         nameless.comm = "a\u{1b}b".into();

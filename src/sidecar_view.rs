@@ -163,19 +163,14 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// A cluster name as the drain's lines show it (on stdout too, for `meshwait drain`): the proxy
-/// names its clusters, so the name is escaped and capped like any text from outside.
-fn shown_cluster(name: &str) -> String {
-    untrusted_text::shown(name, 200)
-}
-
 impl fmt::Display for Seen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
         if self.inbound > 0 {
             let mut text = format!("{} inbound {}", self.inbound, requests(self.inbound));
             if let Some((cluster, Flow::Inbound, n)) = &self.busiest {
-                let cluster = shown_cluster(cluster);
+                // The proxy names its clusters, and `meshwait drain` prints this on stdout.
+                let cluster = untrusted_text::piece(cluster);
                 if *n == self.inbound {
                     text.push_str(&format!(" active on {cluster}"));
                 } else {
@@ -199,7 +194,7 @@ impl fmt::Display for Seen {
                 requests(self.outbound_held)
             );
             if let (0, Some((cluster, Flow::Outbound, _))) = (self.inbound, &self.busiest) {
-                text.push_str(&format!(" (on {})", shown_cluster(cluster)));
+                text.push_str(&format!(" (on {})", untrusted_text::piece(cluster)));
             }
             text.push_str(&format!(
                 ", held for up to {} each",

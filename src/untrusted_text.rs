@@ -98,6 +98,15 @@ pub fn shown(text: &str, max: usize) -> String {
     out
 }
 
+/// How much of one piece of text from outside (a command line, a cluster name, a body) is shown:
+/// enough to recognise it, too little to flood a report or a terminal.
+pub const PIECE_MAX: usize = 200;
+
+/// One piece of text from outside, as every report shows it: `shown` at `PIECE_MAX`.
+pub fn piece(text: &str) -> String {
+    shown(text, PIECE_MAX)
+}
+
 /// `text` without its unsafe characters: for a one-line summary of a body, where an escape would
 /// only be noise.
 pub fn without_unsafe(text: &str) -> impl Iterator<Item = char> + '_ {
