@@ -182,18 +182,25 @@ mod tests {
     /// run at once, each saw the other's callers in it.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-    fn runtime() -> tokio::runtime::Runtime {
+    /// Runs `test` on a runtime with one blocking thread, one such test at a time.
+    fn alone<F: std::future::Future>(test: F) -> F::Output {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .max_blocking_threads(1)
             .build()
             .unwrap()
+            .block_on(test)
+    }
+
+    /// Keeps the one blocking thread busy for 300 ms, so a lookup cannot start before then.
+    fn occupy_the_blocking_thread() -> tokio::task::JoinHandle<()> {
+        tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(300)))
     }
 
     #[test]
     fn callers_at_once_share_one_lookup() {
-        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        runtime().block_on(async {
+        alone(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             let (a, b, c) = tokio::join!(
                 resolve("localhost", 1, deadline),
@@ -217,10 +224,8 @@ mod tests {
     /// only itself took the others' wakers with it, and they waited out their own deadlines).
     #[test]
     fn a_caller_giving_up_leaves_the_others_waiting() {
-        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        runtime().block_on(async {
-            let busy =
-                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(300)));
+        alone(async {
+            let busy = occupy_the_blocking_thread();
             let now = tokio::time::Instant::now();
             // A task of its own: callers in one task share its waker, which would hide a lost one.
             let patient = tokio::spawn(resolve("localhost", 2, now + Duration::from_secs(5)));
@@ -241,11 +246,9 @@ mod tests {
 
     #[test]
     fn a_caller_out_of_time_leaves_the_lookup_and_says_so() {
-        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        runtime().block_on(async {
-            // The one blocking thread is busy, so the lookup cannot start before the deadline.
-            let busy =
-                tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_millis(300)));
+        alone(async {
+            // The lookup cannot start before the deadline.
+            let busy = occupy_the_blocking_thread();
             let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
             let first = resolve("localhost", 1, deadline);
             let second = resolve("localhost", 2, deadline);
