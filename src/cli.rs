@@ -19,6 +19,7 @@ use crate::sockets::Source;
 #[command(
     name = "meshwait",
     version,
+    propagate_version = true,
     about = "Gate an app until its service-mesh sidecar is ready, supervise it as PID 1, and on SIGTERM\nhold the stop signal until its connections are idle.",
     after_help = "`meshwait [OPTIONS] [--] COMMAND [ARGS]...` is short for `meshwait run [OPTIONS] [--] COMMAND [ARGS]...`.\nEvery option can also be set with the MESHWAIT_* environment variable shown in brackets.",
     subcommand_required = true,

@@ -174,6 +174,32 @@ fn help_and_version_exit_0() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("meshwait "));
 }
 
+/// A user who checks the version of the binary in an image types it after whichever subcommand
+/// the image's command line already has; it was a usage error after all but the top level.
+#[test]
+fn every_subcommand_prints_the_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    for subcommand in ["run", "ready", "drain", "conns", "doctor", "install"] {
+        for flag in ["-V", "--version"] {
+            let out = run(&[subcommand, flag]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{subcommand} {flag}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                stdout.trim_end(),
+                format!("meshwait-{subcommand} {version}")
+            );
+        }
+    }
+    // After the app's name it is the app's argument, not meshwait's.
+    let out = run(&["--mesh", "none", "--", "echo", "-V"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "-V\n");
+}
+
 #[test]
 fn boolean_variables_accept_the_usual_spellings() {
     let spellings = [

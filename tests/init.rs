@@ -669,12 +669,14 @@ fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
             setting.place, setting.process_group
         ));
         let pids = dir.join("pids");
-        // One leftover that exits on TERM, one that ignores it; the app itself exits 3.
+        // One leftover that exits on TERM, one that ignores it, and one in a session of its own
+        // (an orphan handed to meshwait outside the app's group, counted apart from the group);
+        // the app itself exits 3.
         // The app exits only once the stubborn one has set its trap, or TERM could beat the trap.
         // The mark is made by a redirection, not `touch`: a `touch` still exiting when the app
         // ended was a third leftover under load.
         let script = format!(
-            "sleep 60 & echo $! >> {p}; (trap '' TERM; : > {r}; exec sleep 60) & echo $! >> {p}; \
+            "sleep 60 & echo $! >> {p}; setsid sleep 60 & echo $! >> {p}; (trap '' TERM; : > {r}; exec sleep 60) & echo $! >> {p}; \
              while [ ! -e {r} ]; do sleep 0.01; done; exit 3",
             p = pids.display(),
             r = dir.join("trapped").display()
@@ -686,7 +688,7 @@ fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
         assert_eq!(out.status.code(), Some(3), "{setting}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("sending SIGTERM to processes the app left behind count=2"),
+            err.contains("sending SIGTERM to processes the app left behind count=3"),
             "{setting} {err}"
         );
         assert!(
@@ -703,6 +705,36 @@ fn leftovers_get_sigterm_then_sigkill_after_the_grace() {
                 );
             }
         }
+    }
+}
+
+/// A leftover whose parent is another leftover is not meshwait's child: only the scan of the
+/// app's process group finds it. Without that scan it would get no SIGTERM with the rest, and be
+/// counted and killed only after the grace, once its parent's death handed it over.
+#[test]
+fn leftovers_that_are_not_meshwaits_children_are_found_by_their_group() {
+    for setting in settings("leftovers_that_are_not_meshwaits_children_are_found_by_their_group") {
+        let dir = scratch_dir(&format!(
+            "grandchild-{:?}-{}",
+            setting.place, setting.process_group
+        ));
+        let pids = dir.join("pids");
+        let script = format!(
+            ": > {p}; sh -c 'sleep 60 & echo $! >> {p}; wait' & echo $! >> {p}; \
+             while [ $(wc -l < {p}) -lt 2 ]; do sleep 0.01; done; exit 3",
+            p = pids.display()
+        );
+        let out = setting
+            .command(&["--cleanup-grace", "5s", "--", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{setting}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("sending SIGTERM to processes the app left behind count=2"),
+            "{setting} {err}"
+        );
+        assert!(!err.contains("grace over"), "{setting} {err}");
     }
 }
 
