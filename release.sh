@@ -24,8 +24,9 @@ mkdir -p "$out"
 export SOURCE_DATE_EPOCH
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
 
-rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl >/dev/null
+rustup --quiet target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
+target_dir=${CARGO_TARGET_DIR:-target}
 for arch in x86_64 aarch64; do
   target=$arch-unknown-linux-musl
   linker_var=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_LINKER
@@ -33,7 +34,7 @@ for arch in x86_64 aarch64; do
   env "$linker_var=rust-lld" \
     RUSTFLAGS="-C relocation-model=static --remap-path-prefix=$PWD=. --remap-path-prefix=$cargo_home=cargo" \
     cargo build --quiet --release --locked --target "$target"
-  cp "target/$target/release/meshwait" "$out/meshwait-$version-$arch-linux"
+  cp "$target_dir/$target/release/meshwait" "$out/meshwait-$version-$arch-linux"
   python3 tools/sbom.py "$target" > "$out/meshwait-$version-$arch-linux.cdx.json"
 done
 
