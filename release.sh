@@ -29,10 +29,9 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 target_dir=${CARGO_TARGET_DIR:-target}
 for arch in x86_64 aarch64; do
   target=$arch-unknown-linux-musl
-  linker_var=CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_LINKER
-  # RUSTFLAGS replaces .cargo/config.toml's flags, so the non-PIE setting is repeated here.
-  env "$linker_var=rust-lld" \
-    RUSTFLAGS="-C relocation-model=static --remap-path-prefix=$PWD=. --remap-path-prefix=$cargo_home=cargo" \
+  # RUSTFLAGS replaces .cargo/config.toml's flags, so the non-PIE setting is repeated here (the
+  # linker, rust-lld, still comes from there).
+  RUSTFLAGS="-C relocation-model=static --remap-path-prefix=$PWD=. --remap-path-prefix=$cargo_home=cargo" \
     cargo build --quiet --release --locked --target "$target"
   cp "$target_dir/$target/release/meshwait" "$out/meshwait-$version-$arch-linux"
   python3 tools/sbom.py "$target" > "$out/meshwait-$version-$arch-linux.cdx.json"

@@ -191,9 +191,10 @@ pub struct QuitArgs {
         value_delimiter = ','
     )]
     pub quit_url: Vec<ReadyUrl>,
-    /// Quit only when the app exited 0 (`success`), or whatever its status (`always`).
-    #[arg(long, env = "MESHWAIT_QUIT_ON", value_enum, default_value_t = QuitOn::Success)]
-    pub quit_on: QuitOn,
+    /// Quit only when the app exited 0 (`success`, the default), or whatever its status
+    /// (`always`). Either implies --quit-proxy: one setting for a Job.
+    #[arg(long, env = "MESHWAIT_QUIT_ON", value_enum)]
+    pub quit_on: Option<QuitOn>,
 }
 
 #[derive(Debug, Args)]

@@ -33,7 +33,7 @@ impl Mesh {
         match self {
             // pilot-agent answers, then stops Envoy and itself.
             Mesh::Istio => Some("http://localhost:15020/quitquitquit"),
-            // Off by default since Linkerd 2.15 (404); see `quit_proxy` for the hint.
+            // Off by default since Linkerd 2.16 (404); see `quit_proxy` for the hint.
             Mesh::Linkerd => Some("http://localhost:4191/shutdown"),
             Mesh::Envoy => Some("http://localhost:15000/quitquitquit"),
             Mesh::None => None,

@@ -12,7 +12,7 @@ use crate::drain::{SocketPlan, Until};
 use crate::envoy_clusters::ClusterRules;
 use crate::mesh::Mesh;
 use crate::port_set::PortSet;
-use crate::quit_proxy::QuitPlan;
+use crate::quit_proxy::{QuitOn, QuitPlan};
 use crate::ready_url::ReadyUrl;
 use crate::sidecar_view::SidecarPlan;
 use crate::signal_name::Signal;
@@ -257,14 +257,19 @@ fn socket_plan(mesh: Mesh, args: SocketArgs, admin: &AdminArgs) -> Result<Socket
     })
 }
 
-/// `--quit-url` replaces the mesh's URL; `--quit-proxy` alone uses the mesh's.
+/// `--quit-url` replaces the mesh's URL; `--quit-proxy` or `--quit-on` alone uses the mesh's.
 fn quit_plan(mesh: Mesh, args: QuitArgs, timeout: Duration) -> Result<QuitPlan, String> {
     let urls = if !args.quit_url.is_empty() {
         args.quit_url
-    } else if args.quit_proxy {
+    } else if args.quit_proxy || args.quit_on.is_some() {
+        let asked_by = if args.quit_proxy {
+            "--quit-proxy"
+        } else {
+            "--quit-on"
+        };
         let url = mesh.quit_url().ok_or_else(|| {
             format!(
-                "--quit-proxy: --mesh {} has no quit URL; give --quit-url",
+                "{asked_by}: --mesh {} has no quit URL; give --quit-url",
                 mesh.name()
             )
         })?;
@@ -274,7 +279,7 @@ fn quit_plan(mesh: Mesh, args: QuitArgs, timeout: Duration) -> Result<QuitPlan, 
     };
     Ok(QuitPlan {
         urls,
-        on: args.quit_on,
+        on: args.quit_on.unwrap_or(QuitOn::Success),
         timeout,
     })
 }
@@ -474,6 +479,20 @@ mod tests {
         assert!(run.quit.wanted(3));
         let err = plan(&["meshwait", "--mesh", "none", "--quit-proxy", "app"]).unwrap_err();
         assert!(err.contains("give --quit-url"), "{err}");
+        // A peer's "quit on any exit" (scuttle, linkerd-await --shutdown) is one setting.
+        for on in ["always", "success"] {
+            let Plan::Run(run) = plan(&["meshwait", "--quit-on", on, "app"]).unwrap() else {
+                panic!()
+            };
+            assert_eq!(
+                run.quit.urls[0].to_string(),
+                "http://localhost:15020/quitquitquit"
+            );
+            assert_eq!(run.quit.wanted(3), on == "always");
+            assert!(run.quit.wanted(0));
+        }
+        let err = plan(&["meshwait", "--mesh", "none", "--quit-on", "always", "app"]).unwrap_err();
+        assert!(err.starts_with("--quit-on:"), "{err}");
     }
 
     #[test]

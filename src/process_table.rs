@@ -93,12 +93,9 @@ impl Process {
     /// environment variable when /proc lets us read its environment (same user, or root).
     pub fn quits_proxy(&self) -> Option<bool> {
         // meshwait's own options only: the same words after `--` are the app's.
-        if self
-            .argv
-            .iter()
-            .take_while(|a| *a != "--")
-            .any(|a| a == "--quit-proxy" || a.starts_with("--quit-url"))
-        {
+        if self.argv.iter().take_while(|a| *a != "--").any(|a| {
+            a == "--quit-proxy" || a.starts_with("--quit-url") || a.starts_with("--quit-on")
+        }) {
             return Some(true);
         }
         let mut environ = Vec::new();
@@ -148,7 +145,7 @@ fn quit_asked_in(environ: &[u8]) -> bool {
             Some(("MESHWAIT_QUIT_PROXY", v)) => BoolishValueParser::new()
                 .parse_ref(&clap::Command::new("meshwait"), None, OsStr::new(v))
                 .unwrap_or(false),
-            Some(("MESHWAIT_QUIT_URL", v)) => !v.is_empty(),
+            Some(("MESHWAIT_QUIT_URL" | "MESHWAIT_QUIT_ON", v)) => !v.is_empty(),
             _ => false,
         }
     })
@@ -347,6 +344,8 @@ mod tests {
         assert!(!quit_asked_in(b"MESHWAIT_QUIT_PROXY=false\0HOME=/"));
         assert!(!quit_asked_in(b"MESHWAIT_QUIT_PROXY=maybe"));
         assert!(!quit_asked_in(b"MESHWAIT_QUIT_URL="));
+        assert!(!quit_asked_in(b"MESHWAIT_QUIT_ON="));
+        assert!(quit_asked_in(b"MESHWAIT_QUIT_ON=always"));
         assert!(quit_asked_in(
             b"MESHWAIT_QUIT_URL=http://localhost:9091/quitquitquit"
         ));

@@ -47,7 +47,7 @@ pub async fn quit(plan: &QuitPlan) {
                 tracing::error!(
                     url = %url,
                     "the proxy refused to shut down (HTTP 404): Linkerd's shutdown endpoint is off \
-                     by default since 2.15; enable it with the pod annotation \
+                     by default since 2.16; enable it with the pod annotation \
                      `config.linkerd.io/proxy-admin-shutdown: enabled`"
                 )
             }

@@ -893,3 +893,21 @@ fn orphans_exiting_together_are_all_reaped() {
         assert_eq!(text.trim(), "zombies 0", "{setting}");
     }
 }
+
+/// Stopped and continued from outside (a debugger, `kill -STOP`, a frozen cgroup), meshwait's
+/// wait for the next signal returns EINTR: that is "look again", not a failure of supervision.
+#[test]
+fn a_stopped_and_continued_meshwait_carries_on() {
+    let mut cmd = no_gate();
+    cmd.args(["--", "sh", "-c", "sleep 1; exit 4"])
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    send(child.id(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(100));
+    send(child.id(), libc::SIGCONT);
+    let status = wait_bounded(&mut child, Duration::from_secs(10));
+    let stderr = stderr_of(&mut child);
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(!stderr.contains("failed"), "{stderr}");
+}
