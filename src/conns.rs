@@ -471,6 +471,136 @@ mod tests {
         );
     }
 
+    /// Output that reaches the terminal only on `flush` (as a `BufWriter` before exit would).
+    #[derive(Default)]
+    struct Sink {
+        pending: Vec<u8>,
+        flushed: Vec<u8>,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.pending.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.flushed.append(&mut self.pending);
+            Ok(())
+        }
+    }
+
+    fn socket(state: TcpState, local: &str, remote: &str, uid: u32) -> Socket {
+        Socket {
+            state,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            uid,
+            inode: 7,
+            recv_queue: 0,
+            send_queue: 0,
+            activity: None,
+        }
+    }
+
+    fn printer(json: bool, out: &mut Sink) -> Printer<'_> {
+        Printer {
+            json,
+            out,
+            rows: 0,
+            closed: false,
+            totals: Totals::default(),
+            line: String::new(),
+        }
+    }
+
+    /// Guards the table's layout: columns padded to their width and at least one space apart
+    /// when a value overflows, the UID right-aligned, the why and age of a busy connection, and
+    /// a total per kind of row; all of it flushed.
+    #[test]
+    fn text_rows_keep_their_columns_and_the_totals_count_each_kind() {
+        use crate::connection_class::{Busy, Direction};
+        let mut out = Sink::default();
+        let mut p = printer(false, &mut out);
+        p.start();
+        p.row(
+            &socket(TcpState::Listen, "0.0.0.0:8080", "0.0.0.0:0", 1000),
+            Class::Listener,
+        );
+        p.row(
+            &socket(TcpState::Established, "127.0.0.1:8080", "127.0.0.6:40000", 1000),
+            Class::App {
+                direction: Direction::Inbound,
+                busy: Some(Busy::Request),
+                age_ms: 1500,
+            },
+        );
+        p.row(
+            &socket(
+                TcpState::Established,
+                "[2001:db8::1234:5678]:40001",
+                "[2001:db8::9]:15001",
+                4_294_967_295,
+            ),
+            Class::App {
+                direction: Direction::Outbound,
+                busy: None,
+                age_ms: 0,
+            },
+        );
+        p.row(
+            &socket(TcpState::Established, "127.0.0.1:8080", "127.0.0.6:40004", 1000),
+            Class::App {
+                direction: Direction::Inbound,
+                busy: Some(Busy::Queued),
+                age_ms: 0,
+            },
+        );
+        p.row(
+            &socket(TcpState::Established, "127.0.0.1:15001", "127.0.0.1:40002", 1337),
+            Class::Proxy,
+        );
+        p.row(
+            &socket(TcpState::FinWait1, "127.0.0.1:8080", "127.0.0.6:40003", 0),
+            Class::Orphan,
+        );
+        p.finish("netlink", None);
+        let text = String::from_utf8(out.flushed).unwrap();
+        assert!(out.pending.is_empty(), "left unflushed");
+        let expected = [
+            "STATE      LOCAL                  REMOTE                    UID OWNER  DIR    STATUS",
+            "LISTEN     0.0.0.0:8080           0.0.0.0:0                1000 app    listen -",
+            "ESTAB      127.0.0.1:8080         127.0.0.6:40000          1000 app    in     busy: request awaiting its answer (1500 ms)",
+            "ESTAB      [2001:db8::1234:5678]:40001 [2001:db8::9]:15001    4294967295 app    out    idle",
+            "ESTAB      127.0.0.1:8080         127.0.0.6:40004          1000 app    in     busy: bytes queued",
+            "ESTAB      127.0.0.1:15001        127.0.0.1:40002          1337 proxy  -      -",
+            "FIN-WAIT-1 127.0.0.1:8080         127.0.0.6:40003             0 kernel -      closing",
+            "",
+            "2 app connections busy, 1 idle; 1 app listeners; 1 proxy sockets; 1 closing (source: netlink)",
+            "",
+            "sidecar: not read (no Envoy admin for this mesh, or --admin-url none)",
+        ];
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");
+    }
+
+    /// Guards the end of a failed listing: JSON stays one valid document naming the error, and
+    /// what was written is flushed.
+    #[test]
+    fn a_failed_scan_still_ends_the_json_document() {
+        let mut out = Sink::default();
+        let mut p = printer(true, &mut out);
+        p.start();
+        p.row(
+            &socket(TcpState::Listen, "0.0.0.0:8080", "0.0.0.0:0", 1000),
+            Class::Listener,
+        );
+        p.fail(&io::Error::other("sock_diag said no"));
+        let text = String::from_utf8(out.flushed).unwrap();
+        assert!(out.pending.is_empty(), "left unflushed");
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc["error"], "sock_diag said no", "{text}");
+        assert_eq!(doc["sockets"][0]["state"], "LISTEN", "{text}");
+    }
+
     #[test]
     fn addresses_and_numbers() {
         let mut line = String::new();
