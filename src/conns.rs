@@ -527,7 +527,12 @@ mod tests {
             Class::Listener,
         );
         p.row(
-            &socket(TcpState::Established, "127.0.0.1:8080", "127.0.0.6:40000", 1000),
+            &socket(
+                TcpState::Established,
+                "127.0.0.1:8080",
+                "127.0.0.6:40000",
+                1000,
+            ),
             Class::App {
                 direction: Direction::Inbound,
                 busy: Some(Busy::Request),
@@ -548,7 +553,12 @@ mod tests {
             },
         );
         p.row(
-            &socket(TcpState::Established, "127.0.0.1:8080", "127.0.0.6:40004", 1000),
+            &socket(
+                TcpState::Established,
+                "127.0.0.1:8080",
+                "127.0.0.6:40004",
+                1000,
+            ),
             Class::App {
                 direction: Direction::Inbound,
                 busy: Some(Busy::Queued),
@@ -556,7 +566,12 @@ mod tests {
             },
         );
         p.row(
-            &socket(TcpState::Established, "127.0.0.1:15001", "127.0.0.1:40002", 1337),
+            &socket(
+                TcpState::Established,
+                "127.0.0.1:15001",
+                "127.0.0.1:40002",
+                1337,
+            ),
             Class::Proxy,
         );
         p.row(

@@ -343,3 +343,38 @@ impl Drainer {
         &self.last
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the drain's log line: the count, each port once with how many (`×n` only above
+    /// one), the ports past the named ones summed, and the oldest blocker with its age only when
+    /// it has one.
+    #[test]
+    fn the_census_line_names_ports_counts_and_the_oldest() {
+        let mut census = Census::default();
+        assert_eq!(census.to_string(), "nothing blocks");
+        census.count(Direction::Inbound, 8080, 0, Some(Busy::Queued));
+        assert_eq!(census.to_string(), "1 (in :8080); bytes queued");
+        census.count(Direction::Inbound, 8080, 2500, Some(Busy::Request));
+        census.count(Direction::Inbound, 8080, 10, Some(Busy::Recent));
+        census.count(Direction::Outbound, 5432, 0, None);
+        for port in 9000..9000 + PORTS_NAMED as u16 {
+            census.count(Direction::Outbound, port, 0, None);
+        }
+        assert_eq!(
+            census.to_string(),
+            format!(
+                "{} (in :8080 ×3, out :5432, {}, 2 on other ports); oldest 2.5s (request awaiting its answer)",
+                4 + PORTS_NAMED,
+                (9000..9000 + PORTS_NAMED as u16 - 2)
+                    .map(|p| format!("out :{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        );
+        census.unreadable = true;
+        assert_eq!(census.to_string(), "the sockets could not be read");
+    }
+}
