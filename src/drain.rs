@@ -359,6 +359,8 @@ mod tests {
         assert_eq!(census.to_string(), "1 (in :8080); bytes queued");
         census.count(Direction::Inbound, 8080, 2500, Some(Busy::Request));
         census.count(Direction::Inbound, 8080, 10, Some(Busy::Recent));
+        // As old as the oldest: the first one seen stays the one named.
+        census.count(Direction::Inbound, 8081, 2500, Some(Busy::Queued));
         census.count(Direction::Outbound, 5432, 0, None);
         for port in 9000..9000 + PORTS_NAMED as u16 {
             census.count(Direction::Outbound, port, 0, None);
@@ -366,9 +368,9 @@ mod tests {
         assert_eq!(
             census.to_string(),
             format!(
-                "{} (in :8080 ×3, out :5432, {}, 2 on other ports); oldest 2.5s (request awaiting its answer)",
-                4 + PORTS_NAMED,
-                (9000..9000 + PORTS_NAMED as u16 - 2)
+                "{} (in :8080 ×3, in :8081, out :5432, {}, 3 on other ports); oldest 2.5s (request awaiting its answer)",
+                5 + PORTS_NAMED,
+                (9000..9000 + PORTS_NAMED as u16 - 3)
                     .map(|p| format!("out :{p}"))
                     .collect::<Vec<_>>()
                     .join(", ")
