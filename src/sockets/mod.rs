@@ -205,3 +205,62 @@ impl SocketView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the kernel's state numbers (include/net/tcp_states.h) and the names `ss` prints:
+    /// a lost arm dropped every socket in that state from the drain and from `conns`.
+    #[test]
+    fn every_kernel_state_number_has_its_state_and_name() {
+        let names = [
+            "ESTAB",
+            "SYN-SENT",
+            "SYN-RECV",
+            "FIN-WAIT-1",
+            "FIN-WAIT-2",
+            "TIME-WAIT",
+            "CLOSE",
+            "CLOSE-WAIT",
+            "LAST-ACK",
+            "LISTEN",
+            "CLOSING",
+            "SYN-RECV",
+        ];
+        for (raw, name) in (1u8..).zip(names) {
+            let state = TcpState::from_raw(raw).unwrap_or_else(|| panic!("state {raw}"));
+            assert_eq!(state as u8, raw);
+            assert_eq!(state.name(), name, "state {raw}");
+        }
+        assert_eq!(TcpState::from_raw(0), None);
+        assert_eq!(TcpState::from_raw(13), None);
+    }
+
+    /// Guards both sources of "has data arrived": the data segment count where the kernel has
+    /// it (4.6+), the byte count where it has not.
+    #[test]
+    fn data_received_and_sent_from_either_counter() {
+        let none = Activity::default();
+        assert!(!none.received_any() && !none.sent_any());
+        let bytes = Activity {
+            bytes_received: 1,
+            bytes_sent: 1,
+            ..Activity::default()
+        };
+        assert!(bytes.received_any() && bytes.sent_any());
+        // With segment counts, a SYN's acknowledged byte is not data.
+        let handshake_only = Activity {
+            bytes_received: 0,
+            bytes_sent: 1,
+            data_segments: Some((0, 0)),
+            ..Activity::default()
+        };
+        assert!(!handshake_only.received_any() && !handshake_only.sent_any());
+        let segments = Activity {
+            data_segments: Some((1, 1)),
+            ..Activity::default()
+        };
+        assert!(segments.received_any() && segments.sent_any());
+    }
+}
