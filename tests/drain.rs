@@ -415,6 +415,38 @@ fn a_sigint_that_ends_a_hold_reaches_the_app_too() {
     );
 }
 
+/// Guards which signals are held: only the drain's triggers (SIGTERM here). A SIGUSR1 while a
+/// request is in flight reaches the app at once, and the app keeps serving.
+#[test]
+fn signals_other_than_the_trigger_are_not_held() {
+    if !root_or_skip("signals_other_than_the_trigger_are_not_held") {
+        return;
+    }
+    let pod = Pod::new("usr1-passes");
+    let mut mw = pod.meshwait(&["--drain-timeout", "20s"], &[]);
+    let _slow = pod.peer(&["request", &port(), "/slow/20000"], None);
+    pod.wait_event("request /slow");
+    let sent = now();
+    send(mw.id(), libc::SIGUSR1);
+    assert!(
+        eventually(Duration::from_secs(3), || pod.event("USR1").is_some()),
+        "SIGUSR1 was held"
+    );
+    let took = pod.event("USR1").unwrap() - sent;
+    assert!(
+        took < 1.0,
+        "SIGUSR1 reached the app {took:.3}s after it was sent"
+    );
+    assert!(pod.events("TERM").is_empty());
+    // A second stop request skips the hold, so the app ends and its output closes.
+    send(mw.id(), libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    send(mw.id(), libc::SIGTERM);
+    wait_bounded(&mut mw, Duration::from_secs(5));
+    let stderr = stderr_of(&mut mw);
+    assert_eq!(stderr.matches("holding it").count(), 1, "{stderr}");
+}
+
 /// Guards "only the first SIGTERM is held": an app that outlives its first stop signal gets the
 /// next one at once, even with a request in flight (a mutant that held every SIGTERM passed
 /// every test).
@@ -538,6 +570,9 @@ fn zero_drain_timeout_forwards_at_once_and_shutdown_delay_keeps_serving() {
     wait_bounded(&mut mw, Duration::from_secs(5));
     assert!(pod.event("TERM").unwrap() - signalled < 0.5);
     slow.expect("broken", Duration::from_secs(5));
+    // Not a hold of zero length either: no hold at all.
+    let stderr = stderr_of(&mut mw);
+    assert!(!stderr.contains("holding it"), "{stderr}");
 
     let pod = Pod::new("delay");
     let mut mw = pod.meshwait(&["--shutdown-delay", "1s", "--drain-timeout", "0"], &[]);
