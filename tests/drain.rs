@@ -553,6 +553,12 @@ fn a_second_stop_request_skips_the_wait() {
         );
         // The app was stopped mid-request, as asked.
         slow.expect("broken", Duration::from_secs(5));
+        // And the log says why the hold ended early.
+        let stderr = stderr_of(&mut mw);
+        assert!(
+            stderr.contains("while holding: passing SIGTERM on now"),
+            "{stderr}"
+        );
     }
 }
 
