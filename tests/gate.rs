@@ -592,6 +592,63 @@ fn a_lasting_symptom_is_named_once_and_again_in_the_timeout_message() {
     }
 }
 
+/// Guards the README's promise about the waiting lines: one at the first failure, one when the
+/// reason changes (at most once a second), otherwise every 5 s; each with the status it names.
+/// And a new symptom's hint waits its own `--hint-after`, however long the previous one lasted.
+#[test]
+fn waiting_lines_come_at_the_first_failure_and_at_a_change_and_a_new_symptom_waits_for_its_hint() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ""));
+    let mut cmd = gated_with(
+        &server.url(),
+        &[
+            "--log-format",
+            "json",
+            "--hint-after",
+            "1s",
+            "--admin-url",
+            "none",
+        ],
+        "exit 0",
+    );
+    cmd.stderr(std::process::Stdio::piped());
+    let mut child = spawn(cmd);
+    std::thread::sleep(Duration::from_millis(2500));
+    server.set(Reply::Status(404, ""));
+    std::thread::sleep(Duration::from_millis(1700));
+    assert_eq!(turn_ready_and_wait(&server, &mut child), Some(0));
+    let lines = json_lines(&stderr_of(&mut child));
+    let waiting: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("waiting for the proxy"))
+        })
+        .collect();
+    assert_eq!(waiting.len(), 2, "{waiting:#?}");
+    assert_eq!(waiting[0]["message"], "waiting for the proxy: HTTP 503");
+    assert_eq!(waiting[0]["status"], 503);
+    assert_eq!(waiting[1]["message"], "waiting for the proxy: HTTP 404");
+    assert_eq!(waiting[1]["status"], 404);
+    let changed = waiting[1]["elapsed_ms"].as_u64().unwrap();
+    assert!(changed >= 2400, "{:#?}", waiting[1]);
+    let hint = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["hint"] == id)
+            .unwrap_or_else(|| panic!("no {id} hint: {lines:#?}"))["elapsed_ms"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(hint("istio-not-ready") >= 1000);
+    let second = hint("wrong-endpoint");
+    assert!(
+        second >= changed + 900,
+        "the 404's hint came {}ms after the 404 began",
+        second - changed
+    );
+}
+
 #[test]
 fn an_empty_503_is_explained_from_envoys_admin_while_gating() {
     let sidecar = Sidecar::anywhere("no-config");
