@@ -320,6 +320,131 @@ fn first_line(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// A one-connection HTTP server on the loopback: answers `status` with `body`, and hands
+    /// back the request head it read.
+    fn serve_once(status: u16, body: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/page",
+            listener.local_addr().unwrap().port()
+        );
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        (url, server)
+    }
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    /// Guards the cap on a streamed page (Envoy's `/clusters`): past it the read fails instead of
+    /// going on, and under it every byte is handed on.
+    #[test]
+    fn a_streamed_body_past_its_cap_is_a_failure() {
+        let limit = Duration::from_secs(5);
+        let (url, server) = serve_once(200, vec![b'x'; 10_000]);
+        let mut seen = 0;
+        let fetched = run(stream(&url.parse().unwrap(), limit, 4096, &mut |c| {
+            seen += c.len()
+        }));
+        server.join().unwrap();
+        assert_eq!(
+            fetched,
+            Fetched::Failed("the answer is larger than 4096 bytes".into())
+        );
+        let (url, server) = serve_once(200, vec![b'x'; 10_000]);
+        let mut seen = 0;
+        let fetched = run(stream(&url.parse().unwrap(), limit, 20_000, &mut |c| {
+            seen += c.len()
+        }));
+        server.join().unwrap();
+        assert!(
+            matches!(fetched, Fetched::Answer { status: 200, .. }),
+            "{fetched:?}"
+        );
+        assert_eq!(seen, 10_000);
+    }
+
+    /// Guards what `fetch` keeps of a 2xx body: Envoy's filtered stats, up to `FETCH_MAX`.
+    #[test]
+    fn fetch_keeps_a_2xx_body_of_up_to_16_kib() {
+        let (url, server) = serve_once(200, vec![b's'; 12 * 1024]);
+        let fetched = run(fetch(&url.parse().unwrap(), Duration::from_secs(5)));
+        server.join().unwrap();
+        match fetched {
+            Fetched::Answer { status, body } => {
+                assert_eq!(status, 200);
+                assert_eq!(body.len(), 12 * 1024);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Guards the POST's length header, without which Envoy's admin refuses a POST (its
+    /// `/quitquitquit`), and its absence on a GET.
+    #[test]
+    fn a_post_says_its_length_and_a_get_does_not() {
+        let limit = Duration::from_secs(5);
+        let (url, server) = serve_once(200, Vec::new());
+        let outcome = run(call(&url.parse().unwrap(), Method::POST, limit));
+        let head = server.join().unwrap();
+        assert!(outcome.is_ready(), "{outcome:?}");
+        assert!(head.starts_with("post /page http/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
+        let (url, server) = serve_once(200, Vec::new());
+        let outcome = run(probe(&url.parse().unwrap(), limit));
+        let head = server.join().unwrap();
+        assert!(outcome.is_ready(), "{outcome:?}");
+        assert!(head.starts_with("get /page http/1.1\r\n"), "{head}");
+        assert!(!head.contains("content-length"), "{head}");
+    }
+
+    /// Guards the difference between "nothing listens yet" and other connect failures: a TCP
+    /// connect to the broadcast address fails with ENETUNREACH on every Linux, whatever its
+    /// routes.
+    #[test]
+    fn only_a_refused_connection_is_called_refused() {
+        let outcome = run(probe(
+            &"http://255.255.255.255:1/".parse().unwrap(),
+            Duration::from_secs(5),
+        ));
+        match outcome {
+            Outcome::Failed(why) => assert!(why.starts_with("cannot connect: "), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}/", closed.local_addr().unwrap().port());
+        drop(closed);
+        let outcome = run(probe(&url.parse().unwrap(), Duration::from_secs(5)));
+        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(
+            Outcome::NotReady {
+                status: 503,
+                body: String::new()
+            }
+            .to_string(),
+            "HTTP 503"
+        );
+    }
+
     #[test]
     fn first_line_skips_blank_lines_and_bounds_length() {
         assert_eq!(
