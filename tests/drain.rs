@@ -485,6 +485,31 @@ fn a_later_sigterm_is_forwarded_at_once() {
     );
 }
 
+/// Guards the preStop hook's stop: `meshwait drain` ends with 128+N on a stop signal (the kubelet
+/// gave up on the hook, or a user pressed Ctrl-C) instead of waiting out its timeout.
+#[test]
+fn the_drain_subcommand_ends_on_a_stop_signal() {
+    if !root_or_skip("the_drain_subcommand_ends_on_a_stop_signal") {
+        return;
+    }
+    let pod = Pod::new("drain-stop");
+    let busy = pod.peer(&["pair", &port()], None);
+    busy.expect("called", Duration::from_secs(5));
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut cmd = meshwait();
+        cmd.args(["drain", "--until", "closed", "--timeout", "20s"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        pod.ns.enter(&mut cmd);
+        let mut drain = spawn(cmd);
+        std::thread::sleep(Duration::from_millis(300));
+        send(drain.id(), signal);
+        let status = wait_bounded(&mut drain, Duration::from_secs(5));
+        assert_eq!(status.code(), Some(code), "{}", stderr_of(&mut drain));
+    }
+    drop(busy);
+}
+
 /// Guards the drain subcommand's schedule: a signal that does not stop it must not trigger a
 /// scan (before, every such signal rescanned, so a flood of them became a busy loop).
 #[test]
