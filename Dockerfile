@@ -17,11 +17,11 @@ ARG TARGETARCH
 RUN rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY src ./src
-# RUSTFLAGS replaces the flags in .cargo/config.toml, so the non-PIE setting is repeated here.
+# The linker (rust-lld) comes from .cargo/config.toml; RUSTFLAGS replaces the flags there, so the
+# non-PIE setting is repeated here.
 ENV RUSTFLAGS="-C relocation-model=static --remap-path-prefix=/src=. --remap-path-prefix=/usr/local/cargo=cargo" \
-    CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
-    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
     SOURCE_DATE_EPOCH=0
 RUN case "$TARGETARCH" in \
       amd64) target=x86_64-unknown-linux-musl ;; \
