@@ -355,28 +355,33 @@ mod tests {
             .block_on(future)
     }
 
+    /// Streams a 10,000-byte page under a cap of `max` bytes: what came back, and how many bytes
+    /// were handed on.
+    fn stream_page(max: u64) -> (Fetched, usize) {
+        let (url, server) = serve_once(200, vec![b'x'; 10_000]);
+        let mut seen = 0;
+        let fetched = run(stream(
+            &url.parse().unwrap(),
+            Duration::from_secs(5),
+            max,
+            &mut |c| seen += c.len(),
+        ));
+        server.join().unwrap();
+        (fetched, seen)
+    }
+
     /// Guards the cap on a streamed page (Envoy's `/clusters`): past it the read fails instead of
     /// going on, and under it every byte is handed on.
     #[test]
     fn a_streamed_body_past_its_cap_is_a_failure() {
-        let limit = Duration::from_secs(5);
-        let (url, server) = serve_once(200, vec![b'x'; 10_000]);
-        let mut seen = 0;
-        let fetched = run(stream(&url.parse().unwrap(), limit, 4096, &mut |c| {
-            seen += c.len()
-        }));
-        server.join().unwrap();
+        let (fetched, seen) = stream_page(4096);
         assert_eq!(
             fetched,
             Fetched::Failed("the answer is larger than 4096 bytes".into())
         );
-        let (url, server) = serve_once(200, vec![b'x'; 10_000]);
-        let mut seen = 0;
+        assert!(seen <= 4096, "{seen} bytes handed on past the cap");
         // Exactly the cap is still within it.
-        let fetched = run(stream(&url.parse().unwrap(), limit, 10_000, &mut |c| {
-            seen += c.len()
-        }));
-        server.join().unwrap();
+        let (fetched, seen) = stream_page(10_000);
         assert!(
             matches!(fetched, Fetched::Answer { status: 200, .. }),
             "{fetched:?}"
