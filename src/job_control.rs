@@ -3,17 +3,24 @@
 //!
 //! meshwait hands the terminal to the app's process group, so the terminal's SIGTSTP reaches the
 //! app alone. The shell, though, waits on meshwait: if only the app stopped, the shell would hang
-//! with no terminal until someone sent SIGCONT. So when the app stops, meshwait stops itself;
-//! when the shell resumes it (`fg` or `bg`), it gives the terminal back to the app's group if the
-//! shell gave it to us, and resumes the app.
+//! with no terminal until someone sent SIGCONT. So when the app stops, meshwait stops its own
+//! group (with a script that runs meshwait, which shares it); when the shell resumes it (`fg` or
+//! `bg`), it gives the terminal back to the app's group if the shell gave it to us, and resumes
+//! the app. Without a terminal none of this applies: a stop then comes from outside (a
+//! debugger, `kill -STOP`) and is left alone.
 //!
-//! As PID 1 (`docker run -it`) the kernel ignores the SIGSTOP meshwait sends itself, so the app
-//! is resumed at once: Ctrl-Z does nothing, as it would to an app running as PID 1 itself. A stop
-//! for the terminal (SIGTTIN, SIGTTOU: the app used the terminal from the background) is
-//! different: resuming the app would only make it stop again at once, for ever. meshwait resumes
-//! it only after handing it the terminal, which it can when its own group is the foreground; when
-//! not, the app stays stopped ("parked", one warning says why) until meshwait's group becomes the
-//! foreground (looked at four times a second while parked) or something else continues it.
+//! When nothing would resume a stopped meshwait (as PID 1, `docker run -it`, the kernel ignores
+//! the SIGSTOP it would send itself; in an orphaned group, such as under `docker run -it
+//! --init` or `kubectl exec -it`, no shell is left), the app is resumed at once: Ctrl-Z does
+//! nothing, as it does to an app that is PID 1 itself, and as the kernel makes SIGTSTP do
+//! nothing in an orphaned group. A stop for the terminal (SIGTTIN, SIGTTOU: the app used the
+//! terminal from the background) is different: resuming the app would only make it stop again
+//! at once, for ever. meshwait resumes it only after handing it the terminal, which it can when
+//! its own group is the foreground; when not, the app stays stopped ("parked", one warning says
+//! why) until meshwait's group becomes the foreground (looked at four times a second while
+//! parked) or a signal sent to meshwait is forwarded to it. In an orphaned group, where no
+//! `fg` can come, the app is first hung up once, as the kernel does to stopped members of an
+//! orphaned group.
 //!
 //! Under `unshare --pid` run from a shell, the terminal's session and foreground group lie
 //! outside meshwait's PID namespace, where tcgetpgrp and getpgrp both read 0. Whether meshwait's
@@ -48,41 +55,39 @@ impl Follower {
     pub fn follow_stop(&mut self, app: Launched, stop: i32) {
         // Every stop counts, SIGSTOP included: editors such as nano catch SIGTSTP and then stop
         // their group with SIGSTOP, and shells treat any stop of a foreground job the same way.
-        tracing::debug!(pid = app.pid.as_raw(), stop, "app stopped; stopping too");
+        tracing::debug!(pid = app.pid.as_raw(), stop, "app stopped");
         let for_terminal = stop == libc::SIGTTIN || stop == libc::SIGTTOU;
-        if std::process::id() == 1 {
-            // The kernel would ignore our SIGSTOP; resume the app instead of leaving it stopped,
-            // unless it stopped for a terminal it still cannot have: resumed, it would stop
-            // again at once, for ever.
-            if for_terminal && !hand_terminal_over(app) {
-                self.park(app, stop);
-                return;
-            }
-        } else if own_group_is_orphaned() {
-            // No shell can resume an orphaned group, so stopping would be for ever. Do what the
-            // kernel does to stopped members of an orphaned group: hang up, then continue. For a
-            // terminal stop only once: an app that survives the hang-up and reads the terminal
-            // again would otherwise be continued into the same stop for ever.
-            if !(for_terminal && hand_terminal_over(app)) {
-                if for_terminal && self.hung_up {
-                    self.park(app, stop);
-                    return;
-                }
-                self.hung_up |= for_terminal;
-                let _ = signals::send(group_of(app), Signal::HUP);
-            }
-        } else {
-            // SIGSTOP cannot be blocked: this returns once the shell sends SIGCONT.
-            let _ = signals::send(Pid::this(), Signal::STOP);
+        let pid1 = std::process::id() == 1;
+        if !pid1 && !own_group_is_orphaned() {
+            // The whole of meshwait's group stops, as the job's group would have stopped without
+            // meshwait: a script that runs meshwait shares the group, and the shell sees its
+            // job stopped only once the script has stopped too. SIGSTOP cannot be blocked: this
+            // returns once the shell sends SIGCONT.
+            let _ = signals::send(Pid::from_raw(0), Signal::STOP);
             // The shell's SIGCONT is still pending (meshwait blocks it): the app gets exactly one,
             // below, so this one must not be forwarded too.
             signals::discard_pending(Signal::CONT);
             if app.on_terminal && own_group_is_foreground() {
                 give_terminal(app.group);
             }
+        } else if for_terminal && !hand_terminal_over(app) {
+            // Nothing would resume a stopped meshwait: as PID 1 the kernel ignores the SIGSTOP
+            // it would send itself, and no shell is left to continue an orphaned group. Other
+            // stops are simply undone (Ctrl-Z does nothing, as the kernel makes SIGTSTP do
+            // nothing in an orphaned group), but an app continued into a terminal it still
+            // cannot have would stop again at once, for ever. In an orphaned group the kernel
+            // hangs up such stopped members, then continues them: so does meshwait, once; an
+            // app that survives the hang-up and uses the terminal again is left stopped, as it
+            // is as PID 1, where a shell outside the PID namespace can still `fg` meshwait.
+            if pid1 || self.hung_up {
+                self.park(app, stop);
+                return;
+            }
+            self.hung_up = true;
+            let _ = signals::send(group_of(app), Signal::HUP);
         }
         let _ = signals::send(group_of(app), Signal::CONT);
-        tracing::debug!(pid = app.pid.as_raw(), "resumed; app continued");
+        tracing::debug!(pid = app.pid.as_raw(), "app continued");
     }
 
     /// How long to wait for a signal before `recheck`; `None`: no timer, as normally.
@@ -107,6 +112,19 @@ impl Follower {
         self.parked = false;
     }
 
+    /// After `signal` was forwarded to the app. A stopped process leaves even SIGTERM pending
+    /// until it is continued, so an app meshwait keeps stopped would never act on what it was
+    /// sent (a container stop would wait for SIGKILL): it is continued, as a shell's `kill`
+    /// continues a stopped job after signalling it. If it then uses the terminal again, it
+    /// stops again and is kept stopped again. Stop signals and SIGCONT are left as they are.
+    pub fn forwarded(&mut self, app: Launched, signal: Signal) {
+        let stop_or_cont = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGCONT];
+        if self.parked && !stop_or_cont.contains(&signal.raw()) {
+            self.parked = false;
+            let _ = signals::send(group_of(app), Signal::CONT);
+        }
+    }
+
     /// Leaves the app stopped for a terminal meshwait cannot give it, with one warning per run
     /// however often it recurs.
     fn park(&mut self, app: Launched, stop: i32) {
@@ -121,8 +139,8 @@ impl Follower {
             signal,
             "the app stopped to use the terminal, which meshwait cannot give it (meshwait is not \
              in the terminal's foreground); it stays stopped until meshwait's group is brought \
-             to the foreground (a shell's fg) or it is continued (a SIGCONT to meshwait is \
-             forwarded)"
+             to the foreground (a shell's fg); a signal sent to meshwait is forwarded and \
+             continues it"
         );
     }
 }
@@ -218,14 +236,47 @@ fn group_of(app: Launched) -> Pid {
     Pid::from_raw(-app.group.as_raw())
 }
 
-/// POSIX: a group is orphaned when no member has a parent in another group of the same session.
-/// meshwait's own parent is the one that matters (the shell that started the job).
+/// POSIX: a group is orphaned when no member has a parent in another group of the same session,
+/// so no shell is left to resume it. The member that matters is the first ancestor outside
+/// meshwait's group, found by walking up through the group (a script that runs meshwait shares
+/// its group, and the interactive shell that started the script is the one that resumes the
+/// job). An init (PID 1, or 0: a parent outside this PID namespace) counts as no shell: none
+/// resumes a stopped job. When the chain cannot be read the group counts as orphaned, since
+/// stopping there could be for ever.
 fn own_group_is_orphaned() -> bool {
-    // SAFETY: getppid, getsid and getpgid only query.
-    unsafe {
-        let parent = libc::getppid();
-        parent <= 1
-            || libc::getsid(parent) != libc::getsid(0)
-            || libc::getpgid(parent) == libc::getpgrp()
+    // SAFETY: getpgrp, getsid and getppid only query.
+    let (group, session, mut parent) =
+        unsafe { (libc::getpgrp(), libc::getsid(0), libc::getppid()) };
+    // A bound on the walk: a chain of scripts deeper than this is taken as orphaned.
+    for _ in 0..64 {
+        if parent <= 1 {
+            return true;
+        }
+        // SAFETY: getsid and getpgid only query; a vanished parent reads -1 (orphaned).
+        let (parent_group, parent_session) =
+            unsafe { (libc::getpgid(parent), libc::getsid(parent)) };
+        if parent_session != session {
+            return true;
+        }
+        if parent_group != group {
+            return false;
+        }
+        match parent_of(parent) {
+            Some(next) => parent = next,
+            None => return true,
+        }
     }
+    true
+}
+
+/// A process's parent, from /proc/PID/stat (the field after the state, which follows the
+/// command name's closing parenthesis, which the name itself may contain).
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

@@ -25,22 +25,22 @@ use crate::stop_hold::{Hold, Step};
 pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: &Runtime) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
-    let mut follower = job_control::Follower::default();
-    if let Some(ended) = finished(app, &mut follower) {
-        return ended;
-    }
     let mut forwarder = Forwarder {
         app,
         plan,
         group_left: false,
+        follower: job_control::Follower::default(),
     };
+    if let Some(ended) = finished(app, &mut forwarder.follower) {
+        return ended;
+    }
     // The stop signal being held while connections drain; only the first one is held.
     let mut hold: Option<Hold> = None;
     let mut held_once = false;
     loop {
         let next = match hold.as_mut().map(|held| (held.step(), held)) {
             // A timer only while the app waits, stopped, for a terminal meshwait may yet get.
-            None => match follower.recheck_in() {
+            None => match forwarder.follower.recheck_in() {
                 None => signals.wait().map(Some),
                 Some(after) => signals.wait_at_most(after),
             },
@@ -54,13 +54,13 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
         };
         match next {
             // The hold's timer (step it again), or the recheck of a parked app.
-            Ok(None) => follower.recheck(app),
+            Ok(None) => forwarder.follower.recheck(app),
             // Not logged: logging into a closed stderr is what raises these, so a log line
             // here would raise the next one, forever.
             Ok(Some(r)) if r.self_inflicted() => {}
             // Never forwarded: it reports our own children, and the app has its own.
             Ok(Some(r)) if r.signal.raw() == libc::SIGCHLD => {
-                if let Some(ended) = finished(app, &mut follower) {
+                if let Some(ended) = finished(app, &mut forwarder.follower) {
                     if hold.is_some() {
                         tracing::info!("the app exited while its connections drained");
                     }
@@ -70,7 +70,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
             Ok(Some(r)) => {
                 if r.signal == Signal::CONT {
                     // Continued from outside: whatever parked the app is someone else's now.
-                    follower.continued();
+                    forwarder.follower.continued();
                 }
                 match &hold {
                     Some(held) if plan.hold.skips(&r) => {
@@ -97,7 +97,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
                 // is still noticed.
                 tracing::error!(error = %e, "waiting for signals failed");
                 std::thread::sleep(Duration::from_millis(100));
-                if let Some(ended) = finished(app, &mut follower) {
+                if let Some(ended) = finished(app, &mut forwarder.follower) {
                     return ended;
                 }
             }
@@ -128,6 +128,9 @@ struct Forwarder<'a> {
     plan: &'a RunPlan,
     /// The app has left the process group it was started in (said once).
     group_left: bool,
+    /// The app's stops (an interactive terminal), which decide whether what is forwarded must
+    /// also wake it.
+    follower: job_control::Follower,
 }
 
 impl Forwarder<'_> {
@@ -172,6 +175,9 @@ impl Forwarder<'_> {
             // The app has exited but is not reaped yet; its SIGCHLD is on the way.
             Err(nix::errno::Errno::ESRCH) => {}
             Err(e) => tracing::warn!(signal = %signal, error = %e, "could not forward signal"),
+        }
+        if result.is_ok() {
+            self.follower.forwarded(app, signal);
         }
     }
 }

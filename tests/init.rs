@@ -911,3 +911,37 @@ fn a_stopped_and_continued_meshwait_carries_on() {
     assert_eq!(status.code(), Some(4), "{stderr}");
     assert!(!stderr.contains("failed"), "{stderr}");
 }
+
+/// While the app runs and nothing happens, meshwait sleeps in the kernel: no timer, no polling
+/// loop (a zero timeout on that wait would spin a core for the app's whole life). The bound is
+/// a quarter of the time watched, far above what an idle meshwait uses (none) and far below a
+/// spinning one (all of it), so a loaded machine cannot tip it either way.
+#[test]
+fn an_idle_meshwait_uses_no_cpu() {
+    let mut cmd = no_gate();
+    cmd.args(["--", "sleep", "3"]).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let cpu_ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime, the 14th and 15th fields of the line (12th and 13th after the name).
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(child.id());
+    std::thread::sleep(Duration::from_millis(2000));
+    let used = cpu_ticks(child.id()) - before;
+    let _ = child.kill();
+    let _ = child.wait();
+    // SAFETY: sysconf only queries.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        used * 4 < 2 * per_second,
+        "meshwait used {used} ticks of CPU ({per_second} a second) in 2 s of waiting"
+    );
+}

@@ -10,7 +10,13 @@ WHERE says who owns the terminal and where meshwait runs:
                 foreground group lie outside it (ids read 0 inside);
   pid1-inside   no shell: on a fresh terminal `unshare --pid --fork --mount-proc setsid --ctty
                 meshwait ...`, so meshwait is PID 1 and the terminal's session leader inside its
-                namespace, as under `docker run -it`.
+                namespace, as under `docker run -it`;
+  setsid        an interactive bash runs `setsid -w meshwait ...`: meshwait leads a session of
+                its own, apart from its parent's, with the terminal on stdin but not as its
+                controlling terminal;
+  init-inside   the same as pid1-inside with tini as PID 1 in front of meshwait (`docker run -it --init`):
+                meshwait leads the terminal's foreground group, its parent is an init that
+                resumes nothing.
 
 MODE says what happens to the job:
   read          started in the foreground; it reads its input;
@@ -19,8 +25,20 @@ MODE says what happens to the job:
   self          the app stops itself (as editors do when they suspend);
   orphaned      (shell only) started as `(job &)`, so meshwait's parent exits at once and its
                 process group is orphaned: no shell can resume it. Prints "stopped-left N", the
-                number of stopped processes left in the terminal's session a moment later, and
-                nothing else.
+                number of stopped processes left in the terminal's session 1.5 s later,
+                "hangups N", how often the app said it was hung up, and "warnings N";
+  script        (shell only) a script runs meshwait, then reads a line of the terminal itself:
+                `sh -c 'meshwait ...; read line; echo "script read $line"'`; Ctrl-Z while the
+                app reads, then `fg`. Also prints "script-read yes" when the script got its line;
+  background-exit  (shell only) started with `&`; the app does not read the terminal and ends
+                on its own. Also prints "foreground shell" when the terminal's foreground is
+                bash's group once the job is done (else "foreground other");
+  parked-term   (pid1-outside only) started with `&`; the app reads and stops. Meanwhile
+                meshwait is stopped and continued from outside (SIGSTOP, SIGCONT), then sent
+                SIGTERM; no `fg`. Also prints "errors N", how often meshwait logged an error;
+  give-up       (pid1-outside only) started with `&`; the app reads and stops; meshwait is sent
+                SIGCONT, which it forwards, and the app (--give-up-on-cont) stops reading the
+                terminal; then `fg`.
 
 Prints "stopped yes" when bash reported the job stopped (else "stopped no"), "exit N" with the
 job's exit status, "output ..." with every terminal line that starts with "app:", and "warnings
@@ -32,6 +50,7 @@ import os
 import pty
 import re
 import select
+import signal
 import shlex
 import sys
 import time
@@ -43,9 +62,13 @@ options, app = rest[:split], rest[split + 1:]
 command = [meshwait, "--mesh", "none", *options, "--", *app]
 namespace = ["unshare", "--pid", "--fork", "--mount-proc"]
 WARNING = rb"the app stopped to use the terminal"
+ERROR = rb"ERROR"
+HANGUP = rb"countcont hung up"
 NEVER = rb"(?!)"  # a pattern that matches nothing: read_until then just reads for a while
 
-if where == "pid1-inside":
+if where in ("pid1-inside", "init-inside"):
+    if where == "init-inside":
+        command = ["tini", "--", *command]
     # The terminal must be nobody's yet: setsid --ctty makes it PID 1's.
     fd, tty = os.openpty()
     pid = os.fork()
@@ -112,12 +135,40 @@ def finish_input():
     os.write(fd, b"\x04")  # Ctrl-D: end of input
 
 
-def report(stopped, status):
+def report(stopped, status, *extra):
     print(f"stopped {'yes' if stopped else 'no'}", flush=True)
     print(status, flush=True)
     lines = re.findall(rb"^app:[^\r\n]*", transcript, re.M)
     print("output", " | ".join(line.decode() for line in lines), flush=True)
+    counts()
+    for line in extra:
+        print(line, flush=True)
+
+
+def counts():
     print("warnings", len(re.findall(WARNING, transcript)), flush=True)
+    print("errors", len(re.findall(ERROR, transcript)), flush=True)
+    print("hangups", len(re.findall(HANGUP, transcript)), flush=True)
+
+
+def meshwait_pid():
+    """meshwait's pid as seen from here (it may be PID 1 of a namespace of its own)."""
+    for process in session_processes():
+        try:
+            with open(f"/proc/{process}/comm") as f:
+                if f.read().strip() == "meshwait":
+                    return process
+        except OSError:
+            pass
+    raise SystemExit("meshwait not found in the terminal's session")
+
+
+def status_of_last_background_job():
+    """Its exit status, as `exit N` (bash keeps it for `wait $!` after reporting the job)."""
+    read_until(rb"PROMPT> ", timeout=1)
+    run("wait $!; echo status=$?")
+    status, seen = read_until(rb"status=(\d+)")
+    return f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}"
 
 
 def inside():
@@ -143,7 +194,8 @@ def inside():
 def with_shell():
     run("PS1='P''ROMPT> '")  # quoted so the echoed command does not match the prompt
     read_until(rb"PROMPT> ")
-    job = shlex.join(namespace + command if where == "pid1-outside" else command)
+    prefix = {"pid1-outside": namespace, "setsid": ["setsid", "-w"]}.get(where, [])
+    job = shlex.join(prefix + command)
     if mode == "orphaned":
         run(f"({job} </dev/tty &)")  # a background job in a subshell would get /dev/null
         time.sleep(1.5)
@@ -155,8 +207,43 @@ def with_shell():
             except OSError:
                 pass
         print(f"stopped-left {left}", flush=True)
+        read_until(NEVER, timeout=0.2)  # whatever was written meanwhile
+        counts()
         return
+    if mode == "script":
+        job = shlex.join(["sh", "-c", job + '; read line; echo "script read $line"'])
     stopped = False
+    if mode == "background-exit":
+        run(job + " &")
+        read_until(rb"app: conts=")
+        time.sleep(0.3)  # meshwait ends with its app
+        run("")  # bash reports the job done before the next prompt
+        read_until(rb"Done", timeout=2)
+        foreground = "shell" if os.tcgetpgrp(fd) == pid else "other"
+        return report(False, status_of_last_background_job(), f"foreground {foreground}")
+    if mode in ("parked-term", "give-up"):
+        run(job + " &")
+        read_until(rb"countcont ready")
+        time.sleep(0.5)  # the app reads, and stops; meshwait leaves it stopped
+        meshwait = meshwait_pid()
+        if mode == "give-up":
+            os.kill(meshwait, signal.SIGCONT)
+            read_until(rb"countcont continued")
+            time.sleep(0.2)
+            read_until(rb"PROMPT> ", timeout=0.5)
+            run("fg")
+            read_until(rb"app: conts=", timeout=4)
+            read_until(rb"PROMPT> ")
+            run("echo status=$?")
+            status, seen = read_until(rb"status=(\d+)")
+            return report(False, f"exit {status.group(1).decode()}" if status else "no-status")
+        os.kill(meshwait, signal.SIGSTOP)
+        time.sleep(0.2)
+        os.kill(meshwait, signal.SIGCONT)
+        time.sleep(0.5)  # the forwarded SIGCONT resumes the app, which stops again
+        os.kill(meshwait, signal.SIGTERM)
+        time.sleep(0.5)
+        return report(False, status_of_last_background_job())
     if mode == "background":
         run(job + " &")
         read_until(rb"countcont ready")
@@ -172,9 +259,9 @@ def with_shell():
         run(job)
         if mode != "self":
             read_until(rb"countcont ready")
-        if mode == "ctrl-z":
+        if mode in ("ctrl-z", "script"):
             os.write(fd, b"\x1a")
-        if mode in ("ctrl-z", "self"):
+        if mode in ("ctrl-z", "script", "self"):
             match, _ = read_until(rb"Stopped|countcont continued")
             stopped = match is not None and match.group(0) == b"Stopped"
             if stopped:
@@ -182,17 +269,29 @@ def with_shell():
                 run("fg")
                 read_until(rb"countcont continued")
     finish_input()
+    extra = []
+    if mode == "script":
+        read_until(rb"app: conts=")
+        run("pong")
+        got = read_until(rb"script read pong", timeout=2)[0] is not None
+        extra.append(f"script-read {'yes' if got else 'no'}")
     read_until(rb"PROMPT> ")
     run("echo status=$?")
     status, seen = read_until(rb"status=(\d+)")
-    report(stopped, f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}")
+    report(
+        stopped,
+        f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}",
+        *extra,
+    )
 
 
 try:
-    inside() if where == "pid1-inside" else with_shell()
+    inside() if where in ("pid1-inside", "init-inside") else with_shell()
 finally:
+    if os.environ.get("JOBCONTROL_TRANSCRIPT"):  # for debugging a session by hand
+        sys.stderr.write(transcript.decode(errors="replace"))
     # End everything started on the terminal, so a failed run leaves no stopped job behind.
-    if where == "pid1-inside":
+    if where in ("pid1-inside", "init-inside"):
         # SIGKILL to the namespace's PID 1 ends the whole namespace.
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as f:
