@@ -148,9 +148,10 @@ pub struct SocketArgs {
 /// What happens between SIGTERM and the app's stop signal.
 #[derive(Debug, Args)]
 pub struct HoldArgs {
-    /// After SIGTERM, keep serving this long before draining (endpoints are being withdrawn).
-    #[arg(long, env = "MESHWAIT_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "0s", value_parser = duration, allow_hyphen_values = true)]
-    pub shutdown_delay: Duration,
+    /// After SIGTERM, keep serving this long before draining (endpoints are being withdrawn)
+    /// [default: 0s; 5s with --mesh ambient]
+    #[arg(long, env = "MESHWAIT_SHUTDOWN_DELAY", value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]
+    pub shutdown_delay: Option<Duration>,
     /// Longest wait for the app's connections to go idle before it gets the stop signal; 0: no
     /// drain [default: 20s; 0 with --mesh none]
     #[arg(long, env = "MESHWAIT_DRAIN_TIMEOUT", value_name = "DURATION", value_parser = duration, allow_hyphen_values = true)]

@@ -22,15 +22,19 @@ use crate::sockets::{Socket, TcpState};
 pub struct ProxyRules {
     pub uids: Vec<u32>,
     pub ports: PortSet,
+    /// Ports the proxy connects to on any host (ztunnel's HBONE tunnels to its peers).
+    pub peer_ports: PortSet,
 }
 
 impl ProxyRules {
-    /// Owned by a proxy UID, bound to a proxy port, or a loopback connection to a proxy port
-    /// (the app talking to its sidecar's admin or status server).
+    /// Owned by a proxy UID, bound to a proxy port, a loopback connection to a proxy port (the
+    /// app talking to its sidecar's admin or status server), or a connection to a peer proxy's
+    /// port.
     pub fn owns(&self, socket: &Socket) -> bool {
         self.uids.contains(&socket.uid)
             || self.ports.contains(socket.local.port())
             || (is_loopback(socket.remote.ip()) && self.ports.contains(socket.remote.port()))
+            || self.peer_ports.contains(socket.remote.port())
     }
 }
 
@@ -229,6 +233,7 @@ mod tests {
         ProxyRules {
             uids: vec![1337],
             ports: PortSet::from_ranges(&[PortRange::new(15000, 15090)]),
+            peer_ports: PortSet::new(),
         }
     }
 
@@ -278,6 +283,20 @@ mod tests {
             Class::App { busy, .. } => busy,
             other => panic!("not an app connection: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_connection_to_a_peer_proxy_port_is_the_proxys_on_any_address() {
+        let mut rules = rules();
+        rules.uids.clear();
+        rules.peer_ports.insert(15008);
+        let tunnel = Socket {
+            uid: 0,
+            ..conn(41000, "10.0.0.9:15008", None)
+        };
+        assert!(rules.owns(&tunnel));
+        // The app calling a peer's other ports is the app's.
+        assert!(!rules.owns(&conn(41000, "10.0.0.9:8080", None)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::envoy_admin::{self, AdminView, ServerState, Unreadable, XdsCounts};
 use crate::mesh::Mesh;
 use crate::probe::Outcome;
 use crate::ready_url::ReadyUrl;
+use crate::sockets::{SocketView, Source, Which};
 
 /// One row: when it applies, the likely cause, and the next check.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub enum When {
     BodyHas(&'static str),
     /// The status port answers "not ready" but Envoy's admin port refuses connections.
     AdminRefused,
+    /// Refused, and ztunnel's in-pod listeners are there: a pod in Istio's ambient mode.
+    Ambient,
 }
 
 const ISTIO: &[Mesh] = &[Mesh::Istio];
@@ -61,6 +64,16 @@ const REACH_ISTIOD: &str = "is istiod running (`kubectl -n istio-system get pods
 
 /// Ordered: the first matching row wins, so specific rows come before general ones.
 pub const HINTS: &[Hint] = &[
+    Hint {
+        id: "istio-ambient-pod",
+        meshes: ISTIO,
+        when: When::Ambient,
+        cause: "this pod is in ambient mode: ztunnel listens in it (15001, 15006, 15008) and \
+                there is no sidecar, so no status port will ever answer",
+        next: "use --mesh ambient (MESHWAIT_MESH=ambient): no gate, ztunnel's sockets set aside \
+               in drains, and a 5s shutdown delay. (A pod that is meant to have a sidecar instead \
+               needs injection enabled; ztunnel leaves pods with a sidecar alone)",
+    },
     Hint {
         id: "istio-not-injected",
         meshes: ISTIO,
@@ -84,6 +97,18 @@ pub const HINTS: &[Hint] = &[
                linkerd-proxy. If it does not, annotate the namespace or the pod template with \
                `linkerd.io/inject: enabled` and recreate the pod. If the pod sets \
                `config.linkerd.io/admin-port`, point --ready-url at that port",
+    },
+    Hint {
+        id: "ambient-not-enrolled",
+        meshes: &[Mesh::Ambient],
+        when: When::Refused,
+        cause: "ztunnel's listeners are not in this pod: it is not in ambient mode, or istio-cni \
+                has not set it up",
+        next: "`kubectl get pod POD -o jsonpath='{.metadata.annotations.ambient\\.istio\\.io/redirection}'` \
+               should say \"enabled\". If not, label the namespace `istio.io/dataplane-mode=ambient` \
+               and check that the istio-cni and ztunnel DaemonSets run on the node \
+               (`kubectl -n istio-system get pods -o wide`); a pod with a sidecar takes --mesh \
+               istio instead",
     },
     Hint {
         id: "proxy-not-listening",
@@ -229,6 +254,8 @@ pub struct Facts {
     pub outcome: Outcome,
     /// Envoy's admin view, or why it could not be read; `None` when it was not asked.
     pub admin: Option<Result<AdminView, Unreadable>>,
+    /// ztunnel's in-pod listeners were seen (looked for only when the probe was refused).
+    pub ambient: bool,
 }
 
 impl Facts {
@@ -236,17 +263,25 @@ impl Facts {
         Facts {
             outcome,
             admin: None,
+            ambient: false,
         }
     }
 
     /// `outcome`, with Envoy's admin view (read within `limit`) when the answer was "not ready":
-    /// the only answer the admin can explain, since pilot-agent's 503 carries no reason.
+    /// the only answer the admin can explain, since pilot-agent's 503 carries no reason. When
+    /// the connection was refused, the pod's listening sockets say whether it is in ambient
+    /// mode, where nothing will ever listen.
     pub async fn gather(outcome: Outcome, admin: Option<&ReadyUrl>, limit: Duration) -> Facts {
         let admin = match (admin, &outcome) {
             (Some(admin), Outcome::NotReady { .. }) => Some(envoy_admin::read(admin, limit).await),
             _ => None,
         };
-        Facts { outcome, admin }
+        let ambient = outcome == Outcome::Refused && ambient_listeners_here();
+        Facts {
+            outcome,
+            admin,
+            ambient,
+        }
     }
 
     fn body(&self) -> Option<&str> {
@@ -297,8 +332,19 @@ impl Facts {
             When::State(state) => not_ready && self.state() == Some(*state),
             When::BodyHas(text) => self.body().is_some_and(|b| b.contains(text)),
             When::AdminRefused => not_ready && matches!(self.admin, Some(Err(Unreadable::Refused))),
+            When::Ambient => self.outcome == Outcome::Refused && self.ambient,
         }
     }
+}
+
+/// Whether the pod's listening sockets are ztunnel's in-pod listeners without a sidecar's status
+/// port. A scan that fails says no: the hint is then the ordinary one.
+fn ambient_listeners_here() -> bool {
+    let mut listening = Vec::new();
+    let scanned = SocketView::new(Source::Auto).scan(Which::Listening, &mut |s| {
+        listening.push(s.local.port());
+    });
+    scanned.is_ok() && Mesh::ambient_listeners(|port| listening.contains(&port))
 }
 
 /// The first row that applies to `facts` under `mesh`, if any.
@@ -361,6 +407,32 @@ mod tests {
     // Bodies below are pilot-agent's and Envoy's exact words: the guide's example (Istio before
     // 1.10), the newer wording from pilot-agent's probe, Envoy 1.40's `/ready` as captured from
     // the real binary, and linkerd2-proxy's `/ready`.
+
+    #[test]
+    fn refused_in_an_ambient_pod_names_ambient_mode_not_injection() {
+        let ambient = Facts {
+            ambient: true,
+            ..Facts::probe(Outcome::Refused)
+        };
+        let hint = diagnose(Mesh::Istio, &ambient).unwrap();
+        assert_eq!(hint.id, "istio-ambient-pod");
+        assert!(hint.next.contains("--mesh ambient"), "{}", hint.next);
+        // Only a refused probe: an answer means something listens on the status port.
+        let answered = Facts {
+            ambient: true,
+            ..not_ready(503, "")
+        };
+        assert_ne!(
+            diagnose(Mesh::Istio, &answered).map(|h| h.id),
+            Some("istio-ambient-pod")
+        );
+        // Under the ambient preset a refused look means ztunnel is missing.
+        let refused = Facts::probe(Outcome::Refused);
+        assert_eq!(
+            diagnose(Mesh::Ambient, &refused).map(|h| h.id),
+            Some("ambient-not-enrolled")
+        );
+    }
 
     #[test]
     fn refused_names_injection_per_mesh() {
@@ -587,13 +659,23 @@ mod tests {
                 admin: Some(Err(Unreadable::Refused)),
                 ..not_ready(503, "")
             },
+            When::Ambient => Facts {
+                ambient: true,
+                ..Facts::probe(Outcome::Refused)
+            },
         }
     }
 
     #[test]
     fn every_row_can_be_shown_and_ids_are_unique() {
         // A row shadowed by an earlier one for all of its meshes could never be shown.
-        let all = [Mesh::Istio, Mesh::Linkerd, Mesh::Envoy, Mesh::None];
+        let all = [
+            Mesh::Istio,
+            Mesh::Ambient,
+            Mesh::Linkerd,
+            Mesh::Envoy,
+            Mesh::None,
+        ];
         for hint in HINTS {
             let meshes = if hint.meshes.is_empty() {
                 &all[..]

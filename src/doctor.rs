@@ -314,6 +314,19 @@ impl SocketFacts {
         facts
     }
 
+    /// ztunnel's in-pod listeners without a sidecar's status port: a pod in ambient mode.
+    fn ambient(&self) -> bool {
+        self.error.is_none() && Mesh::ambient_listeners(|port| self.uid_on(port).is_some())
+    }
+
+    /// The Refused row's facts, with what the scan says about ambient mode.
+    fn refused(&self) -> Facts {
+        Facts {
+            ambient: self.ambient(),
+            ..Facts::probe(Outcome::Refused)
+        }
+    }
+
     fn uid_on(&self, port: u16) -> Option<u32> {
         self.listening
             .iter()
@@ -419,9 +432,10 @@ fn ports_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
         let _ = write!(evidence, "; listening: {}", up.join(", "));
     }
     let check = Check::new(NAME, Mark::Fail, evidence);
-    if up.is_empty() {
-        // Not one of the sidecar's ports: it is not there, which the Refused row explains.
-        return check.explained(plan.mesh, &Facts::probe(Outcome::Refused));
+    if up.is_empty() || sockets.ambient() {
+        // Not one of the sidecar's ports (or only ztunnel's, which share two of its numbers):
+        // it is not there, which the Refused rows explain.
+        return check.explained(plan.mesh, &sockets.refused());
     }
     check.hint(
         "the sidecar runs but not all of its listeners are open: Envoy opens its capture \
@@ -437,11 +451,14 @@ fn readiness_check(
 ) -> Check {
     const NAME: &str = "readiness";
     let (Some(url), Some(outcome)) = (&plan.ready, ready) else {
-        return Check::new(
-            NAME,
-            Mark::Info,
-            "no readiness URL (--mesh none without --ready-url)",
-        );
+        let why = match plan.mesh {
+            Mesh::Ambient => {
+                "no readiness URL (--mesh ambient: istio-cni starts the pod only once ztunnel \
+                 serves it)"
+            }
+            _ => "no readiness URL (--mesh none without --ready-url)",
+        };
+        return Check::new(NAME, Mark::Info, why);
     };
     let evidence = format!("{url}: {outcome}");
     if outcome.is_ready() {
@@ -453,7 +470,13 @@ fn readiness_check(
             return Check::new(NAME, Mark::Fail, format!("{url}: connection refused")).hint(hint);
         }
     }
-    Check::new(NAME, Mark::Fail, evidence).explained(plan.mesh, &Facts { outcome, admin })
+    let ambient = outcome == Outcome::Refused && sockets.ambient();
+    let facts = Facts {
+        outcome,
+        admin,
+        ambient,
+    };
+    Check::new(NAME, Mark::Fail, evidence).explained(plan.mesh, &facts)
 }
 
 fn envoy_check(
@@ -465,6 +488,7 @@ fn envoy_check(
     let (Some(url), Some(admin)) = (&plan.admin, admin) else {
         let why = match plan.mesh {
             Mesh::Linkerd => "not read: Linkerd's proxy is not Envoy",
+            Mesh::Ambient => "not read: in ambient mode no Envoy runs in the pod",
             _ => "not read (--admin-url none)",
         };
         return Check::new(NAME, Mark::Info, why);
@@ -492,6 +516,7 @@ fn envoy_check(
                     "Envoy is not running: `kubectl logs POD -c istio-proxy` (and --previous), \
                      and the container's status for OOMKilled or restarts",
                 ),
+                Outcome::Refused => check.explained(plan.mesh, &sockets.refused()),
                 other => check.explained(plan.mesh, &Facts::probe(other)),
             };
         }
@@ -509,6 +534,7 @@ fn envoy_check(
             body: String::new(),
         },
         admin: Some(Ok(view)),
+        ambient: false,
     };
     let check = Check::new(NAME, Mark::Fail, evidence).explained(plan.mesh, &facts);
     match check.hint_id {
@@ -529,7 +555,15 @@ fn proxy_sockets_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
         return Check::new(NAME, Mark::Fail, e.clone());
     }
     if uids.is_empty() {
-        return Check::new(NAME, Mark::Info, "no proxy UID (--mesh none)");
+        let why = match plan.mesh {
+            Mesh::Ambient => {
+                "no proxy UID (--mesh ambient: ztunnel's sockets belong to root, like a root \
+                 app's; they are told apart by port: its listeners 15001, 15006, 15008 and \
+                 15053, and its tunnels to peers' 15008)"
+            }
+            _ => "no proxy UID (--mesh none)",
+        };
+        return Check::new(NAME, Mark::Info, why);
     }
     let uids_text = uids
         .iter()
@@ -557,11 +591,12 @@ fn proxy_sockets_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
         .iter()
         .find_map(|(port, _)| sockets.uid_on(*port).filter(|uid| !uids.contains(uid)));
     match other {
+        Some(_) if sockets.ambient() => check.explained(plan.mesh, &sockets.refused()),
         Some(uid) => check.hint(format!(
             "the proxy's ports are held by UID {uid}: pass --proxy-uid {uid} (MESHWAIT_PROXY_UID) \
              so that drains tell its sockets from the app's"
         )),
-        None => check.explained(plan.mesh, &Facts::probe(Outcome::Refused)),
+        None => check.explained(plan.mesh, &sockets.refused()),
     }
 }
 
@@ -610,6 +645,13 @@ fn in_flight_check(plan: &DoctorPlan) -> Check {
 fn sidecar_check(mesh: Mesh, look: Option<Result<Sight, Unreadable>>) -> Check {
     const NAME: &str = "sidecar view";
     let sight = match look {
+        None if mesh == Mesh::Ambient => {
+            return Check::new(
+                NAME,
+                Mark::Info,
+                "not read: in ambient mode no sidecar counts the pod's requests; a drain goes by the sockets alone",
+            );
+        }
         None if mesh == Mesh::Linkerd => {
             return Check::new(
                 NAME,
@@ -667,7 +709,13 @@ fn sidecar_check(mesh: Mesh, look: Option<Result<Sight, Unreadable>>) -> Check {
 async fn quit_check(plan: &DoctorPlan, limit: Duration) -> Check {
     const NAME: &str = "quit endpoint";
     let Some(url) = plan.quit.first() else {
-        return Check::new(NAME, Mark::Info, "none for --mesh none");
+        let why = match plan.mesh {
+            Mesh::Ambient => {
+                "none for --mesh ambient: ztunnel serves the whole node, nothing in the pod quits"
+            }
+            _ => "none for --mesh none",
+        };
+        return Check::new(NAME, Mark::Info, why);
     };
     let preset = |mesh: Mesh| mesh.quit_url() == Some(url.to_string().as_str());
     if plan.mesh == Mesh::Linkerd && preset(Mesh::Linkerd) {

@@ -121,7 +121,10 @@ impl Plan {
                     process_group: run.process_group,
                     cleanup_grace: run.cleanup_grace,
                     hold: HoldPlan {
-                        shutdown_delay: run.hold.shutdown_delay,
+                        shutdown_delay: run
+                            .hold
+                            .shutdown_delay
+                            .unwrap_or_else(|| mesh.shutdown_delay()),
                         drain_timeout,
                         triggers: run.hold.drain_on,
                         sockets,
@@ -250,7 +253,11 @@ fn socket_plan(mesh: Mesh, args: SocketArgs, admin: &AdminArgs) -> Result<Socket
         },
     });
     Ok(SocketPlan {
-        rules: ProxyRules { uids, ports },
+        rules: ProxyRules {
+            uids,
+            ports,
+            peer_ports: PortSet::from_ranges(mesh.peer_ports()),
+        },
         quiet: args.quiet_window,
         source: args.sockets,
         sidecar,
@@ -413,6 +420,47 @@ mod tests {
         assert_eq!(run.hold.drain_timeout, Duration::from_secs(5));
         let err = plan(&["meshwait", "--drain-on", "TERM,KILL", "app"]).unwrap_err();
         assert!(err.contains("SIGKILL can never be held"), "{err}");
+    }
+
+    #[test]
+    fn the_ambient_preset_has_no_gate_a_drain_and_a_shutdown_delay() {
+        let Plan::Run(run) = plan(&["meshwait", "--mesh", "ambient", "app"]).unwrap() else {
+            panic!()
+        };
+        assert!(run.gate.is_none());
+        assert!(run.quit.urls.is_empty());
+        assert_eq!(run.hold.drain_timeout, Duration::from_secs(20));
+        assert_eq!(run.hold.shutdown_delay, Duration::from_secs(5));
+        let rules = &run.hold.sockets.rules;
+        assert!(rules.uids.is_empty(), "root is not ztunnel's alone");
+        for port in [15001, 15006, 15008, 15053] {
+            assert!(rules.ports.contains(port), "{port}");
+        }
+        assert!(!rules.ports.contains(15020) && !rules.ports.contains(15000));
+        assert!(rules.peer_ports.contains(15008) && !rules.peer_ports.contains(15001));
+        assert!(run.hold.sockets.sidecar.is_none(), "no Envoy admin to read");
+        // Given, the delay is the user's; the other presets have none.
+        let Plan::Run(run) = plan(&[
+            "meshwait",
+            "--mesh",
+            "ambient",
+            "--shutdown-delay",
+            "0",
+            "app",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(run.hold.shutdown_delay, Duration::ZERO);
+        let Plan::Run(run) = plan(&["meshwait", "app"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(run.hold.shutdown_delay, Duration::ZERO);
+        assert!(!run.hold.sockets.rules.peer_ports.contains(15008));
+        let err = plan(&["meshwait", "ready", "--mesh", "ambient"]).unwrap_err();
+        assert!(err.contains("--mesh ambient has no readiness URL"), "{err}");
+        let err = plan(&["meshwait", "--mesh", "ambient", "--quit-proxy", "app"]).unwrap_err();
+        assert!(err.contains("--mesh ambient has no quit URL"), "{err}");
     }
 
     #[test]

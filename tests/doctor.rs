@@ -506,3 +506,58 @@ fn a_hostile_argv_is_shown_escaped_on_one_line() {
         "{text}"
     );
 }
+
+#[test]
+fn an_ambient_pod_is_told_apart_and_pointed_at_mesh_ambient() {
+    // ztunnel's in-pod listeners and no status port: `--mesh istio` must name ambient mode, not
+    // injection (labelling the namespace for injection is the wrong fix there).
+    if !root_or_skip("an_ambient_pod_is_told_apart_and_pointed_at_mesh_ambient") {
+        return;
+    }
+    let ns = Netns::new();
+    let _ztunnel = Listeners::start(&[15001, 15006, 15008, 15053], &ns);
+    let init = [MESHWAIT, "--mesh", "ambient", "--"];
+    let (code, report) = doctor_in_pod(&ns, &init, &["--mesh", "istio"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    for name in ["proxy ports", "readiness", "envoy", "proxy sockets"] {
+        assert_eq!(
+            check(&report, name)["hint_id"],
+            "istio-ambient-pod",
+            "{name}: {report:#}"
+        );
+    }
+    let hint = check(&report, "readiness")["hint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(hint.contains("use --mesh ambient"), "{hint}");
+
+    // With --mesh ambient the same pod has nothing wrong: ztunnel's listeners are found, and
+    // there is no sidecar to read or quit.
+    let (code, report) = doctor_in_pod(&ns, &init, &["--mesh", "ambient"]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(
+        check(&report, "proxy ports")["result"],
+        "pass",
+        "{report:#}"
+    );
+    for name in ["readiness", "envoy", "proxy sockets", "quit endpoint"] {
+        assert_eq!(check(&report, name)["result"], "info", "{name}: {report:#}");
+    }
+}
+
+#[test]
+fn an_ambient_preset_without_ztunnel_points_at_enrolment() {
+    if !root_or_skip("an_ambient_preset_without_ztunnel_points_at_enrolment") {
+        return;
+    }
+    let ns = Netns::new();
+    let init = [MESHWAIT, "--mesh", "ambient", "--"];
+    let (code, report) = doctor_in_pod(&ns, &init, &["--mesh", "ambient"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(
+        check(&report, "proxy ports")["hint_id"],
+        "ambient-not-enrolled",
+        "{report:#}"
+    );
+}

@@ -85,8 +85,14 @@ impl Pod {
     }
 
     fn peer(&self, args: &[&str], uid: Option<u32>) -> Peer {
+        self.peer_at("127.0.0.1", args, uid)
+    }
+
+    /// A peer whose `blackhole` and `call` use `host`.
+    fn peer_at(&self, host: &str, args: &[&str], uid: Option<u32>) -> Peer {
         let mut cmd = Command::new(python());
         cmd.arg(helper("drainpeer.py"))
+            .env("PEER_HOST", host)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -688,6 +694,53 @@ fn conns_lists_what_the_drain_sees() {
         String::from_utf8_lossy(&out.stdout)
     );
     drop((idle, slow, proxy));
+}
+
+#[test]
+fn ambient_sets_ztunnels_sockets_aside_by_port_and_its_tunnels_to_peers() {
+    // ztunnel's sockets in the pod belong to root, as a root app's would: the ambient preset
+    // tells them apart by port. Its listeners (15001, 15006, 15053 here) and its HBONE tunnel to
+    // a peer's 15008 (on an address that is not loopback) are the proxy's; the app's request in
+    // flight and the test's own client end are not.
+    if !root_or_skip("ambient_sets_ztunnels_sockets_aside_by_port_and_its_tunnels_to_peers") {
+        return;
+    }
+    let pod = Pod::new("ambient");
+    let mut ip = Command::new("ip");
+    ip.args(["addr", "add", "10.1.2.3/32", "dev", "lo"]);
+    pod.ns.enter(&mut ip);
+    assert!(ip.status().unwrap().success(), "ip addr add");
+    let _ztunnel = Listeners::start(&[15001, 15006, 15053], &pod.ns);
+    let tunnel = pod.peer_at("10.1.2.3", &["pair", "15008"], None);
+    tunnel.expect("called", Duration::from_secs(5));
+    let _app = pod.bare_app(&[]);
+    let slow = pod.peer(&["request", &port(), "/slow/20000"], None);
+    pod.wait_event("request /slow");
+    let rows = |mesh: &str| {
+        let out = pod.subcommand(&["conns", "--mesh", mesh, "--quiet-window", "0"]);
+        let table = String::from_utf8_lossy(&out.stdout).to_string();
+        let count = |needle: &str| {
+            table
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .filter(|l| l.contains(needle))
+                .count()
+        };
+        (
+            count(" proxy "),
+            count("busy: awaiting the peer's reply"),
+            count("busy: request awaiting its answer"),
+            table,
+        )
+    };
+    let (proxy, awaiting, requests, table) = rows("ambient");
+    // 3 listeners of ztunnel's, the peer's 15008 listener, its accepted end and the tunnel.
+    assert_eq!((proxy, awaiting, requests), (6, 1, 1), "{table}");
+    // Without the preset all of them are the app's: the tunnel is one more call awaiting its
+    // reply, and its far end one more request.
+    let (proxy, awaiting, requests, table) = rows("none");
+    assert_eq!((proxy, awaiting, requests), (0, 2, 2), "{table}");
+    drop((tunnel, slow));
 }
 
 /// Envoy's admin, faked (`helpers/fake_envoy_admin.py`), on 127.0.0.1:ADMIN_PORT in the pod.

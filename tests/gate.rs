@@ -849,3 +849,53 @@ fn a_status_server_that_answers_and_never_reads_is_ready() {
         failed.len()
     );
 }
+
+#[test]
+fn in_an_ambient_pod_the_istio_gate_names_ambient_mode_and_the_ambient_preset_does_not_wait() {
+    // ztunnel's in-pod listeners (15001, 15006, 15008) and no status port: the refused gate must
+    // say that this is ambient mode, where no sidecar will ever come, not point at injection.
+    if !root_or_skip(
+        "in_an_ambient_pod_the_istio_gate_names_ambient_mode_and_the_ambient_preset_does_not_wait",
+        &["--net"],
+    ) {
+        return;
+    }
+    let ns = Netns::new();
+    let _ztunnel = Listeners::start(&[15001, 15006, 15008], &ns);
+    let mut cmd = meshwait();
+    cmd.args([
+        "--mesh",
+        "istio",
+        "--timeout",
+        "500ms",
+        "--interval",
+        "50ms",
+    ])
+    .args(["--", "sh", "-c", "exit 0"]);
+    ns.enter(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("hint=istio-ambient-pod"), "{last}");
+    assert!(last.contains("use --mesh ambient"), "{last}");
+    assert!(!err.contains("istio-injection=enabled"), "{err}");
+
+    // The one-shot probe says it too.
+    let mut cmd = meshwait();
+    cmd.args(["ready", "--mesh", "istio"]);
+    ns.enter(&mut cmd);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("hint=istio-ambient-pod"), "{err}");
+
+    // --mesh ambient has no gate: the app starts at once, and its status is meshwait's.
+    let mut cmd = meshwait();
+    cmd.args(["--mesh", "ambient", "--", "sh", "-c", "exit 3"]);
+    ns.enter(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("waiting for the proxy"), "{err}");
+}

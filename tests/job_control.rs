@@ -262,6 +262,23 @@ fn background_job_stops_and_fg_resumes_it(test: &str, app_args: &[&str]) {
 }
 
 #[test]
+fn bg_after_ctrl_z_leaves_the_terminal_with_the_shell() {
+    // After `bg` the shell keeps the terminal, so meshwait, resumed in the background, must not
+    // hand it to the app: the app's read then stops the job again, and `fg` ends that.
+    for setting in settings(
+        "bg_after_ctrl_z_leaves_the_terminal_with_the_shell",
+        &[Where::Shell],
+    ) {
+        let got = session(setting, "ctrl-z-bg", &[]);
+        assert_eq!(got.line("foreground"), Some("shell"), "{setting} {got:?}");
+        assert_eq!(got.line("stops"), Some("2"), "{setting} {got:?}");
+        assert_read_its_input(setting, &got);
+        // One SIGCONT for `bg`, one for `fg`.
+        assert_eq!(got.conts(), Some(2), "{setting} {got:?}");
+    }
+}
+
+#[test]
 fn background_job_that_reads_the_terminal_stops_and_fg_resumes_it() {
     // The read stops the app with SIGTTIN.
     background_job_stops_and_fg_resumes_it(

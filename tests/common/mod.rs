@@ -575,3 +575,46 @@ impl DeadResolver {
         Some(DeadResolver { _sink: sink, conf })
     }
 }
+
+/// Sockets listening on `ports` of every address inside `ns` that accept and never answer, as
+/// ztunnel's in-pod listeners look from the app's container; closed when dropped.
+pub struct Listeners {
+    child: Child,
+}
+
+impl Listeners {
+    pub fn start(ports: &[u16], ns: &Netns) -> Listeners {
+        let code = r#"
+import socket, sys
+held = []
+for port in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", int(port)))
+    s.listen(16)
+    held.append(s)
+print("listening", flush=True)
+sys.stdin.read()
+"#;
+        let mut cmd = Command::new(python());
+        cmd.args(["-c", code])
+            .args(ports.iter().map(u16::to_string))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        ns.enter(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "listening", "the listeners did not start");
+        Listeners { child }
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -10,6 +10,8 @@ closes (so the test controls how long connections stay open).
   call PORT             connect to PORT, send a line, wait for an answer that never comes: `called <t>`
   pair PORT             blackhole and call in one process (a busy connection, both ends ours)
 
+With PEER_HOST set, blackhole and call use that address instead of 127.0.0.1.
+
 With PEER_UID set, it switches to that user before opening any socket (the kernel records the
 socket's owner at creation), so it can stand in for a proxy running as 1337.
 """
@@ -18,6 +20,9 @@ import socket
 import sys
 import threading
 import time
+
+
+HOST = os.environ.get("PEER_HOST", "127.0.0.1")
 
 
 def say(*words):
@@ -58,7 +63,7 @@ def wait_stdin():
 def blackhole(port, ready=True):
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", port))
+    srv.bind((HOST, port))
     srv.listen(8)
     if ready:
         say("listening")
@@ -74,7 +79,7 @@ def blackhole(port, ready=True):
 
 
 def call(port):
-    c = socket.create_connection(("127.0.0.1", port))
+    c = socket.create_connection((HOST, port))
     c.sendall(b"are you there?\n")
     say("called")
     return c

@@ -22,6 +22,10 @@ MODE says what happens to the job:
   read          started in the foreground; it reads its input;
   ctrl-z        started in the foreground, then Ctrl-Z;
   background    started with `&`; its first read of the terminal stops it (SIGTTIN); then `fg`;
+  ctrl-z-bg     (shell only) started in the foreground, then Ctrl-Z, then `bg`: the app reads
+                the terminal from the background and stops again; then `fg`. Also prints
+                "foreground shell" when the shell still had the terminal after `bg` (else
+                "foreground other"), and "stops N", how often bash reported the job stopped;
   self          the app stops itself (as editors do when they suspend);
   orphaned      (shell only) started as `(job &)`, so meshwait's parent exits at once and its
                 process group is orphaned: no shell can resume it. Prints "stopped-left N", the
@@ -244,6 +248,30 @@ def with_shell():
         os.kill(meshwait, signal.SIGTERM)
         time.sleep(0.5)
         return report(False, status_of_last_background_job())
+    if mode == "ctrl-z-bg":
+        run(job)
+        read_until(rb"countcont ready")
+        os.write(fd, b"\x1a")
+        stops = read_until(rb"Stopped")[0] is not None
+        read_until(rb"PROMPT> ")
+        run("bg")
+        time.sleep(0.5)  # the app reads from the background, and stops
+        foreground = "shell" if os.tcgetpgrp(fd) == pid else "other"
+        run("")  # bash reports job state changes before the next prompt
+        stops += read_until(rb"Stopped", timeout=1.5)[0] is not None
+        read_until(rb"PROMPT> ", timeout=0.5)
+        run("fg")
+        read_until(rb"countcont continued")
+        finish_input()
+        read_until(rb"PROMPT> ")
+        run("echo status=$?")
+        status, seen = read_until(rb"status=(\d+)")
+        return report(
+            stops > 0,
+            f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}",
+            f"foreground {foreground}",
+            f"stops {stops}",
+        )
     if mode == "background":
         run(job + " &")
         read_until(rb"countcont ready")
