@@ -541,8 +541,19 @@ fn an_ambient_pod_is_told_apart_and_pointed_at_mesh_ambient() {
         "pass",
         "{report:#}"
     );
-    for name in ["readiness", "envoy", "proxy sockets", "quit endpoint"] {
-        assert_eq!(check(&report, name)["result"], "info", "{name}: {report:#}");
+    // Each says why in ambient mode's own terms, not --mesh none's.
+    for name in [
+        "readiness",
+        "envoy",
+        "proxy sockets",
+        "sidecar view",
+        "quit endpoint",
+    ] {
+        let c = check(&report, name);
+        assert_eq!(c["result"], "info", "{name}: {report:#}");
+        let evidence = c["evidence"].as_str().unwrap();
+        assert!(evidence.contains("ambient"), "{name}: {evidence}");
+        assert!(!evidence.contains("--mesh none"), "{name}: {evidence}");
     }
 }
 
