@@ -387,7 +387,8 @@ fn signals_still_reach_an_app_left_stopped_and_meshwait_survives_being_stopped()
     // the terminal on a timer; signals must still be taken and forwarded meanwhile. A SIGSTOP
     // and SIGCONT of meshwait (from outside its namespace, where PID 1 can be stopped)
     // interrupt that wait, which is no error; the SIGCONT is forwarded. Then SIGTERM is
-    // forwarded and kills the stopped app, and meshwait ends with 143.
+    // forwarded, followed by a SIGCONT (a stopped process leaves even SIGTERM pending), and
+    // kills the app; meshwait ends with 143.
     for setting in settings(
         "signals_still_reach_an_app_left_stopped_and_meshwait_survives_being_stopped",
         &[Where::Pid1Outside],
