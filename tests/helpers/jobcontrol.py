@@ -156,12 +156,18 @@ def counts():
 
 
 def meshwait_pid():
-    """meshwait's pid as seen from here (it may be PID 1 of a namespace of its own)."""
+    """meshwait's pid as seen from here: the child of `unshare --fork` (PID 1 of its namespace).
+    Found by its parent rather than its name, which is the emulator's when a test runs another
+    architecture's binary through qemu-user."""
+    def read(process, name):
+        with open(f"/proc/{process}/{name}") as f:
+            return f.read()
+
     for process in session_processes():
         try:
-            with open(f"/proc/{process}/comm") as f:
-                if f.read().strip() == "meshwait":
-                    return process
+            parent = read(process, "stat").rsplit(")", 1)[1].split()[1]
+            if read(parent, "comm").strip() == "unshare":
+                return process
         except OSError:
             pass
     raise SystemExit("meshwait not found in the terminal's session")
