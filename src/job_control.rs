@@ -30,6 +30,7 @@
 use nix::unistd::Pid;
 
 use crate::launch::Launched;
+use crate::process_table::Stat;
 use crate::signal_name::Signal;
 use crate::signals;
 
@@ -261,22 +262,10 @@ fn own_group_is_orphaned() -> bool {
         if parent_group != group {
             return false;
         }
-        match parent_of(parent) {
-            Some(next) => parent = next,
+        match Stat::read(parent) {
+            Some(stat) => parent = stat.parent,
             None => return true,
         }
     }
     true
-}
-
-/// A process's parent, from /proc/PID/stat (the field after the state, which follows the
-/// command name's closing parenthesis, which the name itself may contain).
-fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }

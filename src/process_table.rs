@@ -122,6 +122,38 @@ fn split_argv(raw: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// What supervision reads of a process in /proc/PID/stat: its state letter, parent and process
+/// group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub state: char,
+    pub parent: i32,
+    pub group: i32,
+}
+
+impl Stat {
+    /// `None` once the process is gone (or /proc is not this PID namespace's and has no such
+    /// pid).
+    pub fn read(pid: i32) -> Option<Stat> {
+        Stat::parse(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// The fields after the command name, which may itself hold `)`: state, ppid, pgrp.
+    fn parse(stat: &str) -> Option<Stat> {
+        let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+        Some(Stat {
+            state: fields.next()?.chars().next()?,
+            parent: fields.next()?.parse().ok()?,
+            group: fields.next()?.parse().ok()?,
+        })
+    }
+
+    /// Exited and not yet reaped (`Z`), or being torn down (`X`).
+    pub fn is_zombie(&self) -> bool {
+        matches!(self.state, 'Z' | 'X')
+    }
+}
+
 /// The kernel's name for the process and whether it is a zombie, from /proc/PID/stat:
 /// `PID (NAME) STATE ...`, where the state letter is `Z` for a zombie (`X` for one being torn
 /// down).
@@ -216,6 +248,28 @@ mod tests {
         child.wait().unwrap();
         assert!(zombie, "pid {pid} never read as a zombie");
         assert!(!Process::read(std::process::id()).unwrap().zombie);
+    }
+
+    #[test]
+    fn stat_fields_are_read_after_the_last_parenthesis() {
+        let stat = Stat::parse("42 (a) Z (b) S 7 42 42 0 -1").unwrap();
+        assert_eq!(
+            stat,
+            Stat {
+                state: 'S',
+                parent: 7,
+                group: 42
+            }
+        );
+        assert!(!stat.is_zombie());
+        assert!(Stat::parse("9 (sh) Z 1 9").unwrap().is_zombie());
+        assert!(Stat::parse("9 (sh) X 1 9").unwrap().is_zombie());
+        assert_eq!(Stat::parse("9 (sh) S 1"), None, "no group field");
+        assert_eq!(Stat::parse("9 sh S 1 9"), None, "no name");
+        let own = Stat::read(std::process::id() as i32).unwrap();
+        assert_eq!(own.parent, std::os::unix::process::parent_id() as i32);
+        // SAFETY: getpgrp only queries.
+        assert_eq!(own.group, unsafe { libc::getpgrp() });
     }
 
     #[test]

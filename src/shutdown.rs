@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use crate::launch::Launched;
+use crate::process_table::Stat;
 use crate::reaper;
 use crate::signal_name::Signal;
 use crate::signals::{self, Signals};
@@ -141,17 +142,7 @@ fn group_members(group: Pid) -> BTreeSet<i32> {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised command name: state, ppid, pgrp.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
-        if pgrp == Some(group.as_raw()) && state != Some("Z") && state != Some("X") {
+        if Stat::read(pid).is_some_and(|s| s.group == group.as_raw() && !s.is_zombie()) {
             pids.insert(pid);
         }
     }
