@@ -135,6 +135,16 @@ impl Mesh {
         }
     }
 
+    /// The longest drain, when `--drain-timeout` is not given. Without a sidecar nothing cuts
+    /// the app's requests at shutdown, so meshwait is a plain init and draining is asked for,
+    /// not assumed.
+    pub fn drain_timeout(self) -> std::time::Duration {
+        match self {
+            Mesh::None => std::time::Duration::ZERO,
+            _ => std::time::Duration::from_secs(20),
+        }
+    }
+
     /// How long a stop signal is held before the drain, when `--shutdown-delay` is not given.
     /// In ambient mode a peer's ztunnel keeps sending new connections to the pod until the
     /// endpoint's removal reaches it, and with no sidecar in the pod nothing accepts them once

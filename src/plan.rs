@@ -101,12 +101,10 @@ impl Plan {
                     .ok_or("missing command: meshwait [OPTIONS] [--] COMMAND [ARGS]...")?;
                 let mesh = run.mesh.mesh;
                 let quit = quit_plan(mesh, run.quit, run.gate.endpoint.admin.request_timeout)?;
-                // Without a sidecar nothing cuts the app's requests at shutdown, so meshwait is
-                // a plain init and draining is asked for, not assumed.
-                let drain_timeout = run.hold.drain_timeout.unwrap_or(match mesh {
-                    Mesh::None => Duration::ZERO,
-                    _ => DEFAULT_DRAIN_TIMEOUT,
-                });
+                let drain_timeout = run
+                    .hold
+                    .drain_timeout
+                    .unwrap_or_else(|| mesh.drain_timeout());
                 let sockets = socket_plan(mesh, run.sockets, &run.gate.endpoint.admin)?;
                 let gate = if run.no_wait {
                     None
@@ -227,8 +225,6 @@ impl GatePlan {
         }))
     }
 }
-
-const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The proxy's UIDs and ports (as given, or the mesh's own), and Envoy's admin for its request
 /// counts.
