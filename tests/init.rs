@@ -922,13 +922,7 @@ fn an_idle_meshwait_uses_no_cpu() {
     cmd.args(["--", "sleep", "3"]).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let cpu_ticks = |pid: u32| -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
+        let fields = proc_stat(pid).unwrap();
         // utime and stime, the 14th and 15th fields of the line (12th and 13th after the name).
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     };

@@ -465,15 +465,8 @@ fn without_a_terminal_a_stopped_app_stays_stopped_until_continued() {
     let app_state = |meshwait: u32| -> Option<String> {
         let children =
             std::fs::read_to_string(format!("/proc/{meshwait}/task/{meshwait}/children")).ok()?;
-        let app = children.split_whitespace().next()?;
-        let stat = std::fs::read_to_string(format!("/proc/{app}/stat")).ok()?;
-        Some(
-            stat.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_string(),
-        )
+        let app = children.split_whitespace().next()?.parse().ok()?;
+        proc_stat(app)?.into_iter().next()
     };
     let stopped = eventually(Duration::from_secs(5), || {
         app_state(child.id()).as_deref() == Some("T")

@@ -576,6 +576,19 @@ impl DeadResolver {
     }
 }
 
+/// The fields of /proc/PID/stat after the command name, the state first (the name may itself
+/// hold spaces and parentheses); `None` once the process is gone.
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// Sockets listening on `ports` of every address inside `ns` that accept and never answer, as
 /// ztunnel's in-pod listeners look from the app's container; closed when dropped.
 pub struct Listeners {

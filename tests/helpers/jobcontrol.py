@@ -173,12 +173,18 @@ def meshwait_pid():
     raise SystemExit("meshwait not found in the terminal's session")
 
 
-def status_of_last_background_job():
-    """Its exit status, as `exit N` (bash keeps it for `wait $!` after reporting the job)."""
-    read_until(rb"PROMPT> ", timeout=1)
-    run("wait $!; echo status=$?")
+def shell_status(ask="echo status=$?", prompt_timeout=5.0):
+    """Once bash is back at its prompt, the status `ask` prints as `status=N`: "exit N", or
+    "no-status" with the end of what was printed instead."""
+    read_until(rb"PROMPT> ", timeout=prompt_timeout)
+    run(ask)
     status, seen = read_until(rb"status=(\d+)")
     return f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}"
+
+
+def background_status():
+    """The last background job's status (bash keeps it for `wait $!` after reporting the job)."""
+    return shell_status("wait $!; echo status=$?", prompt_timeout=1)
 
 
 def inside():
@@ -230,7 +236,7 @@ def with_shell():
         run("")  # bash reports the job done before the next prompt
         read_until(rb"Done", timeout=2)
         foreground = "shell" if os.tcgetpgrp(fd) == pid else "other"
-        return report(False, status_of_last_background_job(), f"foreground {foreground}")
+        return report(False, background_status(), f"foreground {foreground}")
     if mode in ("parked-term", "give-up"):
         run(job + " &")
         read_until(rb"countcont ready")
@@ -243,17 +249,15 @@ def with_shell():
             read_until(rb"PROMPT> ", timeout=0.5)
             run("fg")
             read_until(rb"app: conts=", timeout=4)
-            read_until(rb"PROMPT> ")
-            run("echo status=$?")
-            status, seen = read_until(rb"status=(\d+)")
-            return report(False, f"exit {status.group(1).decode()}" if status else "no-status")
+            return report(False, shell_status())
         os.kill(meshwait, signal.SIGSTOP)
         time.sleep(0.2)
         os.kill(meshwait, signal.SIGCONT)
         time.sleep(0.5)  # the forwarded SIGCONT resumes the app, which stops again
         os.kill(meshwait, signal.SIGTERM)
         time.sleep(0.5)
-        return report(False, status_of_last_background_job())
+        return report(False, background_status())
+    extra = []
     if mode == "ctrl-z-bg":
         run(job)
         read_until(rb"countcont ready")
@@ -268,17 +272,9 @@ def with_shell():
         read_until(rb"PROMPT> ", timeout=0.5)
         run("fg")
         read_until(rb"countcont continued")
-        finish_input()
-        read_until(rb"PROMPT> ")
-        run("echo status=$?")
-        status, seen = read_until(rb"status=(\d+)")
-        return report(
-            stops > 0,
-            f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}",
-            f"foreground {foreground}",
-            f"stops {stops}",
-        )
-    if mode == "background":
+        stopped = stops > 0
+        extra += [f"foreground {foreground}", f"stops {stops}"]
+    elif mode == "background":
         run(job + " &")
         read_until(rb"countcont ready")
         time.sleep(0.3)  # the app reads, and stops
@@ -303,20 +299,12 @@ def with_shell():
                 run("fg")
                 read_until(rb"countcont continued")
     finish_input()
-    extra = []
     if mode == "script":
         read_until(rb"app: conts=")
         run("pong")
         got = read_until(rb"script read pong", timeout=2)[0] is not None
         extra.append(f"script-read {'yes' if got else 'no'}")
-    read_until(rb"PROMPT> ")
-    run("echo status=$?")
-    status, seen = read_until(rb"status=(\d+)")
-    report(
-        stopped,
-        f"exit {status.group(1).decode()}" if status else f"no-status {seen[-200:]!r}",
-        *extra,
-    )
+    report(stopped, shell_status(), *extra)
 
 
 try:
