@@ -118,7 +118,7 @@ fn long_takes_value(command: &clap::Command, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
+    use crate::commands::cli::Cli;
     use clap::CommandFactory;
 
     fn arranged(args: &[&str]) -> (Vec<String>, Option<String>, TopHelp) {

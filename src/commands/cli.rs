@@ -7,13 +7,13 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::drain::Until;
-use crate::mesh::Mesh;
-use crate::port_set::PortRange;
-use crate::quit_proxy::QuitOn;
-use crate::ready_url::ReadyUrl;
-use crate::signal_name::Signal;
+use crate::proxy::mesh::Mesh;
+use crate::proxy::quit::QuitOn;
+use crate::proxy::sidecar_url::ReadyUrl;
+use crate::run::drain::Until;
+use crate::run::signal::Signal;
 use crate::sockets::Source;
+use crate::sockets::port_set::PortRange;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -356,7 +356,7 @@ impl Cli {
     pub fn parse_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
         use clap::CommandFactory;
         let mut command = Cli::command();
-        let arranged = crate::argv::arrange(&command, args);
+        let arranged = crate::commands::argv::arrange(&command, args);
         Cli::parse_arranged(&mut command, arranged.args)
     }
 

@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::connection_class::{Class, Classifier};
-use crate::drain::SocketPlan;
-use crate::envoy_admin::Unreadable;
-use crate::envoy_clusters::Flow;
-use crate::logging::json_string;
-use crate::port_set::PortSet;
-use crate::sidecar_view::Sight;
+use crate::commands::logging::json_string;
+use crate::proxy::envoy_admin::Unreadable;
+use crate::proxy::envoy_clusters::Flow;
+use crate::proxy::sidecar_view::Sight;
+use crate::run::drain::SocketPlan;
+use crate::sockets::connection_class::{Class, Classifier};
+use crate::sockets::port_set::PortSet;
 use crate::sockets::{Socket, SocketView, TcpState, Which};
 use crate::untrusted_text;
 
@@ -442,7 +442,7 @@ mod tests {
     /// an escape sequence printed a forged row.
     #[test]
     fn cluster_names_are_shown_escaped() {
-        use crate::envoy_clusters::{Active, Reading};
+        use crate::proxy::envoy_clusters::{Active, Reading};
         let sight = Sight {
             reading: Reading {
                 active: vec![Active {
@@ -518,7 +518,7 @@ mod tests {
     /// a total per kind of row; all of it flushed.
     #[test]
     fn text_rows_keep_their_columns_and_the_totals_count_each_kind() {
-        use crate::connection_class::{Busy, Direction};
+        use crate::sockets::connection_class::{Busy, Direction};
         let mut out = Sink::default();
         let mut p = printer(false, &mut out);
         p.start();

@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::cli::{LogArgs, LogFormat, LogLevel};
+use crate::commands::cli::{LogArgs, LogFormat, LogLevel};
 use crate::untrusted_text;
 
 /// Installs the global subscriber. Called once, before anything is logged.

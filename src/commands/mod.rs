@@ -1,5 +1,14 @@
 //! The one-way flow: command line → plan → gate → supervise → shutdown.
 
+pub mod argv;
+pub mod cli;
+mod conns;
+mod doctor;
+mod install;
+pub mod logging;
+pub mod plan;
+mod usage;
+
 use std::ffi::OsString;
 use std::io::Write;
 
@@ -7,27 +16,26 @@ use tokio::runtime::Runtime;
 
 use std::time::{Duration, Instant};
 
-use crate::cli::{LogFormat, OnTimeout};
-use crate::conns;
-use crate::diagnosis::{self, Explained, Facts};
-use crate::doctor;
-use crate::drain::{Drainer, Poll, SocketPlan, Until};
+use crate::commands::cli::{LogFormat, OnTimeout};
+use crate::commands::plan::{GatePlan, Plan, RunPlan};
 use crate::exit_code;
-use crate::gate::{self, GateEnd};
-use crate::install;
-use crate::job_control;
-use crate::kernel_signals::Mask;
-use crate::launch;
-use crate::logging;
-use crate::plan::{GatePlan, Plan, RunPlan};
-use crate::probe;
-use crate::quit_proxy;
-use crate::reaper;
-use crate::shutdown;
-use crate::sidecar_view;
-use crate::signals::{self, Inherited, Signals};
-use crate::supervise;
-use crate::usage;
+use crate::proxy::diagnosis::{self, Explained, Facts};
+use crate::proxy::gate::{self, GateEnd};
+use crate::proxy::quit;
+use crate::proxy::sidecar_http;
+use crate::proxy::sidecar_view;
+use crate::run::drain::{Drainer, Poll, SocketPlan, Until};
+use crate::run::incoming_signals::{self, Inherited, Signals};
+use crate::run::job_control;
+use crate::run::kernel_signals::Mask;
+use crate::run::launch;
+use crate::run::leftovers;
+use crate::run::reaper;
+use crate::run::supervise;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "lifecycle";
 
 /// Runs meshwait with `args` (argv, program name first) and returns the exit status.
 pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
@@ -43,7 +51,7 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     let json = cli.log.log_format == LogFormat::Json;
     logging::init(&cli.log);
     for name in unknown {
-        tracing::warn!(
+        tracing::warn!(target: LOG,
             variable = %name,
             "{name} is no meshwait setting (a typo? `meshwait --help` lists each option's \
              variable); ignored"
@@ -68,7 +76,7 @@ pub fn main(args: Vec<OsString>, inherited: Inherited) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(1)
-        .on_thread_start(signals::block_in_new_thread)
+        .on_thread_start(incoming_signals::block_in_new_thread)
         .build()
     {
         Ok(runtime) => runtime,
@@ -89,7 +97,7 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
     let mut signals = match Signals::open(&Mask::everything(), &inherited) {
         Ok(signals) => signals,
         Err(e) => {
-            tracing::error!(error = %e, "cannot open a signalfd");
+            tracing::error!(target: LOG, error = %e, "cannot open a signalfd");
             return exit_code::OS_ERROR;
         }
     };
@@ -107,9 +115,9 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             let quit = run.quit.clone();
             let code = run_app(*run, inherited, runtime, &mut signals);
             if quit.wanted(code) {
-                runtime.block_on(quit_proxy::quit(&quit));
+                runtime.block_on(quit::quit(&quit));
             } else if !quit.urls.is_empty() {
-                tracing::info!(
+                tracing::info!(target: LOG,
                     exit_code = code,
                     "leaving the proxy running: the exit code is not 0 (the app failed, or never \
                      started) and --quit-on is success"
@@ -125,12 +133,12 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
         Plan::Doctor(plan) => runtime.block_on(doctor::examine(&plan, &mut signals)),
         Plan::Install { dir } => match install::install(&dir) {
             Ok(path) => {
-                tracing::info!(path = %path.display(), "installed");
+                tracing::info!(target: LOG, path = %path.display(), "installed");
                 let _ = writeln!(std::io::stdout(), "{}", path.display());
                 exit_code::OK
             }
             Err(e) => {
-                tracing::error!("{e}");
+                tracing::error!(target: LOG, "{e}");
                 exit_code::CANNOT_CREATE
             }
         },
@@ -145,7 +153,7 @@ fn execute(plan: Plan, inherited: Inherited, runtime: &Runtime) -> i32 {
             match conns::list(&sockets, sidecar.as_ref(), json, &mut out) {
                 Ok(()) => exit_code::OK,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read the sockets");
+                    tracing::error!(target: LOG, error = %e, "cannot read the sockets");
                     exit_code::OS_ERROR
                 }
             }
@@ -167,7 +175,7 @@ fn drain_until(
         match drainer.poll() {
             Poll::Drained => {
                 let waited = started.elapsed();
-                tracing::info!(
+                tracing::info!(target: LOG,
                     waited_ms = waited.as_millis() as u64,
                     "drained: {}",
                     drainer.last()
@@ -180,7 +188,7 @@ fn drain_until(
                 return exit_code::OK;
             }
             Poll::TimedOut(census) => {
-                tracing::warn!(
+                tracing::warn!(target: LOG,
                     blocking = census.blocking,
                     held_by = census.held_by(),
                     "drain timeout: still blocking: {census}"
@@ -200,10 +208,12 @@ fn drain_until(
                     Ok(Some(r)) if r.asks_to_stop() => {
                         return exit_code::for_signal(r.signal.raw());
                     }
-                    Ok(Some(r)) => tracing::debug!(signal = %r.signal, "ignored while draining"),
+                    Ok(Some(r)) => {
+                        tracing::debug!(target: LOG, signal = %r.signal, "ignored while draining")
+                    }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!(error = %e, "waiting for signals failed");
+                        tracing::error!(target: LOG, error = %e, "waiting for signals failed");
                         return exit_code::OS_ERROR;
                     }
                 }
@@ -236,7 +246,7 @@ fn forget_empty_settings() {
 
 /// `meshwait ready`: one probe, the answer on stdout, 0 or 1.
 async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
-    let probe = probe::probe(&gate.url, gate.request_timeout);
+    let probe = sidecar_http::probe(&gate.url, gate.request_timeout);
     tokio::pin!(probe);
     let outcome = loop {
         tokio::select! {
@@ -265,7 +275,7 @@ async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
     // stays one line for scripts).
     let facts = Facts::gather(outcome, gate.admin.as_ref(), gate.request_timeout).await;
     if let Some(hint) = diagnosis::diagnose(gate.mesh, &facts) {
-        tracing::warn!(hint = hint.id, url = %gate.url, "{}", Explained { hint, facts: &facts });
+        tracing::warn!(target: LOG, hint = hint.id, url = %gate.url, "{}", Explained { hint, facts: &facts });
     }
     exit_code::NOT_READY
 }
@@ -288,11 +298,11 @@ async fn gate_outcome(
             let hint = hint.unwrap_or("none");
             match on_timeout {
                 OnTimeout::Fail => {
-                    tracing::error!(exit_code = exit_code::PROXY_UNAVAILABLE, hint, "{why}");
+                    tracing::error!(target: LOG, exit_code = exit_code::PROXY_UNAVAILABLE, hint, "{why}");
                     Err(exit_code::PROXY_UNAVAILABLE)
                 }
                 OnTimeout::Start => {
-                    tracing::warn!(hint, "{why}; continuing because --on-timeout start");
+                    tracing::warn!(target: LOG, hint, "{why}; continuing because --on-timeout start");
                     Ok(())
                 }
             }
@@ -304,7 +314,7 @@ async fn gate_outcome(
 /// run on the event loop; supervision waits for signals alone and blocks (see `supervise`).
 fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut Signals) -> i32 {
     if let Err(e) = reaper::become_subreaper() {
-        tracing::warn!(error = %e, "cannot become a child subreaper; orphans will not be reaped here");
+        tracing::warn!(target: LOG, error = %e, "cannot become a child subreaper; orphans will not be reaped here");
     }
     if let Some(gate) = &run.gate {
         if let Err(code) = runtime.block_on(gate_outcome(gate, gate.on_timeout, signals)) {
@@ -314,22 +324,22 @@ fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut 
     let app = match launch::launch(&run, inherited) {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!(exit_code = e.code, "{}", e.message);
+            tracing::error!(target: LOG, exit_code = e.code, "{}", e.message);
             return e.code;
         }
     };
-    tracing::info!(
+    tracing::info!(target: LOG,
         pid = app.pid.as_raw(),
         "started {}",
         run.program.to_string_lossy()
     );
     let ended = supervise::supervise(app, &run, signals, runtime);
     job_control::reclaim_terminal(app);
-    tracing::info!(
+    tracing::info!(target: LOG,
         pid = app.pid.as_raw(),
         exit_code = ended.exit_code(),
         "app {ended}"
     );
-    runtime.block_on(shutdown::cleanup(app, run.cleanup_grace, signals));
+    runtime.block_on(leftovers::cleanup(app, run.cleanup_grace, signals));
     ended.exit_code()
 }

@@ -4,19 +4,19 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::{
+use crate::commands::cli::{
     AdminArgs, AdminUrl, Cli, Command, EndpointArgs, GateArgs, OnTimeout, QuitArgs, SocketArgs,
 };
-use crate::connection_class::ProxyRules;
-use crate::drain::{SocketPlan, Until};
-use crate::envoy_clusters::ClusterRules;
-use crate::mesh::Mesh;
-use crate::port_set::PortSet;
-use crate::quit_proxy::{QuitOn, QuitPlan};
-use crate::ready_url::ReadyUrl;
-use crate::sidecar_view::SidecarPlan;
-use crate::signal_name::Signal;
-use crate::stop_hold::HoldPlan;
+use crate::proxy::envoy_clusters::ClusterRules;
+use crate::proxy::mesh::Mesh;
+use crate::proxy::quit::{QuitOn, QuitPlan};
+use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_view::SidecarPlan;
+use crate::run::drain::{SocketPlan, Until};
+use crate::run::signal::Signal;
+use crate::run::stop_hold::HoldPlan;
+use crate::sockets::connection_class::ProxyRules;
+use crate::sockets::port_set::PortSet;
 
 #[derive(Debug)]
 pub enum Plan {

@@ -7,9 +7,13 @@ use std::ffi::{OsStr, OsString};
 use clap::CommandFactory;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 
-use crate::argv::{self, TopHelp};
-use crate::cli::{Cli, Command, LogArgs, LogFormat, LogLevel};
+use crate::commands::argv::{self, TopHelp};
+use crate::commands::cli::{Cli, Command, LogArgs, LogFormat, LogLevel};
 use crate::exit_code;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "usage";
 
 /// Why no command runs, and what to print.
 #[derive(Debug)]
@@ -288,7 +292,7 @@ pub fn say(refusal: &Refusal, json: bool) {
         return;
     }
     if json {
-        crate::logging::init(&LogArgs {
+        crate::commands::logging::init(&LogArgs {
             log_format: LogFormat::Json,
             log_level: LogLevel::Error,
             verbose: 0,
@@ -296,7 +300,7 @@ pub fn say(refusal: &Refusal, json: bool) {
         });
         let message = refusal.text.trim();
         let message = message.strip_prefix("error: ").unwrap_or(message);
-        tracing::error!(exit_code = refusal.code, "{message}");
+        tracing::error!(target: LOG, exit_code = refusal.code, "{message}");
         return;
     }
     let _ = std::io::stderr().write_all(refusal.text.as_bytes());

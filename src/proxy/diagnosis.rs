@@ -9,10 +9,10 @@ use std::fmt;
 
 use std::time::Duration;
 
-use crate::envoy_admin::{self, AdminView, ServerState, Unreadable, XdsCounts};
-use crate::mesh::Mesh;
-use crate::probe::Outcome;
-use crate::ready_url::ReadyUrl;
+use crate::proxy::envoy_admin::{self, AdminView, ServerState, Unreadable, XdsCounts};
+use crate::proxy::mesh::Mesh;
+use crate::proxy::sidecar_http::Outcome;
+use crate::proxy::sidecar_url::ReadyUrl;
 use crate::sockets::{SocketView, Source, Which};
 
 /// One row: when it applies, the likely cause, and the next check.
@@ -387,7 +387,7 @@ impl fmt::Display for Explained<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::name_lookup::Unanswered;
+    use crate::proxy::name_lookup::Unanswered;
 
     fn not_ready(status: u16, body: &str) -> Facts {
         Facts::probe(Outcome::NotReady {

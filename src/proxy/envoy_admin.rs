@@ -8,9 +8,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::name_lookup::Unanswered;
-use crate::probe::{self, Fetched};
-use crate::ready_url::ReadyUrl;
+use crate::proxy::name_lookup::Unanswered;
+use crate::proxy::sidecar_http::{self, Fetched};
+use crate::proxy::sidecar_url::ReadyUrl;
 
 /// The counters that matter, and nothing else: `^(cluster_manager\.cds|listener_manager\.lds)\.
 /// update_(success|rejected|failure)$|^listener_manager\.workers_started$`, percent-encoded.
@@ -228,7 +228,10 @@ pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, Unreada
     let stats = page(base, STATS_PATH);
     let (ready, stats) = match (ready, stats) {
         (Ok(ready), Ok(stats)) => {
-            tokio::join!(probe::fetch(&ready, limit), probe::fetch(&stats, limit))
+            tokio::join!(
+                sidecar_http::fetch(&ready, limit),
+                sidecar_http::fetch(&stats, limit)
+            )
         }
         (Err(e), _) | (_, Err(e)) => return Err(Unreadable::Failed(e)),
     };

@@ -14,8 +14,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::connection_class::is_loopback;
-use crate::port_set::PortSet;
+use crate::sockets::connection_class::is_loopback;
+use crate::sockets::port_set::PortSet;
 
 /// Clusters kept by name in one reading; the rest are counted together.
 pub const NAMED: usize = 16;
@@ -288,7 +288,7 @@ fn find_pair(line: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::port_set::PortRange;
+    use crate::sockets::port_set::PortRange;
 
     fn rules() -> ClusterRules {
         ClusterRules {

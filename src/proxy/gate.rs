@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::diagnosis::{self, Explained, Facts};
-use crate::listener_watch::{self, ListenerWatch};
-use crate::plan::GatePlan;
-use crate::probe::{self, Kind, Outcome};
-use crate::reaper;
-use crate::signal_name::Signal;
-use crate::signals::Signals;
+use crate::commands::plan::GatePlan;
+use crate::proxy::diagnosis::{self, Explained, Facts};
+use crate::proxy::listener_watch::{self, ListenerWatch};
+use crate::proxy::sidecar_http::{self, Kind, Outcome};
+use crate::run::incoming_signals::Signals;
+use crate::run::reaper;
+use crate::run::signal::Signal;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "gate";
 
 /// A repeat of the same failure is logged at most this often.
 const REPEAT_EVERY: Duration = Duration::from_secs(5);
@@ -66,7 +70,7 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     reaper::reap(None, false);
                 }
                 Ok(r) if r.asks_to_stop() => {
-                    tracing::warn!(
+                    tracing::warn!(target: LOG,
                         signal = %r.signal,
                         sender = r.sender,
                         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -74,9 +78,9 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     );
                     return GateEnd::Stopped(r.signal);
                 }
-                Ok(r) => tracing::debug!(signal = %r.signal, sender = r.sender, "signal during the gate, no app to forward it to"),
+                Ok(r) => tracing::debug!(target: LOG, signal = %r.signal, sender = r.sender, "signal during the gate, no app to forward it to"),
                 Err(e) => {
-                    tracing::error!(error = %e, "reading signals failed");
+                    tracing::error!(target: LOG, error = %e, "reading signals failed");
                 }
             },
             // Before the in-flight probe: a probe cut short by the deadline times out at the
@@ -140,7 +144,7 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                     Some(d) => plan.request_timeout.min(d.saturating_duration_since(now)),
                     None => plan.request_timeout,
                 };
-                in_flight = Some(Box::pin(probe::probe(&plan.url, limit.max(Duration::from_millis(1)))));
+                in_flight = Some(Box::pin(sidecar_http::probe(&plan.url, limit.max(Duration::from_millis(1)))));
             },
             _ = tokio::time::sleep_until(next_look), if watch.is_some() => {
                 next_look = Instant::now() + listener_watch::EVERY;
@@ -151,7 +155,7 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                         // covered it.
                         watch = None;
                         if seen_absent {
-                            tracing::debug!(
+                            tracing::debug!(target: LOG,
                                 elapsed_ms = started.elapsed().as_millis() as u64,
                                 "the proxy started listening: probing now"
                             );
@@ -163,7 +167,7 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
                         }
                     }
                     Some(Err(e)) => {
-                        tracing::debug!(error = %e, "cannot watch the proxy's listeners; probing on schedule only");
+                        tracing::debug!(target: LOG, error = %e, "cannot watch the proxy's listeners; probing on schedule only");
                         watch = None;
                     }
                     None => {}
@@ -232,7 +236,7 @@ impl<'a> Narrator<'a> {
         }
         self.hinted.push(hint.id);
         let elapsed = Duration::from_millis(self.elapsed_ms());
-        tracing::warn!(
+        tracing::warn!(target: LOG,
             hint = hint.id,
             url = %self.plan.url,
             attempt,
@@ -255,14 +259,14 @@ impl<'a> Narrator<'a> {
         if due {
             self.last_line = Some((now, outcome.kind()));
             match outcome {
-                Outcome::NotReady { status, .. } => tracing::info!(
+                Outcome::NotReady { status, .. } => tracing::info!(target: LOG,
                     url = %self.plan.url,
                     status,
                     attempt,
                     elapsed_ms = self.elapsed_ms(),
                     "waiting for the proxy: {outcome}"
                 ),
-                _ => tracing::info!(
+                _ => tracing::info!(target: LOG,
                     url = %self.plan.url,
                     attempt,
                     elapsed_ms = self.elapsed_ms(),
@@ -273,7 +277,7 @@ impl<'a> Narrator<'a> {
     }
 
     fn ready(&self, outcome: &Outcome, probes: u64, waited: Duration) {
-        tracing::info!(
+        tracing::info!(target: LOG,
             url = %self.plan.url,
             probes,
             elapsed_ms = waited.as_millis() as u64,

@@ -3,7 +3,7 @@
 
 use clap::ValueEnum;
 
-use crate::port_set::PortRange;
+use crate::sockets::port_set::PortRange;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mesh {
@@ -182,7 +182,7 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::Mesh;
-    use crate::ready_url::ReadyUrl;
+    use crate::proxy::sidecar_url::ReadyUrl;
 
     #[test]
     fn every_preset_url_parses() {

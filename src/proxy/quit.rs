@@ -6,8 +6,12 @@ use std::time::Duration;
 use clap::ValueEnum;
 use hyper::Method;
 
-use crate::probe::{self, Outcome};
-use crate::ready_url::ReadyUrl;
+use crate::proxy::sidecar_http::{self, Outcome};
+use crate::proxy::sidecar_url::ReadyUrl;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "quit_proxy";
 
 /// When to quit the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -37,21 +41,25 @@ impl QuitPlan {
 /// a restarted container already depends on) and never change the exit status.
 pub async fn quit(plan: &QuitPlan) {
     for url in &plan.urls {
-        let outcome = probe::call(url, Method::POST, plan.timeout).await;
+        let outcome = sidecar_http::call(url, Method::POST, plan.timeout).await;
         match outcome {
             Outcome::Ready { status } => {
-                tracing::info!(url = %url, status, "asked the proxy to quit")
+                tracing::info!(target: LOG, url = %url, status, "asked the proxy to quit")
             }
-            Outcome::Refused => tracing::info!(url = %url, "nothing listens there: already gone"),
+            Outcome::Refused => {
+                tracing::info!(target: LOG, url = %url, "nothing listens there: already gone")
+            }
             Outcome::NotReady { status: 404, .. } if url.path.ends_with("/shutdown") => {
-                tracing::error!(
+                tracing::error!(target: LOG,
                     url = %url,
                     "the proxy refused to shut down (HTTP 404): Linkerd's shutdown endpoint is off \
                      by default since 2.16; enable it with the pod annotation \
                      `config.linkerd.io/proxy-admin-shutdown: enabled`"
                 )
             }
-            other => tracing::error!(url = %url, "asking the proxy to quit failed: {other}"),
+            other => {
+                tracing::error!(target: LOG, url = %url, "asking the proxy to quit failed: {other}")
+            }
         }
     }
 }

@@ -13,9 +13,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::name_lookup::{self, NoAddress, Unanswered};
-use crate::ready_url::{Host, ReadyUrl};
-use crate::request_first::RequestFirst;
+use crate::proxy::name_lookup::{self, NoAddress, Unanswered};
+use crate::proxy::request_first::RequestFirst;
+use crate::proxy::sidecar_url::{Host, ReadyUrl};
 use crate::untrusted_text;
 
 /// How much of a not-ready body is kept for the log (its first line explains, e.g. Istio's

@@ -14,11 +14,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::envoy_admin::{self, Unreadable, page};
-use crate::envoy_clusters::{ClusterRules, Flow, Parser, Reading};
-use crate::probe::{self, Fetched};
-use crate::ready_url::ReadyUrl;
+use crate::proxy::envoy_admin::{self, Unreadable, page};
+use crate::proxy::envoy_clusters::{ClusterRules, Flow, Parser, Reading};
+use crate::proxy::sidecar_http::{self, Fetched};
+use crate::proxy::sidecar_url::ReadyUrl;
 use crate::untrusted_text;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "sidecar_view";
 
 /// Never read more often than this.
 const MIN_GAP: Duration = Duration::from_millis(100);
@@ -69,7 +73,8 @@ pub async fn look(plan: &SidecarPlan, upgrades: bool) -> Result<Sight, Unreadabl
     let started = Instant::now();
     let url = page(&plan.admin, "/clusters").map_err(Unreadable::Failed)?;
     let mut parser = Parser::new(plan.rules.clone());
-    let fetched = probe::stream(&url, plan.bound, PAGE_MAX, &mut |chunk| parser.feed(chunk)).await;
+    let fetched =
+        sidecar_http::stream(&url, plan.bound, PAGE_MAX, &mut |chunk| parser.feed(chunk)).await;
     let (status, _) = envoy_admin::answered(fetched)?;
     if !(200..300).contains(&status) {
         return Err(Unreadable::Failed(format!(
@@ -94,7 +99,7 @@ pub async fn look(plan: &SidecarPlan, upgrades: bool) -> Result<Sight, Unreadabl
 
 async fn upgraded(plan: &SidecarPlan) -> Option<u32> {
     let url = page(&plan.admin, UPGRADES_PATH).ok()?;
-    let Fetched::Answer { status: 200, body } = probe::fetch(&url, plan.bound).await else {
+    let Fetched::Answer { status: 200, body } = sidecar_http::fetch(&url, plan.bound).await else {
         return None;
     };
     upgrades_in(&String::from_utf8_lossy(&body))
@@ -304,7 +309,7 @@ impl SidecarView {
                 }
                 sight.upgraded = self.upgrades.and_then(|(_, n)| n);
                 if matches!(self.verdict, Verdict::Unreadable(_)) {
-                    tracing::info!(url = %self.plan.admin, "Envoy's admin answers again: its request counts count again");
+                    tracing::info!(target: LOG, url = %self.plan.admin, "Envoy's admin answers again: its request counts count again");
                 }
                 let gap = MIN_GAP
                     .saturating_sub(sight.took)
@@ -316,7 +321,7 @@ impl SidecarView {
             Err(why) => {
                 if !self.warned {
                     self.warned = true;
-                    tracing::warn!(
+                    tracing::warn!(target: LOG,
                         url = %self.plan.admin,
                         error = %why,
                         "cannot read Envoy's request counts ({why}): the drain goes by the sockets alone"
@@ -379,8 +384,8 @@ impl SidecarView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envoy_clusters::Active;
-    use crate::port_set::PortSet;
+    use crate::proxy::envoy_clusters::Active;
+    use crate::sockets::port_set::PortSet;
 
     fn view(hold: Duration) -> SidecarView {
         SidecarView::new(SidecarPlan {

@@ -12,11 +12,15 @@ use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
 
-use crate::connection_class::{Busy, Class, Classifier, Direction, ProxyRules};
-use crate::port_set::PortSet;
-use crate::sidecar_view::{SidecarPlan, SidecarView, Verdict};
-use crate::signals::{Received, Signals};
+use crate::proxy::sidecar_view::{SidecarPlan, SidecarView, Verdict};
+use crate::run::incoming_signals::{Received, Signals};
+use crate::sockets::connection_class::{Busy, Class, Classifier, Direction, ProxyRules};
+use crate::sockets::port_set::PortSet;
 use crate::sockets::{Socket, SocketView, TcpState, Which};
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "drain";
 
 /// Longest gap between two looks at the sockets.
 const POLL: Duration = Duration::from_millis(100);
@@ -263,7 +267,7 @@ impl Drainer {
         let started = Instant::now();
         let result = census(&mut self.view, &self.plan, self.until);
         let now = Instant::now();
-        tracing::trace!(
+        tracing::trace!(target: LOG,
             took_us = (now - started).as_micros() as u64,
             "scanned the sockets"
         );
@@ -290,7 +294,7 @@ impl Drainer {
             // A failed scan proves nothing: keep waiting, bounded by the deadline.
             Err(e) => {
                 if self.last_error.is_none_or(|t| now - t >= REPORT_EVERY) {
-                    tracing::warn!(error = %e, "cannot read the sockets");
+                    tracing::warn!(target: LOG, error = %e, "cannot read the sockets");
                     self.last_error = Some(now);
                 }
                 self.last = Census {
@@ -312,7 +316,7 @@ impl Drainer {
                 Until::AppExit => "listening sockets",
             };
             let left = self.deadline.saturating_duration_since(now);
-            tracing::info!(
+            tracing::info!(target: LOG,
                 blocking = self.last.blocking,
                 held_by = self.last.held_by(),
                 left_ms = left.as_millis() as u64,

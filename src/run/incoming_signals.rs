@@ -14,8 +14,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use tokio::io::unix::AsyncFd;
 
-use crate::kernel_signals::{self, LAST, Mask};
-use crate::signal_name::Signal;
+use crate::run::kernel_signals::{self, LAST, Mask};
+use crate::run::signal::Signal;
 
 /// What meshwait inherited, captured before it changed anything, so the app can be given the same.
 #[derive(Clone, Copy)]

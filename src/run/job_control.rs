@@ -29,10 +29,14 @@
 
 use nix::unistd::Pid;
 
-use crate::launch::Launched;
-use crate::process_table::Stat;
-use crate::signal_name::Signal;
-use crate::signals;
+use crate::run::incoming_signals;
+use crate::run::launch::Launched;
+use crate::run::process_table::Stat;
+use crate::run::signal::Signal;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "job_control";
 
 /// What following the app's stops remembers from one stop to the next.
 #[derive(Default)]
@@ -56,7 +60,7 @@ impl Follower {
     pub fn follow_stop(&mut self, app: Launched, stop: i32) {
         // Every stop counts, SIGSTOP included: editors such as nano catch SIGTSTP and then stop
         // their group with SIGSTOP, and shells treat any stop of a foreground job the same way.
-        tracing::debug!(pid = app.pid.as_raw(), stop, "app stopped");
+        tracing::debug!(target: LOG, pid = app.pid.as_raw(), stop, "app stopped");
         let for_terminal = stop == libc::SIGTTIN || stop == libc::SIGTTOU;
         let pid1 = std::process::id() == 1;
         if !pid1 && !own_group_is_orphaned() {
@@ -64,10 +68,10 @@ impl Follower {
             // meshwait: a script that runs meshwait shares the group, and the shell sees its
             // job stopped only once the script has stopped too. SIGSTOP cannot be blocked: this
             // returns once the shell sends SIGCONT.
-            let _ = signals::send(Pid::from_raw(0), Signal::STOP);
+            let _ = incoming_signals::send(Pid::from_raw(0), Signal::STOP);
             // The shell's SIGCONT is still pending (meshwait blocks it): the app gets exactly one,
             // below, so this one must not be forwarded too.
-            signals::discard_pending(Signal::CONT);
+            incoming_signals::discard_pending(Signal::CONT);
             if app.on_terminal && own_group_is_foreground() {
                 give_terminal(app.group);
             }
@@ -85,10 +89,10 @@ impl Follower {
                 return;
             }
             self.hung_up = true;
-            let _ = signals::send(group_of(app), Signal::HUP);
+            let _ = incoming_signals::send(group_of(app), Signal::HUP);
         }
-        let _ = signals::send(group_of(app), Signal::CONT);
-        tracing::debug!(pid = app.pid.as_raw(), "app continued");
+        let _ = incoming_signals::send(group_of(app), Signal::CONT);
+        tracing::debug!(target: LOG, pid = app.pid.as_raw(), "app continued");
     }
 
     /// How long to wait for a signal before `recheck`; `None`: no timer, as normally.
@@ -100,8 +104,8 @@ impl Follower {
     pub fn recheck(&mut self, app: Launched) {
         if self.parked && hand_terminal_over(app) {
             self.parked = false;
-            let _ = signals::send(group_of(app), Signal::CONT);
-            tracing::debug!(
+            let _ = incoming_signals::send(group_of(app), Signal::CONT);
+            tracing::debug!(target: LOG,
                 pid = app.pid.as_raw(),
                 "the terminal is free; app continued"
             );
@@ -122,7 +126,7 @@ impl Follower {
         let stop_or_cont = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGCONT];
         if self.parked && !stop_or_cont.contains(&signal.raw()) {
             self.parked = false;
-            let _ = signals::send(group_of(app), Signal::CONT);
+            let _ = incoming_signals::send(group_of(app), Signal::CONT);
         }
     }
 
@@ -135,7 +139,7 @@ impl Follower {
         }
         self.warned = true;
         let signal = Signal::from_raw(stop).map_or_else(|| stop.to_string(), |s| s.to_string());
-        tracing::warn!(
+        tracing::warn!(target: LOG,
             pid = app.pid.as_raw(),
             signal,
             "the app stopped to use the terminal, which meshwait cannot give it (meshwait is not \
@@ -171,7 +175,7 @@ pub fn reclaim_terminal(app: Launched) {
         // cannot name it. The terminal stays with the app's finished group, as it would after
         // an app that took it itself; the shell that started the job takes it back when the
         // job ends, as job-control shells do after every foreground job.
-        tracing::debug!("the terminal's owner lies outside this PID namespace; leaving it");
+        tracing::debug!(target: LOG, "the terminal's owner lies outside this PID namespace; leaving it");
         return;
     }
     give_terminal(Pid::from_raw(own));

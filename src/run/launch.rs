@@ -6,12 +6,12 @@ use std::process::Command;
 
 use nix::unistd::Pid;
 
-use crate::cli;
-use crate::exec_failure::{self, LaunchError};
-use crate::job_control;
-use crate::kernel_signals::Mask;
-use crate::plan::RunPlan;
-use crate::signals::Inherited;
+use crate::commands::cli;
+use crate::commands::plan::RunPlan;
+use crate::run::exec_failure::{self, LaunchError};
+use crate::run::incoming_signals::Inherited;
+use crate::run::job_control;
+use crate::run::kernel_signals::Mask;
 
 /// The running app.
 #[derive(Clone, Copy, Debug)]

@@ -9,11 +9,15 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use crate::launch::Launched;
-use crate::process_table::Stat;
-use crate::reaper;
-use crate::signal_name::Signal;
-use crate::signals::{self, Signals};
+use crate::run::incoming_signals::{self, Signals};
+use crate::run::launch::Launched;
+use crate::run::process_table::Stat;
+use crate::run::reaper;
+use crate::run::signal::Signal;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "shutdown";
 
 /// How often the grace loop looks again: group members that are not our children send us no
 /// SIGCHLD, so their exit can only be noticed by looking.
@@ -25,7 +29,7 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) {
     if left.is_empty() {
         return;
     }
-    tracing::info!(
+    tracing::info!(target: LOG,
         count = left.count(),
         grace_ms = grace.as_millis() as u64,
         "sending SIGTERM to processes the app left behind"
@@ -49,7 +53,7 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) {
         }
     }
     let still = Leftovers::find(app.group);
-    tracing::warn!(count = still.count(), "grace over; sending SIGKILL");
+    tracing::warn!(target: LOG, count = still.count(), "grace over; sending SIGKILL");
     still.deliver(Signal::KILL);
     // Collect what we just killed so nothing is left as a zombie if we are not PID 1.
     let until = Instant::now() + RECHECK * 4;
@@ -97,10 +101,10 @@ impl Leftovers {
             targets.push(Pid::from_raw(-self.group.as_raw()));
         }
         for target in targets {
-            match signals::send(target, signal) {
+            match incoming_signals::send(target, signal) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => {
-                    tracing::warn!(target = target.as_raw(), error = %e, "could not signal a leftover process")
+                    tracing::warn!(target: LOG, target = target.as_raw(), error = %e, "could not signal a leftover process")
                 }
             }
         }
@@ -128,7 +132,7 @@ fn children() -> BTreeSet<i32> {
 fn group_members(group: Pid) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
     // Cheap check first: kill(-pgid, 0) fails with ESRCH when the group is empty.
-    if signals::send_probe(group).is_err() {
+    if incoming_signals::send_probe(group).is_err() {
         return pids;
     }
     let Ok(entries) = std::fs::read_dir("/proc") else {

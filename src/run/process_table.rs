@@ -11,8 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use clap::CommandFactory;
 use clap::builder::{BoolishValueParser, TypedValueParser};
 
-use crate::argv;
-use crate::cli::Cli;
+use crate::commands::argv;
+use crate::commands::cli::Cli;
 use crate::untrusted_text;
 
 /// How much of a command line is read: enough for any meshwait invocation, while a neighbour with

@@ -10,6 +10,10 @@ use nix::unistd::Pid;
 
 use crate::exit_code;
 
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "reaper";
+
 /// How a process ended, as meshwait reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -23,7 +27,7 @@ impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             Ended::Exited(code) => write!(f, "exited with code {code}"),
-            Ended::Signalled(n) => match crate::signal_name::Signal::from_raw(n) {
+            Ended::Signalled(n) => match crate::run::signal::Signal::from_raw(n) {
                 Some(signal) => write!(f, "was killed by {signal}"),
                 None => write!(f, "was killed by signal {n}"),
             },
@@ -87,7 +91,7 @@ pub fn reap(main: Option<Pid>, stops: bool) -> Reaped {
             match Errno::last() {
                 Errno::EINTR => continue,
                 Errno::ECHILD => found.none_left = true,
-                e => tracing::warn!(error = %e, "waitpid failed"),
+                e => tracing::warn!(target: LOG, error = %e, "waitpid failed"),
             }
             return found;
         }
@@ -104,7 +108,7 @@ pub fn reap(main: Option<Pid>, stops: bool) -> Reaped {
         if Some(pid) == main.map(Pid::as_raw) {
             found.main = Some(ended);
         } else {
-            tracing::debug!(pid, status = ?ended, "reaped a descendant");
+            tracing::debug!(target: LOG, pid, status = ?ended, "reaped a descendant");
         }
     }
 }

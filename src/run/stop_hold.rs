@@ -5,10 +5,14 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::drain::{Drainer, Poll, SocketPlan, Until};
-use crate::sidecar_view::Verdict;
-use crate::signal_name::Signal;
-use crate::signals::{Received, Signals};
+use crate::proxy::sidecar_view::Verdict;
+use crate::run::drain::{Drainer, Poll, SocketPlan, Until};
+use crate::run::incoming_signals::{Received, Signals};
+use crate::run::signal::Signal;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "stop_hold";
 
 /// What the hold does; part of the run plan.
 #[derive(Clone, Debug)]
@@ -60,7 +64,7 @@ pub struct Hold {
 impl Hold {
     pub fn begin(trigger: Received, plan: &HoldPlan) -> Hold {
         let started = Instant::now();
-        tracing::info!(
+        tracing::info!(target: LOG,
             signal = %trigger.signal,
             shutdown_delay_ms = plan.shutdown_delay.as_millis() as u64,
             drain_timeout_ms = plan.drain_timeout.as_millis() as u64,
@@ -84,7 +88,7 @@ impl Hold {
             return Step::WaitUntil(self.delay_ends);
         }
         if self.drain_timeout.is_zero() {
-            tracing::info!("shutdown delay over; passing {} on", self.trigger.signal);
+            tracing::info!(target: LOG, "shutdown delay over; passing {} on", self.trigger.signal);
             return Step::Release;
         }
         if let Some(at) = self.next_poll.filter(|at| now < *at) {
@@ -104,7 +108,7 @@ impl Hold {
                     Some(_) => " and no request in flight in the sidecar",
                     None => "",
                 };
-                tracing::info!(
+                tracing::info!(target: LOG,
                     held_ms = self.started.elapsed().as_millis() as u64,
                     "connections idle{sidecar}; passing {} on",
                     self.trigger.signal
@@ -112,7 +116,7 @@ impl Hold {
                 Step::Release
             }
             Poll::TimedOut(census) => {
-                tracing::warn!(
+                tracing::warn!(target: LOG,
                     held_ms = self.started.elapsed().as_millis() as u64,
                     blocking = census.blocking,
                     held_by = census.held_by(),
@@ -150,7 +154,7 @@ impl Hold {
 
     /// A second stop request arrived: release now.
     pub fn skip(&self, by: &Received) {
-        tracing::info!(
+        tracing::info!(target: LOG,
             signal = %by.signal,
             held_ms = self.started.elapsed().as_millis() as u64,
             "received {} while holding: passing {} on now",

@@ -5,13 +5,17 @@ use std::time::Duration;
 use nix::unistd::Pid;
 use tokio::runtime::Runtime;
 
-use crate::job_control;
-use crate::launch::Launched;
-use crate::plan::RunPlan;
-use crate::reaper::{self, Ended};
-use crate::signal_name::Signal;
-use crate::signals::{self, Received, Signals};
-use crate::stop_hold::{Hold, Step};
+use crate::commands::plan::RunPlan;
+use crate::run::incoming_signals::{self, Received, Signals};
+use crate::run::job_control;
+use crate::run::launch::Launched;
+use crate::run::reaper::{self, Ended};
+use crate::run::signal::Signal;
+use crate::run::stop_hold::{Hold, Step};
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "supervise";
 
 /// Runs until the app's exit status is known.
 ///
@@ -62,7 +66,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
             Ok(Some(r)) if r.signal.raw() == libc::SIGCHLD => {
                 if let Some(ended) = finished(app, &mut forwarder.follower) {
                     if hold.is_some() {
-                        tracing::info!("the app exited while its connections drained");
+                        tracing::info!(target: LOG, "the app exited while its connections drained");
                     }
                     return ended;
                 }
@@ -95,7 +99,7 @@ pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: 
                 // Should never happen (sigwaitinfo only fails on a bad mask); pause so a
                 // persistent fault cannot become a busy loop, and keep reaping so the app's end
                 // is still noticed.
-                tracing::error!(error = %e, "waiting for signals failed");
+                tracing::error!(target: LOG, error = %e, "waiting for signals failed");
                 std::thread::sleep(Duration::from_millis(100));
                 if let Some(ended) = finished(app, &mut forwarder.follower) {
                     return ended;
@@ -146,16 +150,16 @@ impl Forwarder<'_> {
         } else {
             app.pid
         };
-        let mut result = signals::send(target, signal);
+        let mut result = incoming_signals::send(target, signal);
         // ESRCH for the group while the app itself is there (unreaped, or it would not be
         // supervised still): the app moved itself into another group (setpgid), leaving its
         // own empty. The signal is then the app's alone; losing it silently would leave a pod
         // stop waiting for SIGKILL.
         if result == Err(nix::errno::Errno::ESRCH) && target != app.pid {
-            result = signals::send(app.pid, signal);
+            result = incoming_signals::send(app.pid, signal);
             if result.is_ok() {
                 self.group_left = true;
-                tracing::warn!(
+                tracing::warn!(target: LOG,
                     group = app.group.as_raw(),
                     pid = app.pid.as_raw(),
                     "the app left its process group; --process-group now reaches the app alone"
@@ -163,18 +167,20 @@ impl Forwarder<'_> {
             }
         }
         match result {
-            Ok(_) if signal != received.signal => tracing::info!(
+            Ok(_) if signal != received.signal => tracing::info!(target: LOG,
                 received = %received.signal,
                 signal = %signal,
                 pid = app.pid.as_raw(),
                 "forwarding stop signal"
             ),
             Ok(_) => {
-                tracing::debug!(signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded")
+                tracing::debug!(target: LOG, signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded")
             }
             // The app has exited but is not reaped yet; its SIGCHLD is on the way.
             Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(signal = %signal, error = %e, "could not forward signal"),
+            Err(e) => {
+                tracing::warn!(target: LOG, signal = %signal, error = %e, "could not forward signal")
+            }
         }
         if result.is_ok() {
             self.follower.forwarded(app, signal);

@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::port_set::PortSet;
+use crate::sockets::port_set::PortSet;
 use crate::sockets::{Socket, TcpState};
 
 /// How the proxy's sockets are recognised.
@@ -224,8 +224,8 @@ impl<'a> Classifier<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::port_set::PortRange;
     use crate::sockets::Activity;
+    use crate::sockets::port_set::PortRange;
 
     const APP_PORT: u16 = 8080;
 

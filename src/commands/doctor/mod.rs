@@ -10,19 +10,19 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::diagnosis::{self, Explained, Facts};
-use crate::drain::{self, Until};
-use crate::envoy_admin::{self, AdminView, ServerState, Unreadable};
-use crate::envoy_clusters::Flow;
+use crate::commands::logging::json_string;
+use crate::commands::plan::DoctorPlan;
 use crate::exit_code;
-use crate::logging::json_string;
-use crate::mesh::Mesh;
-use crate::plan::DoctorPlan;
-use crate::probe::{self, Fetched, Outcome};
-use crate::process_table::{self, Process};
-use crate::ready_url::{Host, ReadyUrl};
-use crate::sidecar_view::{self, SidecarPlan, Sight};
-use crate::signals::Signals;
+use crate::proxy::diagnosis::{self, Explained, Facts};
+use crate::proxy::envoy_admin::{self, AdminView, ServerState, Unreadable};
+use crate::proxy::envoy_clusters::Flow;
+use crate::proxy::mesh::Mesh;
+use crate::proxy::sidecar_http::{self, Fetched, Outcome};
+use crate::proxy::sidecar_url::{Host, ReadyUrl};
+use crate::proxy::sidecar_view::{self, SidecarPlan, Sight};
+use crate::run::drain::{self, Until};
+use crate::run::incoming_signals::Signals;
+use crate::run::process_table::{self, Process};
 use crate::sockets::{SocketView, TcpState, Which};
 use crate::untrusted_text;
 
@@ -131,7 +131,7 @@ pub async fn gather(plan: &DoctorPlan) -> Vec<Check> {
     let limit = plan.request_timeout.min(DOCTOR_REQUEST_MAX);
     let ready = async {
         match &plan.ready {
-            Some(url) => Some(probe::probe(url, limit).await),
+            Some(url) => Some(sidecar_http::probe(url, limit).await),
             None => None,
         }
     };
@@ -729,7 +729,7 @@ async fn quit_check(plan: &DoctorPlan, limit: Duration) -> Check {
             format!("POST {url} (not tried: it would stop the proxy)"),
         );
     }
-    match probe::call(url, hyper::Method::GET, limit).await {
+    match sidecar_http::call(url, hyper::Method::GET, limit).await {
         // pilot-agent serves the path to POST only: 405 proves it is there.
         Outcome::NotReady { status: 405, .. } => Check::new(
             NAME,
@@ -754,7 +754,7 @@ async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
         Ok(env) => env,
         Err(e) => return Check::new(NAME, Mark::Info, format!("cannot ask: {e}")),
     };
-    match probe::fetch(&env, limit).await {
+    match sidecar_http::fetch(&env, limit).await {
         Fetched::Answer { status: 200, body } => {
             let body = String::from_utf8_lossy(&body);
             if body.contains("\"true\"") {
