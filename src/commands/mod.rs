@@ -25,7 +25,7 @@ use crate::proxy::quit;
 use crate::proxy::sidecar_http;
 use crate::proxy::sidecar_view;
 use crate::run::drain::{Drainer, Poll, SocketPlan, Until};
-use crate::run::incoming_signals::{self, Inherited, Signals};
+use crate::run::incoming_signals::{self, Inherited, Received, Signals};
 use crate::run::job_control;
 use crate::run::kernel_signals::Mask;
 use crate::run::launch;
@@ -203,21 +203,20 @@ fn drain_until(
             // Any other signal leaves the schedule alone: a rescan per signal would let a
             // flood of them (a chatty SIGUSR1, SIGWINCH from a resized terminal) turn the drain
             // into a busy loop of socket scans.
-            Poll::Busy(at) => loop {
-                match runtime.block_on(drainer.wait(at, signals)) {
-                    Ok(Some(r)) if r.asks_to_stop() => {
-                        return exit_code::for_signal(r.signal.raw());
-                    }
-                    Ok(Some(r)) => {
+            Poll::Busy(at) => {
+                let pause = drainer.pause(at);
+                let ignore = |received: std::io::Result<Received>| match received {
+                    Ok(r) => {
                         tracing::debug!(target: LOG, signal = %r.signal, "ignored while draining")
                     }
-                    Ok(None) => break,
                     Err(e) => {
-                        tracing::error!(target: LOG, error = %e, "waiting for signals failed");
-                        return exit_code::OS_ERROR;
+                        tracing::error!(target: LOG, error = %e, "waiting for signals failed")
                     }
+                };
+                if let Err(stop) = runtime.block_on(signals.unless_stopped(pause, ignore)) {
+                    return exit_code::for_signal(stop.signal.raw());
                 }
-            },
+            }
         }
     }
 }
@@ -247,19 +246,9 @@ fn forget_empty_settings() {
 /// `meshwait ready`: one probe, the answer on stdout, 0 or 1.
 async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
     let probe = sidecar_http::probe(&gate.url, gate.request_timeout);
-    tokio::pin!(probe);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut probe => break outcome,
-            received = signals.next() => {
-                // Every signal is blocked, so without this a TERM would wait for the probe.
-                if let Ok(r) = received.as_ref() {
-                    if r.asks_to_stop() {
-                        return exit_code::for_signal(r.signal.raw());
-                    }
-                }
-            }
-        }
+    let outcome = match signals.unless_stopped(probe, |_| {}).await {
+        Ok(outcome) => outcome,
+        Err(stop) => return exit_code::for_signal(stop.signal.raw()),
     };
     // The answer is the exit code; the line is for people, so a closed stdout is no error.
     let verdict = if outcome.is_ready() {

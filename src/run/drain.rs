@@ -250,6 +250,14 @@ impl Drainer {
         at: Instant,
         signals: &mut Signals,
     ) -> io::Result<Option<Received>> {
+        tokio::select! {
+            received = signals.next() => received.map(Some),
+            () = self.pause(at) => Ok(None),
+        }
+    }
+
+    /// Waits for the instant `at`, or the end of a sidecar read under way. Cancel-safe.
+    pub async fn pause(&mut self, at: Instant) {
         let read = async {
             match self.sidecar.as_mut() {
                 Some(sidecar) => sidecar.settle().await,
@@ -257,9 +265,8 @@ impl Drainer {
             }
         };
         tokio::select! {
-            received = signals.next() => received.map(Some),
-            () = tokio::time::sleep_until(at.into()) => Ok(None),
-            () = read => Ok(None),
+            () = tokio::time::sleep_until(at.into()) => {}
+            () = read => {}
         }
     }
 

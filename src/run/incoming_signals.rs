@@ -212,6 +212,37 @@ impl Signals {
 }
 
 impl Signals {
+    /// Runs `work` to its end unless a stop request (`Received::asks_to_stop`) comes first, which
+    /// is then the `Err`. Every signal is blocked, so without this a TERM would wait for the work.
+    /// Any other signal goes to `aside` (a SIGCHLD to reap, a line in the log) and the work goes
+    /// on: it has an end of its own. So does a failed read, after which the signals are left
+    /// alone until the work ends: a read that keeps failing must not spin the loop.
+    pub async fn unless_stopped<F: Future>(
+        &mut self,
+        work: F,
+        mut aside: impl FnMut(io::Result<Received>),
+    ) -> Result<F::Output, Received> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                // Signals first: work that is ready at the same moment as a stop request must
+                // not hide it.
+                biased;
+                received = self.next() => match received {
+                    Ok(r) if r.asks_to_stop() => return Err(r),
+                    Ok(r) => aside(Ok(r)),
+                    Err(e) => {
+                        aside(Err(e));
+                        return Ok(work.await);
+                    }
+                },
+                output = &mut work => return Ok(output),
+            }
+        }
+    }
+}
+
+impl Signals {
     /// As `wait`, for at most `limit`: `None` when no signal came.
     pub fn wait_at_most(&mut self, limit: std::time::Duration) -> io::Result<Option<Received>> {
         let timeout = libc::timespec {

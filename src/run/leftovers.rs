@@ -41,15 +41,10 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) {
         if Leftovers::find(app.group).is_empty() {
             return;
         }
-        tokio::select! {
-            received = signals.next() => {
-                // A second stop request means "now": skip the rest of the grace.
-                if received.is_ok_and(|r| r.asks_to_stop()) {
-                    break;
-                }
-            }
-            _ = tokio::time::sleep(RECHECK) => {}
-            _ = tokio::time::sleep_until(deadline) => break,
+        let pause = tokio::time::sleep_until(deadline.min(Instant::now() + RECHECK));
+        // A second stop request means "now": skip the rest of the grace.
+        if signals.unless_stopped(pause, |_| {}).await.is_err() || Instant::now() >= deadline {
+            break;
         }
     }
     let still = Leftovers::find(app.group);

@@ -99,19 +99,9 @@ impl Check {
 /// Runs every check and prints the report; 0 when nothing failed, 1 otherwise, 128+N on a stop
 /// signal.
 pub async fn examine(plan: &DoctorPlan, signals: &mut Signals) -> i32 {
-    let checks = gather(plan);
-    tokio::pin!(checks);
-    let checks = loop {
-        tokio::select! {
-            checks = &mut checks => break checks,
-            received = signals.next() => {
-                if let Ok(r) = received {
-                    if r.asks_to_stop() {
-                        return exit_code::for_signal(r.signal.raw());
-                    }
-                }
-            }
-        }
+    let checks = match signals.unless_stopped(gather(plan), |_| {}).await {
+        Ok(checks) => checks,
+        Err(stop) => return exit_code::for_signal(stop.signal.raw()),
     };
     let text = if plan.json {
         render_json(plan.mesh, &checks)
