@@ -39,6 +39,7 @@ from pathlib import Path
 from benchlib import TABLES, descendants, machine, median, pct, record_table
 
 REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = Path(__file__).resolve().parent / "programs"
 DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
 PYTHON = sys.executable  # the real interpreter, not a version-manager shim (one process less)
 
@@ -631,28 +632,6 @@ class ReadinessServer:
             self.listener.close()
 
 
-# Models the two usual alternatives with the same probe-then-sleep shape they really have:
-# `pilot-agent wait` (probe, sleep periodMillis=500, repeat) and the pasted shell loop
-# (`until curl -fs $URL; do sleep 1; done`). Bounded by a deadline; no proxies, ever.
-POLL_LOOP = r"""
-import os, sys, time, urllib.error, urllib.request
-url, period = sys.argv[1], float(sys.argv[2])
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-deadline = time.monotonic() + 20
-while True:
-    try:
-        with opener.open(url, timeout=1) as answer:
-            if 200 <= answer.status < 300:
-                break
-    except (urllib.error.URLError, OSError):
-        pass
-    if time.monotonic() > deadline:
-        sys.exit(69)
-    time.sleep(period)
-os.execvp("date", ["date", "+%s%N"])
-"""
-
-
 def readiness_run(kids, server, run, argv_for_url, listen_port=None):
     """One run: start the gate, flip at a random instant 300-800 ms later, read the app's clock."""
     start_ns = time.time_ns()
@@ -691,9 +670,8 @@ def readiness_run(kids, server, run, argv_for_url, listen_port=None):
     }
 
 
-def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
-    poll = scratch / "poll_loop.py"
-    poll.write_text(POLL_LOOP)
+def figure_readiness(kids, meshwait, runs, anchor_runs, results):
+    poll = PROGRAMS / "poll_loop.py"
     methods = collections.OrderedDict()
     have_meshwait = bool(meshwait) and os.access(meshwait, os.X_OK)
     # A free port stands for the proxy's capture listener (15001 in Istio).
@@ -782,19 +760,8 @@ def figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results):
 # Figure 5: signal forwarding latency.
 # --------------------------------------------------------------------------------------------
 
-# Prints the wall clock from its SIGUSR1 handler; otherwise blocks in read(stdin), which the
-# signal interrupts (Python runs the handler, then resumes the read). os.write: no buffering.
-SIGNAL_APP = r"""
-import os, signal, sys, time
-signal.signal(signal.SIGUSR1, lambda *_: os.write(1, b"%d\n" % time.time_ns()))
-os.write(1, b"ready\n")
-sys.stdin.buffer.read()
-"""
-
-
-def figure_signals(kids, argvs, count, warmup, scratch, results):
-    app = scratch / "signal_app.py"
-    app.write_text(SIGNAL_APP)
+def figure_signals(kids, argvs, count, warmup, results):
+    app = PROGRAMS / "signal_app.py"
     contestants = ("meshwait", "tini", "dumb-init")
     chosen = [n for n in contestants if n in argvs]
     running, readers, errors = {}, {}, {}
@@ -983,8 +950,8 @@ def main():
         ("size", lambda: figure_size(meshwait, results)),
         ("peak RSS", lambda: figure_rss(kids, argvs, rss_repeats, results)),
         ("start-up", lambda: figure_startup(argvs, startup_runs, results)),
-        ("readiness", lambda: figure_readiness(kids, meshwait, runs, anchor_runs, scratch, results)),
-        ("signals", lambda: figure_signals(kids, argvs, signals, warmup, scratch, results)),
+        ("readiness", lambda: figure_readiness(kids, meshwait, runs, anchor_runs, results)),
+        ("signals", lambda: figure_signals(kids, argvs, signals, warmup, results)),
         ("idle wakeups", lambda: figure_idle(kids, argvs, window, idle_repeats, scratch, results)),
     ]
     failed = []

@@ -59,6 +59,7 @@ from pathlib import Path
 from benchlib import TABLES, descendants, machine, median, pct, record_table
 
 REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = Path(__file__).resolve().parent / "programs"
 DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
 FALLBACK_MESHWAIT = REPO / "target" / "release" / "meshwait"
 PYTHON = sys.executable
@@ -109,7 +110,7 @@ def mono():
 
 
 # --------------------------------------------------------------------------------------------
-# Helper process 1: a socket holder. Run as `drain.py _farm ...`; prints one JSON line when done
+# The socket holder, a helper process. Run as `drain.py _farm ...`; prints one JSON line when done
 # (or when it had to stop), then holds every socket until its stdin closes.
 # --------------------------------------------------------------------------------------------
 
@@ -208,55 +209,6 @@ def farm_main(argv):
         sys.stdin.buffer.read()  # hold everything until the benchmark closes our stdin
     finally:
         os._exit(0)  # the kernel closes the sockets (with RST: SO_LINGER 0); no destructors
-
-
-# --------------------------------------------------------------------------------------------
-# Helper process 2: the app of figure 8. A one-connection-at-a-time HTTP/1.1 server on
-# 127.0.0.1:PORT that holds each answer HOLD ms. It drops marker files in DIR: `listening`,
-# `received` (the request is in) and `sigterm` (CLOCK_MONOTONIC in its SIGTERM handler, after
-# which it exits 0 at once; keep-alive connections are reset rather than left in TIME_WAIT).
-# --------------------------------------------------------------------------------------------
-
-APP = r"""
-import os, signal, socket, struct, sys, time
-port, where, hold_ms = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-
-def put(name, text):
-    tmp = os.path.join(where, name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, text.encode())
-    os.close(fd)
-    os.rename(tmp, os.path.join(where, name))
-
-def on_term(signum, frame):
-    now = time.clock_gettime(time.CLOCK_MONOTONIC)
-    put("sigterm", repr(now))
-    os._exit(0)
-
-signal.signal(signal.SIGTERM, on_term)
-srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", port))
-srv.listen(16)
-put("listening", repr(time.clock_gettime(time.CLOCK_MONOTONIC)))
-while True:
-    conn, _ = srv.accept()
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    buf = b""
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\r\n\r\n" in buf:
-            _, _, buf = buf.partition(b"\r\n\r\n")
-            put("received", repr(time.clock_gettime(time.CLOCK_MONOTONIC)))
-            time.sleep(hold_ms / 1000)
-            body = b"held %d ms\n" % hold_ms
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    conn.close()
-"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -771,7 +723,7 @@ APP_PORT = 18080
 def one_drain_run(kids, scratch, run_dir, argv, delay_s):
     """One request held by the app; SIGTERM `delay_s` after the app has it. Returns the clocks."""
     run_dir.mkdir()
-    proc = kids.spawn(argv + [PYTHON, str(scratch / "app.py"), str(APP_PORT), str(run_dir), str(HOLD_MS)],
+    proc = kids.spawn(argv + [PYTHON, str(PROGRAMS / "hold_app.py"), str(APP_PORT), str(run_dir), str(HOLD_MS)],
                       run_dir / "stderr", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     client = None
     try:
@@ -827,7 +779,6 @@ def one_drain_run(kids, scratch, run_dir, argv, delay_s):
 
 
 def figure_latency(kids, scratch, meshwait, feats, rounds, control_runs, quick, results):
-    (scratch / "app.py").write_text(APP)
     mw = str(meshwait) if meshwait else None
     hold = [mw, "--mesh", "none", "--drain-timeout", DRAIN_TIMEOUT]
     # name -> (argv prefix, quiet window subtracted (s), SIGTERM delay after the request is in, runs)
