@@ -8,10 +8,11 @@
 
 use std::ffi::OsString;
 
-/// Names that select a subcommand. A program with one of these names runs after `--`.
-pub const SUBCOMMANDS: &[&str] = &[
-    "run", "ready", "drain", "conns", "doctor", "install", "help",
-];
+/// Whether `word` selects a subcommand, as clap's definition has them (and clap's own `help`).
+/// A program with one of these names runs after `--`.
+fn is_subcommand(command: &clap::Command, word: &str) -> bool {
+    word == "help" || command.get_subcommands().any(|s| s.get_name() == word)
+}
 
 /// argv as clap is given it.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub fn arrange(command: &clap::Command, mut args: Vec<OsString>) -> Arranged {
     let first_word = leading_options(command, &args);
     let word = args.get(first_word).and_then(|a| a.to_str());
     match word {
-        Some(word) if SUBCOMMANDS.contains(&word) => {
+        Some(word) if is_subcommand(command, word) => {
             if word == "help" && first_word + 1 == args.len() {
                 return arranged(args, None, TopHelp::Asked);
             }
@@ -147,6 +148,18 @@ mod tests {
         let (args, moved, _) = arranged(&["m", "drain", "--timeout", "0"]);
         assert_eq!(args, ["m", "drain", "--timeout", "0"]);
         assert_eq!(moved, None);
+    }
+
+    #[test]
+    fn every_subcommand_is_found_after_options() {
+        let command = Cli::command();
+        let names: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in names {
+            let (args, moved, _) = arranged(&["m", "-q", name]);
+            assert_eq!(args, ["m", name, "-q"]);
+            assert_eq!(moved.as_deref(), Some(name));
+        }
     }
 
     #[test]

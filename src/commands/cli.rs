@@ -4,9 +4,10 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use clap::builder::BoolishValueParser;
+use clap::builder::{BoolishValueParser, PossibleValue};
 use clap::{ArgAction, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::proxy::gate::OnTimeout;
 use crate::proxy::mesh::Mesh;
 use crate::proxy::quit::QuitOn;
 use crate::proxy::sidecar_url::ReadyUrl;
@@ -105,12 +106,6 @@ pub struct GateArgs {
         value_delimiter = ','
     )]
     pub watch_listener: Vec<u16>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OnTimeout {
-    Fail,
-    Start,
 }
 
 /// How sockets are read and which are the proxy's.
@@ -444,9 +439,88 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// clap's view of a choice defined below the command line: the words users type and their help
+/// live here, so that clap stays at the edge. `to_possible_value` matches every variant, so the
+/// compiler refuses a variant added without its word; the test `every_choice_round_trips` ties
+/// the list to the words.
+macro_rules! choices {
+    ($ty:ty { $($variant:path => $name:literal: $help:literal),+ $(,)? }) => {
+        impl ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($variant),+]
+            }
+
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $($variant => PossibleValue::new($name).help($help)),+
+                })
+            }
+        }
+    };
+}
+
+choices!(Mesh {
+    Mesh::Istio => "istio": "Istio, Anthos / Cloud Service Mesh, Alibaba ASM: pilot-agent's status port 15020",
+    Mesh::Ambient => "ambient": "Istio's ambient mode: no sidecar; the node's ztunnel serves the pod through listeners in its network namespace. No gate (the pod starts only once they are up), drain on",
+    Mesh::Linkerd => "linkerd": "Linkerd: the proxy's admin server on 4191",
+    Mesh::Envoy => "envoy": "A bare Envoy sidecar: its admin `/ready` on 15000",
+    Mesh::None => "none": "No proxy: run the command at once, still as a full init",
+});
+
+choices!(OnTimeout {
+    OnTimeout::Fail => "fail": "Exit 69: the app is not started",
+    OnTimeout::Start => "start": "Start the app anyway",
+});
+
+choices!(Source {
+    Source::Auto => "auto": "netlink sock_diag, or /proc/net/tcp when netlink is refused",
+    Source::Netlink => "netlink": "netlink sock_diag only (sees in-flight state)",
+    Source::Proc => "proc": "/proc/net/tcp and tcp6 only (cannot see in-flight state)",
+});
+
+choices!(Until {
+    Until::Idle => "idle": "No connection of the app's has work in flight (idle keep-alive connections may stay)",
+    Until::Closed => "closed": "The app holds no connection at all",
+    Until::AppExit => "app-exit": "The app listens on no port any more: it has exited or closed its listeners",
+});
+
+choices!(QuitOn {
+    QuitOn::Success => "success": "Only when the app exited 0: under `restartPolicy: OnFailure` the app is restarted in the same pod and needs its proxy",
+    QuitOn::Always => "always": "Whatever the app's status",
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn round_trips<T: ValueEnum + PartialEq + std::fmt::Debug>() {
+        let words: Vec<String> = T::value_variants()
+            .iter()
+            .map(|v| v.to_possible_value().unwrap().get_name().to_owned())
+            .collect();
+        for (variant, word) in T::value_variants().iter().zip(&words) {
+            assert_eq!(&T::from_str(word, false).unwrap(), variant, "{word}");
+        }
+        let mut unique = words.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            words.len(),
+            "a word names two choices: {words:?}"
+        );
+    }
+
+    #[test]
+    fn every_choice_round_trips() {
+        round_trips::<Mesh>();
+        round_trips::<OnTimeout>();
+        round_trips::<Source>();
+        round_trips::<Until>();
+        round_trips::<QuitOn>();
+        round_trips::<LogFormat>();
+        round_trips::<LogLevel>();
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::parse_args(args.iter().map(OsString::from).collect())

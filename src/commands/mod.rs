@@ -16,11 +16,11 @@ use tokio::runtime::Runtime;
 
 use std::time::{Duration, Instant};
 
-use crate::commands::cli::{LogFormat, OnTimeout};
-use crate::commands::plan::{GatePlan, Plan, RunPlan};
+use crate::commands::cli::LogFormat;
+use crate::commands::plan::{Plan, RunPlan};
 use crate::exit_code;
 use crate::proxy::diagnosis::{self, Explained, Facts};
-use crate::proxy::gate::{self, GateEnd};
+use crate::proxy::gate::{self, GateEnd, GatePlan, OnTimeout};
 use crate::proxy::quit;
 use crate::proxy::sidecar_http;
 use crate::proxy::sidecar_view;

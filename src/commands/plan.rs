@@ -5,9 +5,10 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::commands::cli::{
-    AdminArgs, AdminUrl, Cli, Command, EndpointArgs, GateArgs, OnTimeout, QuitArgs, SocketArgs,
+    AdminArgs, AdminUrl, Cli, Command, EndpointArgs, GateArgs, QuitArgs, SocketArgs,
 };
 use crate::proxy::envoy_clusters::ClusterRules;
+use crate::proxy::gate::GatePlan;
 use crate::proxy::mesh::Mesh;
 use crate::proxy::quit::{QuitOn, QuitPlan};
 use crate::proxy::sidecar_url::ReadyUrl;
@@ -43,25 +44,6 @@ pub enum Plan {
     Install {
         dir: std::path::PathBuf,
     },
-}
-
-/// How to wait for the proxy.
-#[derive(Clone, Debug)]
-pub struct GatePlan {
-    pub url: ReadyUrl,
-    /// Which mesh's troubleshooting hints apply.
-    pub mesh: Mesh,
-    /// Envoy's admin address, read to explain a 503 (`None`: never read).
-    pub admin: Option<ReadyUrl>,
-    /// `None` waits forever.
-    pub timeout: Option<Duration>,
-    pub interval: Duration,
-    pub request_timeout: Duration,
-    /// How long a symptom lasts before its hint is logged.
-    pub hint_after: Duration,
-    pub on_timeout: OnTimeout,
-    /// Ports whose listeners appearing trigger a probe at once (empty: none watched).
-    pub watch_ports: Vec<u16>,
 }
 
 /// What `meshwait doctor` looks at.

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::commands::plan::GatePlan;
 use crate::proxy::diagnosis::{self, Explained, Facts};
 use crate::proxy::listener_watch::{self, ListenerWatch};
+use crate::proxy::mesh::Mesh;
 use crate::proxy::sidecar_http::{self, Kind, Outcome};
+use crate::proxy::sidecar_url::ReadyUrl;
 use crate::run::incoming_signals::Signals;
 use crate::run::reaper;
 use crate::run::signal::Signal;
@@ -25,6 +26,34 @@ const REPEAT_EVERY: Duration = Duration::from_secs(5);
 const CHANGE_EVERY: Duration = Duration::from_secs(1);
 /// The longest look at Envoy's admin for the message on `--timeout`, on top of the timeout.
 const FINAL_LOOK: Duration = Duration::from_millis(500);
+
+/// How to wait for the proxy.
+#[derive(Clone, Debug)]
+pub struct GatePlan {
+    pub url: ReadyUrl,
+    /// Which mesh's troubleshooting hints apply.
+    pub mesh: Mesh,
+    /// Envoy's admin address, read to explain a 503 (`None`: never read).
+    pub admin: Option<ReadyUrl>,
+    /// `None` waits forever.
+    pub timeout: Option<Duration>,
+    pub interval: Duration,
+    pub request_timeout: Duration,
+    /// How long a symptom lasts before its hint is logged.
+    pub hint_after: Duration,
+    pub on_timeout: OnTimeout,
+    /// Ports whose listeners appearing trigger a probe at once (empty: none watched).
+    pub watch_ports: Vec<u16>,
+}
+
+/// What to do when `--timeout` expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// Exit 69: the app is not started.
+    Fail,
+    /// Start the app anyway.
+    Start,
+}
 
 /// How the gate ended.
 #[derive(Debug)]

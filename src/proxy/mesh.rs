@@ -1,11 +1,9 @@
 //! What each supported mesh looks like from inside the pod: where its sidecar says it is ready,
 //! which sockets are its own, and how to ask it to quit.
 
-use clap::ValueEnum;
-
 use crate::sockets::port_set::PortRange;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mesh {
     /// Istio, Anthos / Cloud Service Mesh, Alibaba ASM: pilot-agent's status port 15020.
     Istio,

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use clap::ValueEnum;
 use hyper::Method;
 
 use crate::proxy::sidecar_http::{self, Outcome};
@@ -14,7 +13,7 @@ use crate::proxy::sidecar_url::ReadyUrl;
 const LOG: &str = "quit_proxy";
 
 /// When to quit the proxy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuitOn {
     /// Only when the app exited 0: under `restartPolicy: OnFailure` the app is restarted in the
     /// same pod and needs its proxy.

@@ -10,8 +10,6 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use clap::ValueEnum;
-
 use crate::proxy::sidecar_view::{SidecarPlan, SidecarView, Verdict};
 use crate::run::incoming_signals::{Received, Signals};
 use crate::sockets::connection_class::{Busy, Class, Classifier, Direction, ProxyRules};
@@ -32,7 +30,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 const PORTS_NAMED: usize = 6;
 
 /// What "drained" means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Until {
     /// No connection of the app's has work in flight (idle keep-alive connections may stay).
     Idle,

@@ -13,8 +13,6 @@ mod procfs;
 use std::io;
 use std::net::SocketAddr;
 
-use clap::ValueEnum;
-
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
 /// not taken from the module path, which moves when the code is reorganised.
 const LOG: &str = "sockets";
@@ -130,7 +128,7 @@ pub struct Socket {
 }
 
 /// Where sockets are read from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// netlink sock_diag, or /proc/net/tcp when netlink is refused.
     Auto,
