@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::commands::logging::json_string;
-use crate::proxy::envoy_admin::Unreadable;
 use crate::proxy::envoy_clusters::Flow;
+use crate::proxy::sidecar_http::NoAnswer;
 use crate::proxy::sidecar_view::Sight;
 use crate::run::drain::SocketPlan;
 use crate::sockets::connection_class::{Class, Classifier};
@@ -29,7 +29,7 @@ struct Totals {
 /// be read. A closed output (`| head`) ends the listing quietly.
 pub fn list(
     plan: &SocketPlan,
-    sidecar: Option<&Result<Sight, Unreadable>>,
+    sidecar: Option<&Result<Sight, NoAnswer>>,
     json: bool,
     out: &mut dyn Write,
 ) -> io::Result<()> {
@@ -229,7 +229,7 @@ impl Printer<'_> {
         }
     }
 
-    fn finish(&mut self, source: &str, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
+    fn finish(&mut self, source: &str, sidecar: Option<(&str, &Result<Sight, NoAnswer>)>) {
         let t = &self.totals;
         if self.json {
             let _ = write!(
@@ -263,7 +263,7 @@ fn flow_name(flow: Flow) -> &'static str {
 }
 
 /// The sidecar's requests in flight, per cluster, under the socket table.
-fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
+fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, NoAnswer>)>) {
     let Some((url, result)) = sidecar else {
         line.push_str("\nsidecar: not read (no Envoy admin for this mesh, or --admin-url none)\n");
         return;
@@ -314,7 +314,7 @@ fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreada
 }
 
 /// The same as a JSON value: `null`, `{"url", "error"}` or the counts.
-fn sidecar_json(line: &mut String, sidecar: Option<(&str, &Result<Sight, Unreadable>)>) {
+fn sidecar_json(line: &mut String, sidecar: Option<(&str, &Result<Sight, NoAnswer>)>) {
     let Some((url, result)) = sidecar else {
         line.push_str("null");
         return;

@@ -9,9 +9,9 @@ use std::fmt;
 
 use std::time::Duration;
 
-use crate::proxy::envoy_admin::{self, AdminView, ServerState, Unreadable, XdsCounts};
+use crate::proxy::envoy_admin::{self, AdminView, ServerState, XdsCounts};
 use crate::proxy::mesh::Mesh;
-use crate::proxy::sidecar_http::Outcome;
+use crate::proxy::sidecar_http::{NoAnswer, Outcome};
 use crate::proxy::sidecar_url::ReadyUrl;
 use crate::sockets::{SocketView, Source, Which};
 
@@ -253,7 +253,7 @@ pub const HINTS: &[Hint] = &[
 pub struct Facts {
     pub outcome: Outcome,
     /// Envoy's admin view, or why it could not be read; `None` when it was not asked.
-    pub admin: Option<Result<AdminView, Unreadable>>,
+    pub admin: Option<Result<AdminView, NoAnswer>>,
     /// ztunnel's in-pod listeners were seen (looked for only when the probe was refused).
     pub ambient: bool,
 }
@@ -276,7 +276,7 @@ impl Facts {
             (Some(admin), Outcome::NotReady { .. }) => Some(envoy_admin::read(admin, limit).await),
             _ => None,
         };
-        let ambient = outcome == Outcome::Refused && ambient_listeners_here();
+        let ambient = outcome == Outcome::REFUSED && ambient_listeners_here();
         Facts {
             outcome,
             admin,
@@ -312,11 +312,11 @@ impl Facts {
     fn holds(&self, when: &When) -> bool {
         let not_ready = matches!(self.outcome, Outcome::NotReady { .. });
         match when {
-            When::Refused => self.outcome == Outcome::Refused,
-            When::TimedOut => self.outcome == Outcome::TimedOut,
-            When::Unresolved => matches!(self.outcome, Outcome::Unresolved(_)),
+            When::Refused => self.outcome == Outcome::REFUSED,
+            When::TimedOut => self.outcome == Outcome::NoAnswer(NoAnswer::TimedOut),
+            When::Unresolved => matches!(self.outcome, Outcome::NoAnswer(NoAnswer::Unresolved(_))),
             When::NotHttp => {
-                matches!(&self.outcome, Outcome::Failed(why) if why.contains("not HTTP"))
+                matches!(&self.outcome, Outcome::NoAnswer(NoAnswer::Failed(why)) if why.contains("not HTTP"))
             }
             When::Status(code) => {
                 matches!(self.outcome, Outcome::NotReady { status, .. } if status == *code)
@@ -331,8 +331,8 @@ impl Facts {
             }
             When::State(state) => not_ready && self.state() == Some(*state),
             When::BodyHas(text) => self.body().is_some_and(|b| b.contains(text)),
-            When::AdminRefused => not_ready && matches!(self.admin, Some(Err(Unreadable::Refused))),
-            When::Ambient => self.outcome == Outcome::Refused && self.ambient,
+            When::AdminRefused => not_ready && matches!(self.admin, Some(Err(NoAnswer::Refused))),
+            When::Ambient => self.outcome == Outcome::REFUSED && self.ambient,
         }
     }
 }
@@ -372,7 +372,7 @@ impl fmt::Display for Explained<'_> {
         if let Some(counts) = self.facts.counts().filter(|_| counted) {
             write!(f, " ({counts})")?;
         }
-        if let Outcome::Unresolved(lookup) = &self.facts.outcome {
+        if let Outcome::NoAnswer(NoAnswer::Unresolved(lookup)) = &self.facts.outcome {
             write!(f, " ({lookup})")?;
         }
         if let Some(Ok(view)) = &self.facts.admin {
@@ -400,7 +400,7 @@ mod tests {
         diagnose(mesh, facts).map(|h| h.id)
     }
 
-    fn stats(text: &str) -> Option<Result<AdminView, Unreadable>> {
+    fn stats(text: &str) -> Option<Result<AdminView, NoAnswer>> {
         Some(Ok(AdminView::default().with_stats(text)))
     }
 
@@ -412,7 +412,7 @@ mod tests {
     fn refused_in_an_ambient_pod_names_ambient_mode_not_injection() {
         let ambient = Facts {
             ambient: true,
-            ..Facts::probe(Outcome::Refused)
+            ..Facts::probe(Outcome::REFUSED)
         };
         let hint = diagnose(Mesh::Istio, &ambient).unwrap();
         assert_eq!(hint.id, "istio-ambient-pod");
@@ -427,7 +427,7 @@ mod tests {
             Some("istio-ambient-pod")
         );
         // Under the ambient preset a refused look means ztunnel is missing.
-        let refused = Facts::probe(Outcome::Refused);
+        let refused = Facts::probe(Outcome::REFUSED);
         assert_eq!(
             diagnose(Mesh::Ambient, &refused).map(|h| h.id),
             Some("ambient-not-enrolled")
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn refused_names_injection_per_mesh() {
-        let refused = Facts::probe(Outcome::Refused);
+        let refused = Facts::probe(Outcome::REFUSED);
         let istio = diagnose(Mesh::Istio, &refused).unwrap();
         assert_eq!(istio.id, "istio-not-injected");
         for text in [
@@ -557,7 +557,7 @@ mod tests {
         );
         facts.admin = stats("listener_manager.lds.update_rejected: 3\n");
         assert_eq!(id(Mesh::Istio, &facts), Some("config-rejected"));
-        facts.admin = Some(Err(Unreadable::Refused));
+        facts.admin = Some(Err(NoAnswer::Refused));
         assert_eq!(id(Mesh::Istio, &facts), Some("envoy-not-running"));
         // The state alone, when the counters are unknown.
         facts.admin = Some(Ok(AdminView {
@@ -587,10 +587,10 @@ mod tests {
 
     #[test]
     fn a_lookup_that_has_not_answered_is_not_blamed_on_the_proxy() {
-        let facts = Facts::probe(Outcome::Unresolved(Unanswered {
+        let facts = Facts::probe(Outcome::NoAnswer(NoAnswer::Unresolved(Unanswered {
             name: "istio-proxy.mesh.test".into(),
             waited: Duration::from_millis(2500),
-        }));
+        })));
         let hint = diagnose(Mesh::Istio, &facts).unwrap();
         assert_eq!(hint.id, "name-lookup-slow");
         let line = Explained {
@@ -612,11 +612,17 @@ mod tests {
 
     #[test]
     fn timeouts_wrong_ports_and_paths() {
-        let hint = diagnose(Mesh::Istio, &Facts::probe(Outcome::TimedOut)).unwrap();
+        let hint = diagnose(
+            Mesh::Istio,
+            &Facts::probe(Outcome::NoAnswer(NoAnswer::TimedOut)),
+        )
+        .unwrap();
         assert_eq!(hint.id, "status-server-hung");
         assert!(hint.cause.contains("not absent"));
         assert!(hint.next.contains("proxyCPULimit"));
-        let garbage = Facts::probe(Outcome::Failed("the answer is not HTTP: invalid".into()));
+        let garbage = Facts::probe(Outcome::NoAnswer(NoAnswer::Failed(
+            "the answer is not HTTP: invalid".into(),
+        )));
         assert_eq!(id(Mesh::Istio, &garbage), Some("not-http"));
         assert_eq!(
             id(Mesh::Linkerd, &not_ready(404, "")),
@@ -624,7 +630,10 @@ mod tests {
         );
         // Nothing in the table for a reset or an unexpected status: no guess.
         assert_eq!(
-            id(Mesh::Istio, &Facts::probe(Outcome::Failed("reset".into()))),
+            id(
+                Mesh::Istio,
+                &Facts::probe(Outcome::NoAnswer(NoAnswer::Failed("reset".into())))
+            ),
             None
         );
         assert_eq!(id(Mesh::Istio, &not_ready(500, "oops")), None);
@@ -633,13 +642,15 @@ mod tests {
     /// Facts that satisfy `when` and nothing more specific.
     fn facts_for(when: &When) -> Facts {
         match when {
-            When::Refused => Facts::probe(Outcome::Refused),
-            When::TimedOut => Facts::probe(Outcome::TimedOut),
-            When::Unresolved => Facts::probe(Outcome::Unresolved(Unanswered {
+            When::Refused => Facts::probe(Outcome::REFUSED),
+            When::TimedOut => Facts::probe(Outcome::NoAnswer(NoAnswer::TimedOut)),
+            When::Unresolved => Facts::probe(Outcome::NoAnswer(NoAnswer::Unresolved(Unanswered {
                 name: "proxy.example".into(),
                 waited: Duration::from_secs(2),
-            })),
-            When::NotHttp => Facts::probe(Outcome::Failed("the answer is not HTTP".into())),
+            }))),
+            When::NotHttp => Facts::probe(Outcome::NoAnswer(NoAnswer::Failed(
+                "the answer is not HTTP".into(),
+            ))),
             When::Status(code) => not_ready(*code, ""),
             When::Rejected => not_ready(
                 503,
@@ -656,12 +667,12 @@ mod tests {
             When::State(state) => not_ready(503, state.name()),
             When::BodyHas(text) => not_ready(503, text),
             When::AdminRefused => Facts {
-                admin: Some(Err(Unreadable::Refused)),
+                admin: Some(Err(NoAnswer::Refused)),
                 ..not_ready(503, "")
             },
             When::Ambient => Facts {
                 ambient: true,
-                ..Facts::probe(Outcome::Refused)
+                ..Facts::probe(Outcome::REFUSED)
             },
         }
     }

@@ -8,8 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::proxy::name_lookup::Unanswered;
-use crate::proxy::sidecar_http::{self, Fetched};
+use crate::proxy::sidecar_http::{self, Answer, NoAnswer};
 use crate::proxy::sidecar_url::ReadyUrl;
 
 /// The counters that matter, and nothing else: `^(cluster_manager\.cds|listener_manager\.lds)\.
@@ -188,42 +187,8 @@ impl fmt::Display for AdminView {
     }
 }
 
-/// Why the admin interface could not be read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Unreadable {
-    /// Nothing listens: Envoy has not started, has crashed, or its admin is elsewhere.
-    Refused,
-    /// Connected, no answer within the bound.
-    TimedOut,
-    /// The admin's host name was not resolved in time.
-    Unresolved(Unanswered),
-    Failed(String),
-}
-
-impl fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Unreadable::Refused => f.write_str("connection refused"),
-            Unreadable::TimedOut => f.write_str("no answer in time"),
-            Unreadable::Unresolved(lookup) => write!(f, "{lookup}"),
-            Unreadable::Failed(why) => f.write_str(why),
-        }
-    }
-}
-
-/// The status and body of an answer (any status), or why there was none.
-pub fn answered(fetched: Fetched) -> Result<(u16, Vec<u8>), Unreadable> {
-    match fetched {
-        Fetched::Answer { status, body } => Ok((status, body)),
-        Fetched::Refused => Err(Unreadable::Refused),
-        Fetched::TimedOut => Err(Unreadable::TimedOut),
-        Fetched::Unresolved(lookup) => Err(Unreadable::Unresolved(lookup)),
-        Fetched::Failed(why) => Err(Unreadable::Failed(why)),
-    }
-}
-
 /// Reads the state and the counters, both requests at once, in at most `limit`.
-pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, Unreadable> {
+pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, NoAnswer> {
     let ready = page(base, "/ready");
     let stats = page(base, STATS_PATH);
     let (ready, stats) = match (ready, stats) {
@@ -233,16 +198,16 @@ pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, Unreada
                 sidecar_http::fetch(&stats, limit)
             )
         }
-        (Err(e), _) | (_, Err(e)) => return Err(Unreadable::Failed(e)),
+        (Err(e), _) | (_, Err(e)) => return Err(NoAnswer::Failed(e)),
     };
-    let (_, body) = answered(ready)?;
+    let Answer { body, .. } = ready?;
     let state = ServerState::find_in(&String::from_utf8_lossy(&body));
     let view = AdminView {
         state,
         ..AdminView::default()
     };
     Ok(match stats {
-        Fetched::Answer { status, body } if (200..300).contains(&status) => {
+        Ok(Answer { status, body }) if (200..300).contains(&status) => {
             view.with_stats(&String::from_utf8_lossy(&body))
         }
         _ => view,

@@ -45,7 +45,7 @@ pub async fn quit(plan: &QuitPlan) {
             Outcome::Ready { status } => {
                 tracing::info!(target: LOG, url = %url, status, "asked the proxy to quit")
             }
-            Outcome::Refused => {
+            Outcome::REFUSED => {
                 tracing::info!(target: LOG, url = %url, "nothing listens there: already gone")
             }
             Outcome::NotReady { status: 404, .. } if url.path.ends_with("/shutdown") => {

@@ -25,21 +25,44 @@ const FIRST_LINE_MAX: usize = 200;
 /// hyper's cap on its read buffer (its smallest allowed value is 8 KiB).
 const READ_BUFFER: usize = 16 * 1024;
 
+/// Why a request brought no answer. One type for every request meshwait makes: readiness
+/// probes, quit calls, Envoy's admin pages and doctor's checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoAnswer {
+    /// Nothing listens on the port (the sidecar has not started, or has exited).
+    Refused,
+    /// No complete answer within the bound (hung or starved server).
+    TimedOut,
+    /// The URL's host name was not resolved in time: the server was never asked.
+    Unresolved(Unanswered),
+    /// Anything else: reset, garbage instead of HTTP, a name that does not resolve.
+    Failed(String),
+}
+
+impl fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoAnswer::Refused => f.write_str("connection refused"),
+            NoAnswer::TimedOut => f.write_str("no answer in time"),
+            NoAnswer::Unresolved(lookup) => write!(f, "{lookup}"),
+            NoAnswer::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What one probe found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Any 2xx status.
-    Ready { status: u16 },
+    Ready {
+        status: u16,
+    },
     /// The endpoint answered, but not 2xx: the status and the first line of the body.
-    NotReady { status: u16, body: String },
-    /// Nothing listens on the port yet (the sidecar has not started).
-    Refused,
-    /// No complete answer within the request timeout (hung or starved status server).
-    TimedOut,
-    /// The URL's host name was not resolved in time: the proxy was never asked.
-    Unresolved(Unanswered),
-    /// Anything else: reset, garbage instead of HTTP, a name that does not resolve.
-    Failed(String),
+    NotReady {
+        status: u16,
+        body: String,
+    },
+    NoAnswer(NoAnswer),
 }
 
 /// The class of an outcome, for deciding when the log has something new to say.
@@ -54,14 +77,16 @@ pub enum Kind {
 }
 
 impl Outcome {
+    pub const REFUSED: Outcome = Outcome::NoAnswer(NoAnswer::Refused);
+
     pub fn kind(&self) -> Kind {
         match self {
             Outcome::Ready { .. } => Kind::Ready,
             Outcome::NotReady { status, .. } => Kind::NotReady(*status),
-            Outcome::Refused => Kind::Refused,
-            Outcome::TimedOut => Kind::TimedOut,
-            Outcome::Unresolved(_) => Kind::Unresolved,
-            Outcome::Failed(_) => Kind::Failed,
+            Outcome::NoAnswer(NoAnswer::Refused) => Kind::Refused,
+            Outcome::NoAnswer(NoAnswer::TimedOut) => Kind::TimedOut,
+            Outcome::NoAnswer(NoAnswer::Unresolved(_)) => Kind::Unresolved,
+            Outcome::NoAnswer(NoAnswer::Failed(_)) => Kind::Failed,
         }
     }
 
@@ -76,10 +101,14 @@ impl fmt::Display for Outcome {
             Outcome::Ready { status } => write!(f, "HTTP {status}"),
             Outcome::NotReady { status, body } if body.is_empty() => write!(f, "HTTP {status}"),
             Outcome::NotReady { status, body } => write!(f, "HTTP {status}: {body}"),
-            Outcome::Refused => f.write_str("connection refused (nothing listening yet)"),
-            Outcome::TimedOut => f.write_str("no answer within the request timeout"),
-            Outcome::Unresolved(lookup) => write!(f, "{lookup}"),
-            Outcome::Failed(why) => f.write_str(why),
+            // A probe's log lines say more than an admin read's: the probe is the wait itself.
+            Outcome::NoAnswer(NoAnswer::Refused) => {
+                f.write_str("connection refused (nothing listening yet)")
+            }
+            Outcome::NoAnswer(NoAnswer::TimedOut) => {
+                f.write_str("no answer within the request timeout")
+            }
+            Outcome::NoAnswer(other) => write!(f, "{other}"),
         }
     }
 }
@@ -93,32 +122,31 @@ pub async fn probe(url: &ReadyUrl, limit: Duration) -> Outcome {
 /// `limit`. Any 2xx is `Ready`.
 pub async fn call(url: &ReadyUrl, method: Method, limit: Duration) -> Outcome {
     match bounded(url, method, limit, 0).await {
-        Fetched::Answer { status, .. } if (200..300).contains(&status) => Outcome::Ready { status },
-        Fetched::Answer { status, body } => Outcome::NotReady {
+        Ok(Answer { status, .. }) if (200..300).contains(&status) => Outcome::Ready { status },
+        Ok(Answer { status, body }) => Outcome::NotReady {
             status,
             body: first_line(&body),
         },
-        Fetched::Refused => Outcome::Refused,
-        Fetched::TimedOut => Outcome::TimedOut,
-        Fetched::Unresolved(lookup) => Outcome::Unresolved(lookup),
-        Fetched::Failed(why) => Outcome::Failed(why),
+        Err(no) => Outcome::NoAnswer(no),
+    }
+}
+
+/// An answer, any status, with up to `FETCH_MAX` bytes of the body (`BODY_PEEK` when not 2xx and
+/// no 2xx body was asked for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
     }
 }
 
 /// What a GET brought back, body included: for reading a sidecar's admin pages (stats, state).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Fetched {
-    /// Any status, with up to `FETCH_MAX` bytes of the body (`BODY_PEEK` when not 2xx and no
-    /// 2xx body was asked for).
-    Answer {
-        status: u16,
-        body: Vec<u8>,
-    },
-    Refused,
-    TimedOut,
-    Unresolved(Unanswered),
-    Failed(String),
-}
+pub type Fetched = Result<Answer, NoAnswer>;
 
 /// The most of a 2xx body `fetch` keeps: Envoy's filtered stats are a few hundred bytes.
 pub const FETCH_MAX: usize = 16 * 1024;
@@ -160,16 +188,18 @@ async fn within(url: &ReadyUrl, method: Method, limit: Duration, sink: Sink<'_>)
     let addrs = match &url.host {
         Host::Name(name) => match name_lookup::resolve(name, url.port, deadline).await {
             Ok(addrs) => addrs,
-            Err(NoAddress::Unanswered(lookup)) => return Fetched::Unresolved(lookup),
+            Err(NoAddress::Unanswered(lookup)) => return Err(NoAnswer::Unresolved(lookup)),
             Err(NoAddress::Failed(e)) => {
-                return Fetched::Failed(format!("the name lookup of {name} failed: {e}"));
+                return Err(NoAnswer::Failed(format!(
+                    "the name lookup of {name} failed: {e}"
+                )));
             }
         },
         _ => url.fixed_addrs().unwrap_or_default(),
     };
     match tokio::time::timeout_at(deadline, exchange(url, &addrs, method, sink)).await {
         Ok(fetched) => fetched,
-        Err(_elapsed) => Fetched::TimedOut,
+        Err(_elapsed) => Err(NoAnswer::TimedOut),
     }
 }
 
@@ -181,8 +211,8 @@ async fn exchange(
 ) -> Fetched {
     let stream = match connect(addrs).await {
         Ok(stream) => stream,
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Fetched::Refused,
-        Err(e) => return Fetched::Failed(format!("cannot connect: {e}")),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(NoAnswer::Refused),
+        Err(e) => return Err(NoAnswer::Failed(format!("cannot connect: {e}"))),
     };
     // hyper's read buffer grows with a fast peer (to 400 KB by default); capped, a huge page
     // streams through the same few kilobytes.
@@ -192,7 +222,7 @@ async fn exchange(
         .await
     {
         Ok(pair) => pair,
-        Err(e) => return Fetched::Failed(format!("HTTP handshake failed: {e}")),
+        Err(e) => return Err(NoAnswer::Failed(format!("HTTP handshake failed: {e}"))),
     };
     let mut request = Request::builder()
         .method(method.clone())
@@ -211,7 +241,7 @@ async fn exchange(
         .body(Empty::<Bytes>::new());
     let request = match request {
         Ok(request) => request,
-        Err(e) => return Fetched::Failed(format!("cannot build the request: {e}")),
+        Err(e) => return Err(NoAnswer::Failed(format!("cannot build the request: {e}"))),
     };
     let answer = async {
         let response = sender.send_request(request).await.map_err(describe)?;
@@ -230,7 +260,7 @@ async fn exchange(
                     each(data);
                 }
             }
-            return Ok(Fetched::Answer {
+            return Ok(Answer {
                 status,
                 body: Vec::new(),
             });
@@ -253,18 +283,18 @@ async fn exchange(
                 Some(Err(_)) | None => break,
             }
         }
-        Ok(Fetched::Answer { status, body: kept })
+        Ok(Answer { status, body: kept })
     };
     // The connection future must be polled for the request to make progress; both are dropped
     // together when the request ends, so a hung peer cannot keep a socket or task alive.
     tokio::pin!(connection, answer);
     tokio::select! {
-        result = &mut answer => result.unwrap_or_else(Fetched::Failed),
+        result = &mut answer => result.map_err(NoAnswer::Failed),
         ended = &mut connection => match ended {
-            Err(e) => Fetched::Failed(describe(e)),
+            Err(e) => Err(NoAnswer::Failed(describe(e))),
             // With `Connection: close` the connection may finish first; the answer is already
             // buffered and only needs collecting.
-            Ok(()) => answer.await.unwrap_or_else(Fetched::Failed),
+            Ok(()) => answer.await.map_err(NoAnswer::Failed),
         },
     }
 }
@@ -377,13 +407,15 @@ mod tests {
         let (fetched, seen) = stream_page(4096);
         assert_eq!(
             fetched,
-            Fetched::Failed("the answer is larger than 4096 bytes".into())
+            Err(NoAnswer::Failed(
+                "the answer is larger than 4096 bytes".into()
+            ))
         );
         assert!(seen <= 4096, "{seen} bytes handed on past the cap");
         // Exactly the cap is still within it.
         let (fetched, seen) = stream_page(10_000);
         assert!(
-            matches!(fetched, Fetched::Answer { status: 200, .. }),
+            matches!(fetched, Ok(Answer { status: 200, .. })),
             "{fetched:?}"
         );
         assert_eq!(seen, 10_000);
@@ -396,7 +428,7 @@ mod tests {
         let fetched = run(fetch(&url.parse().unwrap(), Duration::from_secs(5)));
         server.join().unwrap();
         match fetched {
-            Fetched::Answer { status, body } => {
+            Ok(Answer { status, body }) => {
                 assert_eq!(status, 200);
                 assert_eq!(body.len(), 12 * 1024);
             }
@@ -433,14 +465,16 @@ mod tests {
             Duration::from_secs(5),
         ));
         match outcome {
-            Outcome::Failed(why) => assert!(why.starts_with("cannot connect: "), "{why}"),
+            Outcome::NoAnswer(NoAnswer::Failed(why)) => {
+                assert!(why.starts_with("cannot connect: "), "{why}")
+            }
             other => panic!("{other:?}"),
         }
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://127.0.0.1:{}/", closed.local_addr().unwrap().port());
         drop(closed);
         let outcome = run(probe(&url.parse().unwrap(), Duration::from_secs(5)));
-        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(outcome, Outcome::REFUSED);
         // "Refused" on one address stands whatever the next one says: `localhost` is tried on
         // 127.0.0.1 and then ::1, which a pod without IPv6 answers with another error.
         let refused = url.trim_start_matches("http://").trim_end_matches('/');
@@ -486,7 +520,7 @@ mod tests {
             body: "no healthy upstream".into(),
         };
         assert_eq!(o.to_string(), "HTTP 503: no healthy upstream");
-        assert_eq!(Outcome::Refused.kind(), Kind::Refused);
+        assert_eq!(Outcome::REFUSED.kind(), Kind::Refused);
         assert!(Outcome::Ready { status: 204 }.is_ready());
     }
 }

@@ -14,9 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::proxy::envoy_admin::{self, Unreadable, page};
+use crate::proxy::envoy_admin::page;
 use crate::proxy::envoy_clusters::{ClusterRules, Flow, Parser, Reading};
-use crate::proxy::sidecar_http::{self, Fetched};
+use crate::proxy::sidecar_http::{self, Answer, NoAnswer};
 use crate::proxy::sidecar_url::ReadyUrl;
 use crate::untrusted_text;
 
@@ -69,21 +69,22 @@ pub struct Sight {
 
 /// Reads `/clusters` once, and (with `upgrades`) for inbound requests the upgraded-connection
 /// count, within `plan.bound` each.
-pub async fn look(plan: &SidecarPlan, upgrades: bool) -> Result<Sight, Unreadable> {
+pub async fn look(plan: &SidecarPlan, upgrades: bool) -> Result<Sight, NoAnswer> {
     let started = Instant::now();
-    let url = page(&plan.admin, "/clusters").map_err(Unreadable::Failed)?;
+    let url = page(&plan.admin, "/clusters").map_err(NoAnswer::Failed)?;
     let mut parser = Parser::new(plan.rules.clone());
     let fetched =
         sidecar_http::stream(&url, plan.bound, PAGE_MAX, &mut |chunk| parser.feed(chunk)).await;
-    let (status, _) = envoy_admin::answered(fetched)?;
-    if !(200..300).contains(&status) {
-        return Err(Unreadable::Failed(format!(
+    let answer = fetched?;
+    if !answer.is_success() {
+        let status = answer.status;
+        return Err(NoAnswer::Failed(format!(
             "/clusters answered HTTP {status}"
         )));
     }
     let reading = parser
         .finish()
-        .map_err(|e| Unreadable::Failed(e.to_string()))?;
+        .map_err(|e| NoAnswer::Failed(e.to_string()))?;
     let upgraded = if upgrades && reading.total(Flow::Inbound) > 0 {
         upgraded(plan).await
     } else {
@@ -99,7 +100,7 @@ pub async fn look(plan: &SidecarPlan, upgrades: bool) -> Result<Sight, Unreadabl
 
 async fn upgraded(plan: &SidecarPlan) -> Option<u32> {
     let url = page(&plan.admin, UPGRADES_PATH).ok()?;
-    let Fetched::Answer { status: 200, body } = sidecar_http::fetch(&url, plan.bound).await else {
+    let Ok(Answer { status: 200, body }) = sidecar_http::fetch(&url, plan.bound).await else {
         return None;
     };
     upgrades_in(&String::from_utf8_lossy(&body))
@@ -225,7 +226,7 @@ fn requests(n: u32) -> &'static str {
     if n == 1 { "request" } else { "requests" }
 }
 
-type Pending = Pin<Box<dyn Future<Output = Result<Sight, Unreadable>>>>;
+type Pending = Pin<Box<dyn Future<Output = Result<Sight, NoAnswer>>>>;
 
 /// The sidecar's side of one drain: reads on a cadence, the latest verdict, outbound ages.
 pub struct SidecarView {
@@ -298,7 +299,7 @@ impl SidecarView {
         self.take(result, Instant::now());
     }
 
-    fn take(&mut self, result: Result<Sight, Unreadable>, now: Instant) {
+    fn take(&mut self, result: Result<Sight, NoAnswer>, now: Instant) {
         self.reads += 1;
         match result {
             Ok(mut sight) => {
@@ -596,7 +597,7 @@ http.admin.downstream_cx_upgrades_active: 1
         let mut v = view(Duration::from_secs(5));
         let t0 = Instant::now();
         v.take(Ok(sight(&[("inbound|8080||", Flow::Inbound, 1)])), t0);
-        v.take(Err(Unreadable::Refused), t0);
+        v.take(Err(NoAnswer::Refused), t0);
         assert!(!v.verdict().holds());
         assert_eq!(
             v.verdict().to_string(),

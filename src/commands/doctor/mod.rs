@@ -14,10 +14,10 @@ use crate::commands::logging::json_string;
 use crate::commands::plan::DoctorPlan;
 use crate::exit_code;
 use crate::proxy::diagnosis::{self, Explained, Facts};
-use crate::proxy::envoy_admin::{self, AdminView, ServerState, Unreadable};
+use crate::proxy::envoy_admin::{self, AdminView, ServerState};
 use crate::proxy::envoy_clusters::Flow;
 use crate::proxy::mesh::Mesh;
-use crate::proxy::sidecar_http::{self, Fetched, Outcome};
+use crate::proxy::sidecar_http::{self, Answer, NoAnswer, Outcome};
 use crate::proxy::sidecar_url::{Host, ReadyUrl};
 use crate::proxy::sidecar_view::{self, SidecarPlan, Sight};
 use crate::run::drain::{self, Until};
@@ -313,7 +313,7 @@ impl SocketFacts {
     fn refused(&self) -> Facts {
         Facts {
             ambient: self.ambient(),
-            ..Facts::probe(Outcome::Refused)
+            ..Facts::probe(Outcome::REFUSED)
         }
     }
 
@@ -436,7 +436,7 @@ fn ports_check(plan: &DoctorPlan, sockets: &SocketFacts) -> Check {
 fn readiness_check(
     plan: &DoctorPlan,
     ready: Option<Outcome>,
-    admin: Option<Result<AdminView, Unreadable>>,
+    admin: Option<Result<AdminView, NoAnswer>>,
     sockets: &SocketFacts,
 ) -> Check {
     const NAME: &str = "readiness";
@@ -454,13 +454,13 @@ fn readiness_check(
     if outcome.is_ready() {
         return Check::new(NAME, Mark::Pass, evidence);
     }
-    if outcome == Outcome::Refused {
+    if outcome == Outcome::REFUSED {
         if let Some(hint) = sockets.refused_yet_listening(url, "--ready-url") {
             // Not "nothing listening": the scan says otherwise.
             return Check::new(NAME, Mark::Fail, format!("{url}: connection refused")).hint(hint);
         }
     }
-    let ambient = outcome == Outcome::Refused && sockets.ambient();
+    let ambient = outcome == Outcome::REFUSED && sockets.ambient();
     let facts = Facts {
         outcome,
         admin,
@@ -471,7 +471,7 @@ fn readiness_check(
 
 fn envoy_check(
     plan: &DoctorPlan,
-    admin: Option<Result<AdminView, Unreadable>>,
+    admin: Option<Result<AdminView, NoAnswer>>,
     sockets: &SocketFacts,
 ) -> Check {
     const NAME: &str = "envoy";
@@ -487,27 +487,21 @@ fn envoy_check(
         Ok(view) => view,
         Err(e) => {
             let check = Check::new(NAME, Mark::Fail, format!("{url}: {e}"));
-            if e == Unreadable::Refused {
+            if e == NoAnswer::Refused {
                 if let Some(hint) = sockets.refused_yet_listening(url, "--admin-url") {
                     return check.hint(hint);
                 }
             }
             let sidecar_seen = sockets.proxy_sockets > 0;
-            let outcome = match e {
-                Unreadable::Refused => Outcome::Refused,
-                Unreadable::TimedOut => Outcome::TimedOut,
-                Unreadable::Unresolved(lookup) => Outcome::Unresolved(lookup),
-                Unreadable::Failed(why) => Outcome::Failed(why),
-            };
-            return match outcome {
+            return match e {
                 // Envoy's admin refusing while the sidecar's sockets are there: not started or
                 // crashed. Without any of them, the sidecar itself is missing.
-                Outcome::Refused if sidecar_seen => check.hint(
+                NoAnswer::Refused if sidecar_seen => check.hint(
                     "Envoy is not running: `kubectl logs POD -c istio-proxy` (and --previous), \
                      and the container's status for OOMKilled or restarts",
                 ),
-                Outcome::Refused => check.explained(plan.mesh, &sockets.refused()),
-                other => check.explained(plan.mesh, &Facts::probe(other)),
+                NoAnswer::Refused => check.explained(plan.mesh, &sockets.refused()),
+                other => check.explained(plan.mesh, &Facts::probe(Outcome::NoAnswer(other))),
             };
         }
     };
@@ -632,7 +626,7 @@ fn in_flight_check(plan: &DoctorPlan) -> Check {
 
 /// Envoy's own count of the requests in flight, per cluster: what the drain reads beside the
 /// sockets.
-fn sidecar_check(mesh: Mesh, look: Option<Result<Sight, Unreadable>>) -> Check {
+fn sidecar_check(mesh: Mesh, look: Option<Result<Sight, NoAnswer>>) -> Check {
     const NAME: &str = "sidecar view";
     let sight = match look {
         None if mesh == Mesh::Ambient => {
@@ -745,7 +739,7 @@ async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
         Err(e) => return Check::new(NAME, Mark::Info, format!("cannot ask: {e}")),
     };
     match sidecar_http::fetch(&env, limit).await {
-        Fetched::Answer { status: 200, body } => {
+        Ok(Answer { status: 200, body }) => {
             let body = String::from_utf8_lossy(&body);
             if body.contains("\"true\"") {
                 Check::new(
@@ -765,15 +759,12 @@ async fn linkerd_shutdown_check(url: &ReadyUrl, limit: Duration) -> Check {
                 .hint(ENABLE)
             }
         }
-        Fetched::Answer { status, .. } => Check::new(
+        Ok(Answer { status, .. }) => Check::new(
             NAME,
             Mark::Info,
             format!("unknown: {env} answered HTTP {status}"),
         ),
-        Fetched::Refused => Check::new(NAME, Mark::Fail, format!("{env}: connection refused")),
-        Fetched::TimedOut => Check::new(NAME, Mark::Fail, format!("{env}: no answer in time")),
-        Fetched::Unresolved(lookup) => Check::new(NAME, Mark::Fail, format!("{env}: {lookup}")),
-        Fetched::Failed(why) => Check::new(NAME, Mark::Fail, format!("{env}: {why}")),
+        Err(no) => Check::new(NAME, Mark::Fail, format!("{env}: {no}")),
     }
 }
 
