@@ -69,14 +69,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import TABLES, machine, median, pct
-from drain import (GNU_TIME, Children, Unmeasurable, Watchdog, arm_watchdog, child_env, cpu_times,
-                   enter_namespaces, pick_meshwait, print_table, run_gnu_time_rss, run_peak_rss,
-                   tail, version_of, wait_for_file)
+from benchlib import (PYTHON, TABLES, Children, Unmeasurable, Watchdog, arm_watchdog, child_env,
+                      enter_namespaces, finish, machine, median, mono, pct, print_table, run_figure, tail,
+                      verdict, version_of, wait_for_file)
+from drain import GNU_TIME, pick_meshwait, run_gnu_time_rss, run_peak_rss
 
-HERE = Path(__file__).resolve().parent
-PYTHON = sys.executable
-GRPC_APP = HERE / "grpc_app.py"
+GRPC_APP = Path(__file__).resolve().parent / "grpc_app.py"
 
 TARGET_LATENCY_MS = 150.0
 TARGET_RSS_KIB = 1536  # 1.5 MiB
@@ -95,7 +93,6 @@ LIVE_TIMEOUT_S = 60.0  # Envoy start -> /ready LIVE, at most
 READ_TIMEOUT_S = 20.0  # one admin read, at most
 ACCESS_FLUSH_MS = 20  # Envoy's access-log flush interval
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-NETNS_MARK = "ADMIN_BENCH_NETNS"
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -107,10 +104,6 @@ ISTIO_STATS_PREFIXES = ("reporter=", "cluster_manager", "listener_manager", "ser
                         "wasm", "component", "istio")
 ADMIN_LOG_FORMAT = "ADMIN %START_TIME(%s.%6f)% %REQ(:PATH)% %RESPONSE_CODE% %BYTES_SENT% %DURATION% %REQ(USER-AGENT)%\n"
 SIDECAR_WORDS = re.compile(r"sidecar|/clusters", re.I)
-
-
-def mono():
-    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,8 +266,7 @@ class Envoy:
 
     def __exit__(self, *_):
         if self.proc:
-            Children.stop(self.proc, grace=3.0)
-            self.kids.procs.remove(self.proc)
+            self.kids.stop([self.proc], grace=3.0)
             self.proc = None
 
     def admin_log_offset(self):
@@ -682,7 +674,7 @@ def one_grpc_run(kids, client, run_dir, prefix, delay_s, short, hold_ms=HOLD_MS)
                 "relay_ms": (t_done - t_answered) * 1000 if t_done and t_answered else None,
                 "mentions": mentions(log), "log_tail": log.strip()[-300:]}
     finally:
-        Children.stop(proc, grace=0)
+        kids.stop([proc], grace=0)
 
 
 def grpc_rounds(kids, scratch, envoy_bin, doc, envoy_name, variants, errors, seed, hold_ms=HOLD_MS):
@@ -724,7 +716,7 @@ def grpc_rounds(kids, scratch, envoy_bin, doc, envoy_name, variants, errors, see
                 o["admin_paths"] = sorted({r["path"] for r in o["admin"]})
         finally:
             client.proc.stdin.close()
-            Children.stop(client.proc, grace=2.0)
+            kids.stop([client.proc], grace=2.0)
     return outcomes
 
 
@@ -931,8 +923,6 @@ def figure_grpc_latency_big(kids, scratch, envoy_bin, meshwait, feats, runs, res
 # --------------------------------------------------------------------------------------------
 
 def summary(results, quick):
-    def verdict(ok):
-        return "not measured" if ok is None else ("met" if ok else "NOT MET")
     rows = []
     v = results.get("grpc_latency", {}).get("variants", {}).get(SIDECAR_ROW, {})
     label = "drain detection through the sidecar view <= 150 ms (gRPC, median)"
@@ -997,8 +987,7 @@ def main():
     grpc_runs = 5 if args.quick else 30
     grpc_runs_short = 3 if args.quick else 20
     grpc_runs_big = 2 if args.quick else 10
-    enter_namespaces(sys.argv[1:], __file__, NETNS_MARK)
-    del os.environ[NETNS_MARK]  # not for the children
+    enter_namespaces(__file__, sys.argv[1:])
     arm_watchdog(budget)
 
     meshwait = pick_meshwait(args.meshwait)
@@ -1020,7 +1009,7 @@ def main():
         print(f"  meshwait  not found ({args.meshwait or 'default paths'}); its rows say 'not measured'")
     scratch = Path(tempfile.mkdtemp(prefix="meshwait-admin-bench-"))
     scratch.chmod(0o755)  # Envoy (UID 1337) reads its bootstrap and runs its binary from here
-    kids = Children()
+    kids = Children(scratch)
     status = 0
     local = None
     try:
@@ -1064,19 +1053,9 @@ def main():
                 if number == "10":
                     stack.close()
                 continue
-            t0, cpu0 = mono(), cpu_times()
-            try:
-                run()
-            except (Unmeasurable, OSError, subprocess.SubprocessError, ValueError) as e:
-                print(f"\nFigure '{name}' could not be measured: {type(e).__name__}: {e}")
+            if not run_figure(name, run, results, steal=False,
+                              errors=(Unmeasurable, OSError, subprocess.SubprocessError, ValueError)):
                 status = 1
-                results.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
-            cpu1 = cpu_times()
-            total = max(1, cpu1[0] - cpu0[0])
-            busy = 100 - 100 * (cpu1[2] - cpu0[2]) / total
-            results.setdefault("machine", {})[name] = {"seconds": round(mono() - t0, 2),
-                                                       "cpu_busy_pct": round(busy, 1)}
-            print(f"  ({name}: {mono() - t0:.1f} s; all CPUs {busy:.0f}% busy)", flush=True)
         stack.close()
         summary(results, args.quick)
     except Unmeasurable as e:
@@ -1088,15 +1067,9 @@ def main():
         results["aborted"] = str(e)
         status = 2
     finally:
-        signal.alarm(0)
-        kids.cleanup()
-        shutil.rmtree(scratch, ignore_errors=True)
-        results["meta"]["seconds"] = round(mono() - started, 2)
-        print(f"\ntotal time: {mono() - started:.1f} s")
-        if args.json:
-            doc = {"script": "admin", "mode": mode, "machine": machine(), "tables": TABLES, "results": results}
-            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
-            print(f"results written to {args.json}")
+        finish(kids, scratch, started, args.json,
+               lambda: {"script": "admin", "mode": mode, "machine": machine(), "tables": TABLES, "results": results},
+               meta=results["meta"])
     return status
 
 

@@ -20,7 +20,6 @@ Everything is measured side by side in one run, on this machine, against 127.0.0
 import argparse
 import collections
 import ctypes
-import json
 import os
 import platform
 import random
@@ -36,12 +35,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from benchlib import TABLES, descendants, machine, median, pct, record_table
+from benchlib import (DEFAULT_MESHWAIT, PYTHON, REPO, TABLES, Children, Unmeasurable, Watchdog, arm_watchdog,
+                      child_env, descendants, finish, machine, median, mono, pct, print_table, signal_quietly, tail,
+                      verdict, version_of, wait_until)
 
-REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
-DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
-PYTHON = sys.executable  # the real interpreter, not a version-manager shim (one process less)
 
 # The targets the summary checks, as stated in the project's goals.
 TARGET_SIZE_BYTES = 1_200_000
@@ -54,112 +52,6 @@ TARGET_SIGNAL_RATIO = 1.2
 WRAPPER_NAMES = ("meshwait", "tini", "tini-static", "dumb-init", "catatonit")
 MESHWAIT_INTERVAL = "50ms"  # the default, passed explicitly so the figure says what it measured
 LISTENER_ROW = f"meshwait --interval {MESHWAIT_INTERVAL}, proxy listener at the flip"
-
-
-class Unmeasurable(Exception):
-    """A figure (or one row of it) could not be measured; the message says why."""
-
-
-class Watchdog(Exception):
-    """The whole script ran past its time budget, or was asked to stop."""
-
-
-# --------------------------------------------------------------------------------------------
-# Child processes: every one is registered so that it is cleaned up even when a figure fails.
-# --------------------------------------------------------------------------------------------
-
-class Children:
-    def __init__(self, scratch):
-        self.scratch = scratch
-        self.procs = []
-        self.count = 0
-
-    def spawn(self, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
-        """Starts argv with stderr kept in a scratch file (shown when something goes wrong).
-
-        Each child gets a new session: a Ctrl-C at the terminal reaches only this script, which
-        then cleans up in order, and no wrapper can ever see (and grab) our terminal.
-        """
-        self.count += 1
-        errpath = self.scratch / f"stderr.{self.count}"
-        with open(errpath, "wb") as err:
-            proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=err, bufsize=0,
-                                    env=child_env(), start_new_session=True, close_fds=True)
-        proc.errpath = errpath
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, procs, grace=3.0):
-        """SIGTERM (which every wrapper forwards to its app), then SIGKILL after `grace`."""
-        for proc in procs:
-            signal_quietly(proc, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in procs:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                signal_quietly(proc, signal.SIGKILL)
-                try:
-                    proc.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    pass
-        for proc in procs:
-            for stream in (proc.stdin, proc.stdout):
-                if stream:
-                    try:
-                        stream.close()
-                    except OSError:
-                        pass
-
-    def cleanup(self):
-        """Final sweep: stop what is registered, then kill any descendant left behind.
-
-        This script is a child subreaper (see main), so an app orphaned by a killed wrapper is
-        re-parented to us and is found in our process tree here rather than leaking.
-        """
-        self.stop([p for p in self.procs if p.poll() is None], grace=2.0)
-        leftovers = descendants(os.getpid())
-        for pid in leftovers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:  # reap re-parented orphans (bounded)
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                if not descendants(os.getpid()):
-                    break
-                time.sleep(0.02)
-
-
-def signal_quietly(proc, sig):
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-
-def child_env():
-    """The environment minus anything that could change behaviour or route traffic elsewhere."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MESHWAIT_") and not k.lower().endswith("_proxy")
-           and k != "TINI_SUBREAPER"}
-    env["no_proxy"] = env["NO_PROXY"] = "*"
-    return env
-
-
-def errtail(proc, limit=300):
-    try:
-        text = Path(proc.errpath).read_text(errors="replace").strip()
-    except OSError:
-        return ""
-    return text[-limit:].replace("\n", " | ")
 
 
 class LineReader:
@@ -188,32 +80,13 @@ class LineReader:
 
 
 # --------------------------------------------------------------------------------------------
-# Small helpers: statistics, tables, /proc.
+# Small helpers: ratios, /proc, ELF.
 # --------------------------------------------------------------------------------------------
-
 
 def ratio(mine, theirs):
     if mine is None or not theirs:
         return "n/a"
     return f"{mine / theirs:.2f}x"
-
-
-def print_table(title, headers, rows, notes=(), left=(0,)):
-    """Numbers right-aligned, the columns in `left` (names, paths) left-aligned."""
-    record_table(title, headers, rows, notes)
-    def fmt(cells):
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    print(f"\n{title}")
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    line = fmt(headers)
-    print(line)
-    print("-" * len(line))
-    for row in rows:
-        print(fmt([str(c) for c in row]))
-    for note in notes:
-        print(f"  note: {note}")
-    sys.stdout.flush()
 
 
 def proc_status(pid):
@@ -256,15 +129,6 @@ def elf_is_static(path):
     return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))
 
 
-def wait_until(predicate, timeout, step=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
 # --------------------------------------------------------------------------------------------
 # The contestants.
 # --------------------------------------------------------------------------------------------
@@ -295,7 +159,7 @@ def start_supervising_sleep(kids, argvs, seconds):
     for name, proc in procs.items():
         has_child = lambda p=proc: p.poll() is not None or bool(descendants(p.pid))
         if not wait_until(has_child, 5) or proc.poll() is not None:
-            failed[name] = f"exited early ({proc.poll()}): {errtail(proc)}"
+            failed[name] = f"exited early ({proc.poll()}): {tail(proc.errpath)}"
     return procs, failed
 
 
@@ -426,7 +290,7 @@ def figure_idle(kids, argvs, window, repeats, scratch, results):
             elapsed = time.monotonic() - t0
             for n in live:
                 if before[n] is None or after[n] is None:
-                    errors[n] = f"exited during the window: {errtail(live[n])}"
+                    errors[n] = f"exited during the window: {tail(live[n].errpath)}"
                 else:
                     switches[n].append((after[n] - before[n]) / elapsed)
 
@@ -438,7 +302,7 @@ def figure_idle(kids, argvs, window, repeats, scratch, results):
                 tracers[n] = (kids.spawn([strace, "-f", "-qq", "-ttt", "-T", "-o", str(log), "-p", str(p.pid)]), log)
             for n, p in live.items():
                 if not wait_until(lambda pid=p.pid: is_traced(pid), 5):
-                    errors[n] = f"strace could not attach: {errtail(tracers[n][0])}"
+                    errors[n] = f"strace could not attach: {tail(tracers[n][0].errpath)}"
             time.sleep(0.3)  # let the attach-induced restarts pass before the window opens
             begin = time.time()
             time.sleep(window)
@@ -453,7 +317,7 @@ def figure_idle(kids, argvs, window, repeats, scratch, results):
                 if n in errors:
                     continue
                 if not log.exists():
-                    errors[n] = f"strace wrote no log: {errtail(tracer)}"
+                    errors[n] = f"strace wrote no log: {tail(tracer.errpath)}"
                     continue
                 syscalls[n].append(count_strace_syscalls(log, begin, end) / (end - begin))
         finally:
@@ -647,7 +511,7 @@ def readiness_run(kids, server, run, argv_for_url, listen_port=None):
         except subprocess.TimeoutExpired:
             raise Unmeasurable("did not exit after the app ran")
         if line is None or code != 0:
-            raise Unmeasurable(f"exit {code}, output {line!r}: {errtail(proc)}")
+            raise Unmeasurable(f"exit {code}, output {line!r}: {tail(proc.errpath)}")
         try:
             app_ns = int(line.strip())
         except ValueError:
@@ -775,7 +639,7 @@ def figure_signals(kids, argvs, count, warmup, results):
             try:
                 line = readers[name].readline(10)
                 if line != "ready":
-                    raise Unmeasurable(f"app said {line!r}: {errtail(running[name])}")
+                    raise Unmeasurable(f"app said {line!r}: {tail(running[name].errpath)}")
             except Unmeasurable as e:
                 errors[name] = str(e)
         live = [n for n in chosen if n not in errors]
@@ -788,7 +652,7 @@ def figure_signals(kids, argvs, count, warmup, results):
                     os.kill(running[name].pid, signal.SIGUSR1)
                     line = readers[name].readline(2)
                     if line is None:
-                        raise Unmeasurable(f"app exited: {errtail(running[name])}")
+                        raise Unmeasurable(f"app exited: {tail(running[name].errpath)}")
                     if i >= warmup:
                         samples[name].append((int(line) - sent) / 1000)
                 except (Unmeasurable, ValueError, ProcessLookupError) as e:
@@ -824,9 +688,6 @@ def figure_signals(kids, argvs, count, warmup, results):
 # --------------------------------------------------------------------------------------------
 
 def summary(results, quick):
-    def verdict(ok):
-        return "not measured" if ok is None else ("met" if ok else "NOT MET")
-
     rows = []
     size = results.get("size")
     rows.append(["static binary <= 1,200,000 bytes",
@@ -893,14 +754,6 @@ def ensure_meshwait(path, is_default):
     return path if os.access(path, os.X_OK) else None
 
 
-def version_of(argv):
-    try:
-        out = subprocess.run(argv, capture_output=True, timeout=5, text=True, env=child_env())
-        return (out.stdout + out.stderr).strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "?"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--meshwait", default=str(DEFAULT_MESHWAIT), help="meshwait binary (default: musl release)")
@@ -912,7 +765,7 @@ def main():
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    started = time.monotonic()
+    started = mono()
     budget = 55 if args.quick else 600
     if args.quick:
         runs, anchor_runs, signals, warmup, rss_repeats, idle_repeats, window = 1, 1, 1, 1, 1, 1, 1.0
@@ -923,10 +776,7 @@ def main():
         startup_runs = 200
 
     # A stop request or the time budget becomes an exception, so the finally below always runs.
-    def stop(signum, _frame):
-        raise Watchdog(f"stopped by {signal.Signals(signum).name}")
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, stop)
+    arm_watchdog()
 
     # Child subreaper: anything a killed wrapper leaves behind is re-parented to us, so cleanup
     # can find and end it. Best effort; without it only a crash could leak a `sleep`.
@@ -945,7 +795,7 @@ def main():
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
     argvs = wrappers(meshwait)
     for name, argv in argvs.items():
-        print(f"  {name:12} {argv[0]}  ({version_of([argv[0], '--version'])})")
+        print(f"  {name:12} {argv[0]}  ({version_of(argv[0])})")
     figures = [
         ("size", lambda: figure_size(meshwait, results)),
         ("peak RSS", lambda: figure_rss(kids, argvs, rss_repeats, results)),
@@ -971,16 +821,10 @@ def main():
         print(f"\nbenchmark aborted: {e}; partial results above.")
         return 2
     finally:
-        signal.alarm(0)
-        kids.cleanup()
-        shutil.rmtree(scratch, ignore_errors=True)
-        print(f"\ntotal time: {time.monotonic() - started:.1f} s")
-        if args.json:
-            doc = {"script": "core", "mode": "quick" if args.quick else "full", "machine": machine(),
-                   "versions": {name: version_of([argv[0], "--version"]) for name, argv in argvs.items()},
-                   "tables": TABLES, "results": results}
-            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
-            print(f"results written to {args.json}")
+        finish(kids, scratch, started, args.json,
+               lambda: {"script": "core", "mode": "quick" if args.quick else "full", "machine": machine(),
+                        "versions": {name: version_of(argv[0]) for name, argv in argvs.items()},
+                        "tables": TABLES, "results": results})
     # A figure that could not be measured fails the run, so that CI's smoke pass notices rot.
     return 1 if failed else 0
 

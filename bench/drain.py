@@ -56,13 +56,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from benchlib import TABLES, descendants, machine, median, pct, record_table
+from benchlib import (DEFAULT_MESHWAIT, PYTHON, REPO, TABLES, Children, Unmeasurable, Watchdog, arm_watchdog,
+                      child_env, enter_namespaces, finish, machine, median, mono, pct, print_table, run_figure,
+                      tail, verdict, version_of, wait_for_file)
 
-REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
-DEFAULT_MESHWAIT = REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "meshwait"
 FALLBACK_MESHWAIT = REPO / "target" / "release" / "meshwait"
-PYTHON = sys.executable
 
 # The targets the summary checks, as stated in the project's goals.
 TARGET_NETSTAT_RATIO = 8.0
@@ -93,20 +92,6 @@ EXTRA_LISTEN_PORTS = tuple(range(7900, 7904))  # listeners nobody connects to (f
 FD_SLACK = 64  # descriptors a holder needs besides its sockets (Python, pipes)
 CLIENT_PORT_BASE, CLIENT_PORTS_PER_ADDR = 10_000, 20_000
 BATCH = 1000  # connects per listener before they are accepted (below the backlog)
-
-NETNS_MARK = "DRAIN_BENCH_NETNS"  # set once this process runs in its own namespaces
-
-
-class Unmeasurable(Exception):
-    """A figure (or one row of it) could not be measured; the message says why."""
-
-
-class Watchdog(Exception):
-    """The whole script ran past its time budget, or was asked to stop."""
-
-
-def mono():
-    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,121 +197,12 @@ def farm_main(argv):
 
 
 # --------------------------------------------------------------------------------------------
-# Small helpers: statistics, tables, children.
+# Small helpers: ratios, the socket farm, /proc, ss.
 # --------------------------------------------------------------------------------------------
 
 
 def fmt_ratio(x):
     return "n/a" if x is None else f"{x:.2f}x"
-
-
-def print_table(title, headers, rows, notes=(), left=(0,)):
-    """Numbers right-aligned, the columns in `left` (names) left-aligned. A row of two cells is a
-    name and a message, printed as is; cells beyond the headers are printed after their row."""
-    record_table(title, headers, rows, notes)
-    n = len(headers)
-    table = [[str(c) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in table:
-        for i, c in enumerate(row[:n] if len(row) > 2 or n <= 2 else row[:1]):
-            widths[i] = max(widths[i], len(c))
-
-    def fmt(cells):
-        line = "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells[:n], widths)))
-        return (line + "".join("  " + c for c in cells[n:])).rstrip()
-    print(f"\n{title}")
-    line = fmt(headers)
-    print(line)
-    print("-" * len(line))
-    for row in table:
-        print(row[0].ljust(widths[0]) + "  " + row[1] if len(row) == 2 and n > 2 else fmt(row))
-    for note in notes:
-        print(f"  note: {note}")
-    sys.stdout.flush()
-
-
-def child_env():
-    """The environment minus anything that could change meshwait's behaviour."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MESHWAIT_") and not k.lower().endswith("_proxy") and k != NETNS_MARK}
-    env["no_proxy"] = env["NO_PROXY"] = "*"
-    return env
-
-
-def tail(path, limit=300):
-    try:
-        text = Path(path).read_text(errors="replace").strip()
-    except OSError:
-        return ""
-    return text[-limit:].replace("\n", " | ")
-
-
-def wait_for_file(path, timeout, step=0.0005):
-    deadline = mono() + timeout
-    while not os.path.exists(path):
-        if mono() > deadline:
-            return False
-        time.sleep(step)
-    return True
-
-
-
-class Children:
-    """Long-lived children (farm, meshwait + app), always stopped, even when a figure fails."""
-
-    def __init__(self):
-        self.procs = []
-
-    def spawn(self, argv, errpath, **kw):
-        with open(errpath, "wb") as err:
-            proc = subprocess.Popen(argv, stderr=err, env=child_env(), start_new_session=True,
-                                    close_fds=True, **kw)
-        proc.errpath = errpath
-        self.procs.append(proc)
-        return proc
-
-    @staticmethod
-    def stop(proc, grace=3.0):
-        """SIGTERM and `grace` seconds (none: SIGKILL at once); then SIGKILL to what it left.
-
-        meshwait puts its app in a process group of its own, so the app is found through /proc.
-        """
-        if proc.poll() is None:
-            below = descendants(proc.pid)
-            try:
-                if grace > 0:
-                    proc.terminate()
-                    proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-            for pid in [proc.pid] + below:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def cleanup(self):
-        for proc in self.procs:
-            self.stop(proc, grace=2.0)
-        for pid in descendants(os.getpid()):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        # Orphans re-parented to us (PID 1 of our namespace): reap whatever is left.
-        deadline = mono() + 3
-        while mono() < deadline:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                time.sleep(0.02)
 
 
 def nofile_per_holder(need):
@@ -400,8 +276,8 @@ class Farm:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                Children.stop(proc, grace=0)
-            proc.stdout.close()
+                self.kids.stop([proc], grace=0)
+        self.kids.stop(self.procs, grace=0)  # closes their pipes
         self.procs = []
 
     def describe(self):
@@ -414,12 +290,6 @@ class Farm:
         if not r["ok"]:
             text += f"; STOPPED: {r['error']} (limit hit: {r['limit']})"
         return text
-
-
-def cpu_times():
-    """(total, steal, idle+iowait) jiffies from /proc/stat: how much of the machine others took."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0, fields[3] + fields[4]
 
 
 def count_sockets():
@@ -468,14 +338,6 @@ def meshwait_features(meshwait):
     feats["hold"] = ok(["--mesh", "none", "--drain-timeout", DRAIN_TIMEOUT, "--quiet-window", "0",
                         "--", "true"])
     return feats
-
-
-def version_of(path):
-    try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, timeout=5, text=True)
-        return (out.stdout + out.stderr).strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "?"
 
 
 # --------------------------------------------------------------------------------------------
@@ -775,7 +637,7 @@ def one_drain_run(kids, scratch, run_dir, argv, delay_s):
     finally:
         if client:
             client.close()
-        Children.stop(proc, grace=0)
+        kids.stop([proc], grace=0)
 
 
 def figure_latency(kids, scratch, meshwait, feats, rounds, control_runs, quick, results):
@@ -940,9 +802,6 @@ def figure_rss(kids, scratch, meshwait, feats, pairs, repeats, budget_left, resu
 # --------------------------------------------------------------------------------------------
 
 def summary(results, quick):
-    def verdict(ok):
-        return "not measured" if ok is None else ("met" if ok else "NOT MET")
-
     rows = []
     scans = results.get("scan", {})
     tools = scans[max(scans, key=int)].get("tools", {}) if scans else {}
@@ -986,39 +845,6 @@ def summary(results, quick):
 
 # --------------------------------------------------------------------------------------------
 
-def enter_namespaces(argv, script=__file__, mark=NETNS_MARK):
-    """Re-executes `script` in new network, PID and mount namespaces, with a /proc of its own;
-    `mark` (an environment variable) says it already runs there. bench/admin.py uses it too.
-
-    The network namespace keeps the host's sockets out of every scan; the PID namespace and its
-    /proc keep the host's processes out of `netstat -p` (which reads every process's fds, as it
-    would in a pod, which has its own PID namespace too); and when this script (PID 1 there)
-    exits, the kernel kills whatever it left, so nothing leaks. Returns only inside.
-    """
-    name = Path(script).name
-    if os.environ.get(mark) != "1":
-        unshare = shutil.which("unshare")
-        if not unshare:
-            sys.exit(f"{name} needs `unshare` (apt-get install util-linux)")
-        os.environ[mark] = "1"
-        sys.stdout.flush()
-        os.execv(unshare, [unshare, "--net", "--pid", "--fork", "--mount-proc", "--kill-child",
-                           PYTHON, str(Path(script).resolve()), *argv])
-    if os.getpid() != 1:
-        sys.exit(f"{name}: expected to be PID 1 of its own PID namespace after `unshare`")
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-
-
-def arm_watchdog(budget):
-    """SIGTERM, SIGINT, SIGHUP and, after `budget` seconds, SIGALRM raise Watchdog, so that a run
-    that is stopped or overruns still cleans up what it started. bench/admin.py uses it too."""
-    def stop(signum, _frame):
-        raise Watchdog(f"stopped by {signal.Signals(signum).name}")
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(sig, stop)
-    signal.alarm(budget)
-
-
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_farm":
         return farm_main(sys.argv[2:])
@@ -1041,7 +867,7 @@ def main():
     rss_pairs = RSS_PAIRS_QUICK if args.quick else RSS_PAIRS
     rss_repeats = 2 if args.quick else 10
 
-    enter_namespaces(sys.argv[1:])
+    enter_namespaces(__file__, sys.argv[1:])
     arm_watchdog(budget)
 
     meshwait = pick_meshwait(args.meshwait)
@@ -1066,7 +892,7 @@ def main():
     sys.stdout.flush()
 
     scratch = Path(tempfile.mkdtemp(prefix="meshwait-drain-bench-"))
-    kids = Children()
+    kids = Children(scratch)
     budget_left = lambda: budget - (mono() - started)
     figures = [(f"scan time, {p:,} pairs",
                 lambda p=p: figure_scan(kids, scratch, meshwait, feats, rounds, p, results))
@@ -1079,37 +905,17 @@ def main():
     status = 0
     try:
         for name, run in figures:
-            t0, cpu0 = mono(), cpu_times()
-            try:
-                run()
-            except (Unmeasurable, OSError, subprocess.SubprocessError) as e:
-                print(f"\nFigure '{name}' could not be measured: {type(e).__name__}: {e}")
+            if not run_figure(name, run, results):
                 status = 1  # fails the run, so that CI's smoke pass notices rot
-                results.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
-            cpu1 = cpu_times()
-            total = max(1, cpu1[0] - cpu0[0])
-            steal, busy = 100 * (cpu1[1] - cpu0[1]) / total, 100 - 100 * (cpu1[2] - cpu0[2]) / total
-            results.setdefault("machine", {})[name] = {"seconds": round(mono() - t0, 2),
-                                                       "cpu_busy_pct": round(busy, 1),
-                                                       "steal_pct": round(steal, 1)}
-            print(f"  ({name}: {mono() - t0:.1f} s; all CPUs {busy:.0f}% busy, {steal:.1f}% stolen "
-                  f"by the hypervisor)", flush=True)
         summary(results, args.quick)
     except Watchdog as e:
         print(f"\nbenchmark aborted: {e}; partial results above.")
         results["aborted"] = str(e)
         status = 2
     finally:
-        signal.alarm(0)
-        kids.cleanup()
-        shutil.rmtree(scratch, ignore_errors=True)
-        results["meta"]["seconds"] = round(mono() - started, 2)
-        print(f"\ntotal time: {mono() - started:.1f} s")
-        if args.json:
-            doc = {"script": "drain", "mode": "quick" if args.quick else "full", "machine": machine(),
-                   "tables": TABLES, "results": results}
-            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
-            print(f"results written to {args.json}")
+        finish(kids, scratch, started, args.json,
+               lambda: {"script": "drain", "mode": "quick" if args.quick else "full", "machine": machine(),
+                        "tables": TABLES, "results": results}, meta=results["meta"])
     return status
 
 
