@@ -10,9 +10,8 @@ use crate::proxy::envoy_clusters::Flow;
 use crate::proxy::sidecar_http::NoAnswer;
 use crate::proxy::sidecar_view::Sight;
 use crate::run::drain::SocketPlan;
-use crate::sockets::connection_class::{Class, Classifier};
-use crate::sockets::port_set::PortSet;
-use crate::sockets::{Socket, SocketView, TcpState, Which};
+use crate::sockets::connection_class::{Class, scan_classified};
+use crate::sockets::{Socket, SocketView};
 use crate::untrusted_text;
 
 #[derive(Debug, Default)]
@@ -43,13 +42,8 @@ pub fn list(
         line: String::new(),
     };
     printer.start();
-    // One pass: listeners arrive first and teach the classifier the app's ports.
-    let mut classifier = Classifier::new(&plan.rules, PortSet::new(), plan.quiet);
-    let scanned = view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {
-        if s.state == TcpState::Listen && !plan.rules.owns(s) {
-            classifier.learn_app_port(s.local.port());
-        }
-        printer.row(s, classifier.classify(s));
+    let scanned = scan_classified(&mut view, &plan.rules, plan.quiet, &mut |s, class, _| {
+        printer.row(s, class);
     });
     match scanned {
         Ok(()) => {
@@ -437,6 +431,7 @@ fn pad_to(line: &mut String, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockets::TcpState;
 
     /// Guards the table against what the proxy names its clusters: a name with a line break and
     /// an escape sequence printed a forged row.

@@ -15,6 +15,10 @@ use crate::proxy::sidecar_http::{NoAnswer, Outcome};
 use crate::proxy::sidecar_url::ReadyUrl;
 use crate::sockets::{SocketView, Source, Which};
 
+/// The row that sends the reader to Envoy's admin: doctor's own Envoy check, which has read
+/// it, leaves that hint out.
+pub const ISTIO_NOT_READY: &str = "istio-not-ready";
+
 /// One row: when it applies, the likely cause, and the next check.
 #[derive(Debug)]
 pub struct Hint {
@@ -237,7 +241,7 @@ pub const HINTS: &[Hint] = &[
                not expired)",
     },
     Hint {
-        id: "istio-not-ready",
+        id: ISTIO_NOT_READY,
         meshes: ISTIO,
         when: When::Status(503),
         cause: "pilot-agent says Envoy is not ready without saying why (it logs the reason \

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::proxy::sidecar_view::{SidecarPlan, SidecarView, Verdict};
 use crate::run::incoming_signals::{Received, Signals};
-use crate::sockets::connection_class::{Busy, Class, Classifier, Direction, ProxyRules};
-use crate::sockets::port_set::PortSet;
-use crate::sockets::{Socket, SocketView, TcpState, Which};
+use crate::sockets::connection_class::{
+    Busy, Class, Classifier, Direction, ProxyRules, scan_classified,
+};
+use crate::sockets::{Socket, SocketView, Which};
 
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
 /// not taken from the module path, which moves when the code is reorganised.
@@ -119,6 +120,30 @@ impl Census {
         Ok(())
     }
 
+    /// Counts `socket` when it blocks `until` (not `AppExit`, which goes by listeners alone).
+    pub fn take(&mut self, socket: &Socket, class: Class, classifier: &Classifier, until: Until) {
+        let Class::App {
+            direction,
+            busy,
+            age_ms,
+        } = class
+        else {
+            return;
+        };
+        if busy.is_none() && until == Until::Idle {
+            return;
+        }
+        let port = match direction {
+            Direction::Inbound => socket.local.port(),
+            Direction::Outbound => socket.remote.port(),
+        };
+        self.count(direction, port, age_ms, busy);
+        if busy == Some(Busy::Recent) {
+            let left = classifier.quiet_left_ms(socket).unwrap_or(0);
+            self.quiet_ends_ms = Some(self.quiet_ends_ms.map_or(left, |q| q.max(left)));
+        }
+    }
+
     fn count(&mut self, direction: Direction, port: u16, age_ms: u32, busy: Option<Busy>) {
         self.blocking += 1;
         if self.oldest.is_none_or(|(age, _)| age_ms > age) {
@@ -168,36 +193,14 @@ pub fn census(view: &mut SocketView, plan: &SocketPlan, until: Until) -> io::Res
         })?;
         return Ok(census);
     }
-    // One pass: listeners arrive first and teach the classifier the app's ports.
-    let mut classifier = Classifier::new(&plan.rules, PortSet::new(), plan.quiet);
-    view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {
-        if s.state == TcpState::Listen {
-            if !plan.rules.owns(s) {
-                classifier.learn_app_port(s.local.port());
-            }
-            return;
-        }
-        let Class::App {
-            direction,
-            busy,
-            age_ms,
-        } = classifier.classify(s)
-        else {
-            return;
-        };
-        if busy.is_none() && until == Until::Idle {
-            return;
-        }
-        let port = match direction {
-            Direction::Inbound => s.local.port(),
-            Direction::Outbound => s.remote.port(),
-        };
-        census.count(direction, port, age_ms, busy);
-        if busy == Some(Busy::Recent) {
-            let left = classifier.quiet_left_ms(s).unwrap_or(0);
-            census.quiet_ends_ms = Some(census.quiet_ends_ms.map_or(left, |q| q.max(left)));
-        }
-    })?;
+    scan_classified(
+        view,
+        &plan.rules,
+        plan.quiet,
+        &mut |s, class, classifier| {
+            census.take(s, class, classifier, until);
+        },
+    )?;
     Ok(census)
 }
 

@@ -1,28 +1,17 @@
-//! Who runs this container: PID 1, and any meshwait supervising an app here, read from /proc.
-//!
-//! `meshwait doctor` usually arrives by `kubectl exec`, as a sibling of the app rather than its
-//! child, so it cannot ask its own parent; it looks through the PID namespace instead.
+//! Processes as /proc shows them to an unprivileged reader: name, argv, state, parent and
+//! process group. Supervision reads it for leftovers and the orphan check; doctor, which arrives
+//! by `kubectl exec` as a sibling of the app rather than its child, looks through the PID
+//! namespace with it for who runs this container.
 
-use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 
-use clap::CommandFactory;
-use clap::builder::{BoolishValueParser, TypedValueParser};
-
-use crate::commands::argv;
-use crate::commands::cli::Cli;
 use crate::untrusted_text;
 
 /// How much of a command line is read: enough for any meshwait invocation, while a neighbour with
 /// a multi-megabyte argv cannot inflate the doctor's memory.
 const ARGV_READ_MAX: u64 = 16 * 1024;
-
-/// How much of a meshwait's environment is read for its quit settings: a pod spec's environment
-/// is a few KiB, and a process with a huge one cannot make doctor read megabytes. A setting past
-/// the cap goes unseen, which only softens the quit check from a failure to information.
-const ENVIRON_READ_MAX: u64 = 64 * 1024;
 
 /// A process as /proc shows it to an unprivileged reader.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,18 +56,6 @@ impl Process {
         }
     }
 
-    /// A meshwait in run mode: the one that gates and supervises an app (not a `doctor`,
-    /// `drain`, `conns`, `ready` or `install` of the moment). It says nothing about where it runs:
-    /// see `shares_mounts_with_me`.
-    pub fn is_supervising_meshwait(&self) -> bool {
-        // A zombie's argv reads empty, which would parse as a bare `meshwait`.
-        if self.comm != "meshwait" || self.zombie || self.argv.is_empty() {
-            return false;
-        }
-        let args: Vec<OsString> = self.argv.iter().map(OsString::from).collect();
-        argv::is_run_mode(&Cli::command(), &args)
-    }
-
     /// Whether this process is in the reader's mount namespace, that is in the same container.
     /// With `shareProcessNamespace: true` every container's processes are listed, and any of them
     /// can call itself meshwait; only one in this container supervises this container's app. An
@@ -87,22 +64,6 @@ impl Process {
         let mine = fs::metadata("/proc/self/ns/mnt")?;
         let theirs = fs::metadata(format!("/proc/{}/ns/mnt", self.pid))?;
         Ok(mine.dev() == theirs.dev() && mine.ino() == theirs.ino())
-    }
-
-    /// Whether this meshwait was told to quit the proxy when its app ends: by flag, or by an
-    /// environment variable when /proc lets us read its environment (same user, or root).
-    pub fn quits_proxy(&self) -> Option<bool> {
-        // meshwait's own options only: the same words after `--` are the app's.
-        if self.argv.iter().take_while(|a| *a != "--").any(|a| {
-            a == "--quit-proxy" || a.starts_with("--quit-url") || a.starts_with("--quit-on")
-        }) {
-            return Some(true);
-        }
-        let mut environ = Vec::new();
-        File::open(format!("/proc/{}/environ", self.pid))
-            .and_then(|f| f.take(ENVIRON_READ_MAX).read_to_end(&mut environ))
-            .ok()?;
-        Some(quit_asked_in(&environ))
     }
 }
 
@@ -168,21 +129,6 @@ fn name_and_zombie(stat: &[u8]) -> Option<(String, bool)> {
     Some((name, matches!(stat.get(close + 2), Some(b'Z' | b'X'))))
 }
 
-/// Whether an environment block (NUL-separated `KEY=value`) asks meshwait to quit the proxy.
-fn quit_asked_in(environ: &[u8]) -> bool {
-    environ.split(|&b| b == 0).any(|entry| {
-        let entry = String::from_utf8_lossy(entry);
-        match entry.split_once('=') {
-            // Read as meshwait reads it (a list of our own had missed `t`).
-            Some(("MESHWAIT_QUIT_PROXY", v)) => BoolishValueParser::new()
-                .parse_ref(&clap::Command::new("meshwait"), None, OsStr::new(v))
-                .unwrap_or(false),
-            Some(("MESHWAIT_QUIT_URL" | "MESHWAIT_QUIT_ON", v)) => !v.is_empty(),
-            _ => false,
-        }
-    })
-}
-
 /// Every process of the PID namespace, in the order /proc lists them.
 pub fn all() -> Vec<Process> {
     fs::read_dir("/proc")
@@ -204,31 +150,6 @@ mod tests {
             argv: argv.iter().map(|a| a.to_string()).collect(),
             zombie: false,
         }
-    }
-
-    #[test]
-    fn run_mode_is_told_from_one_shot_commands() {
-        assert!(process(&["meshwait", "--", "app"]).is_supervising_meshwait());
-        assert!(process(&["/bin/meshwait", "-q", "python", "app.py"]).is_supervising_meshwait());
-        assert!(process(&["meshwait", "run", "app"]).is_supervising_meshwait());
-        assert!(!process(&["meshwait", "doctor"]).is_supervising_meshwait());
-        assert!(
-            !process(&["meshwait", "-q", "--log-format", "json", "drain"])
-                .is_supervising_meshwait()
-        );
-        let mut other = process(&["tini", "--", "app"]);
-        other.comm = "tini".into();
-        assert!(!other.is_supervising_meshwait());
-    }
-
-    /// Guards zombies: an exited meshwait's argv reads empty, which parsed as a bare `meshwait`
-    /// (run mode), so an unreaped one passed the init check.
-    #[test]
-    fn zombies_and_argv_less_processes_supervise_nothing() {
-        let mut zombie = process(&["meshwait", "--", "app"]);
-        zombie.zombie = true;
-        assert!(!zombie.is_supervising_meshwait());
-        assert!(!process(&[]).is_supervising_meshwait());
     }
 
     /// Guards the read of the state itself: a real child that has exited and is not yet waited
@@ -338,71 +259,6 @@ mod tests {
             cut.len()
         );
         assert_eq!(split_argv(b"a\0\0b\0"), vec!["a", "b"]);
-    }
-
-    #[test]
-    fn quit_flags_are_seen_in_argv() {
-        assert_eq!(
-            process(&["meshwait", "--quit-proxy", "--", "job"]).quits_proxy(),
-            Some(true)
-        );
-        assert_eq!(
-            process(&[
-                "meshwait",
-                "--quit-url=http://localhost:9091/quitquitquit",
-                "job"
-            ])
-            .quits_proxy(),
-            Some(true)
-        );
-    }
-
-    /// Guards the flags' place: `--quit-proxy` among the app's own arguments said that meshwait
-    /// would quit the proxy.
-    #[test]
-    fn quit_flags_after_the_double_dash_are_the_apps() {
-        // Whatever PID 1's environment here says, the app's `--quit-proxy` is not meshwait's.
-        assert_ne!(
-            process(&["meshwait", "--", "job", "--quit-proxy"]).quits_proxy(),
-            Some(true)
-        );
-    }
-
-    /// Guards the bound on a neighbour's environment: read up to 64 KiB, not beyond.
-    #[test]
-    fn quit_settings_are_read_within_the_environments_first_64_kib() {
-        let seen_after = |filler: usize| {
-            let mut sleeper = std::process::Command::new("sleep")
-                .arg("5")
-                .env_clear()
-                .env("A_FILLER", "x".repeat(filler))
-                .env("MESHWAIT_QUIT_PROXY", "1")
-                .spawn()
-                .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            let mut p = process(&["sleep", "5"]);
-            p.pid = sleeper.id();
-            let quits = p.quits_proxy();
-            let _ = sleeper.kill();
-            let _ = sleeper.wait();
-            quits
-        };
-        assert_eq!(seen_after(30_000), Some(true));
-        assert_eq!(seen_after(100_000), Some(false));
-    }
-
-    #[test]
-    fn quit_settings_in_the_environment() {
-        assert!(quit_asked_in(b"PATH=/bin\0MESHWAIT_QUIT_PROXY=t\0"));
-        assert!(quit_asked_in(b"MESHWAIT_QUIT_PROXY=Yes"));
-        assert!(!quit_asked_in(b"MESHWAIT_QUIT_PROXY=false\0HOME=/"));
-        assert!(!quit_asked_in(b"MESHWAIT_QUIT_PROXY=maybe"));
-        assert!(!quit_asked_in(b"MESHWAIT_QUIT_URL="));
-        assert!(!quit_asked_in(b"MESHWAIT_QUIT_ON="));
-        assert!(quit_asked_in(b"MESHWAIT_QUIT_ON=always"));
-        assert!(quit_asked_in(
-            b"MESHWAIT_QUIT_URL=http://localhost:9091/quitquitquit"
-        ));
     }
 
     #[test]

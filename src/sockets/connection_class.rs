@@ -11,11 +11,12 @@
 //! message is one segment, as on the loopback between a sidecar and its app.
 
 use std::fmt;
+use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::sockets::port_set::PortSet;
-use crate::sockets::{Socket, TcpState};
+use crate::sockets::{Socket, SocketView, TcpState, Which};
 
 /// How the proxy's sockets are recognised.
 #[derive(Clone, Debug)]
@@ -118,6 +119,24 @@ pub enum Class {
         /// How long the blocking condition has lasted, in ms (0 when idle or unknown).
         age_ms: u32,
     },
+}
+
+/// One pass over the namespace's sockets, each handed to `each` with its class (and the
+/// classifier, for what else it can say about it). Listeners arrive first and teach the
+/// classifier the app's ports, so a connection is inbound or outbound by the time it comes.
+pub fn scan_classified(
+    view: &mut SocketView,
+    rules: &ProxyRules,
+    quiet: Duration,
+    each: &mut dyn FnMut(&Socket, Class, &Classifier),
+) -> io::Result<()> {
+    let mut classifier = Classifier::new(rules, PortSet::new(), quiet);
+    view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {
+        if s.state == TcpState::Listen && !rules.owns(s) {
+            classifier.learn_app_port(s.local.port());
+        }
+        each(s, classifier.classify(s), &classifier);
+    })
 }
 
 /// Classifies sockets once the app's listening ports are known.
