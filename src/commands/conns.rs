@@ -5,10 +5,13 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
+use tokio::runtime::Runtime;
+
 use crate::commands::logging::json_string;
+use crate::exit_code;
 use crate::proxy::envoy_clusters::Flow;
 use crate::proxy::sidecar_http::NoAnswer;
-use crate::proxy::sidecar_view::Sight;
+use crate::proxy::sidecar_view::{self, Sight};
 use crate::run::drain::SocketPlan;
 use crate::sockets::connection_class::{Class, scan_classified};
 use crate::sockets::{Socket, SocketView};
@@ -21,6 +24,28 @@ struct Totals {
     busy: u32,
     idle: u32,
     orphans: u32,
+}
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "lifecycle";
+
+/// `meshwait conns`: 0 with the table on stdout, or 71 when the sockets cannot be read.
+pub fn command(sockets: &SocketPlan, json: bool, runtime: &Runtime) -> i32 {
+    // The sidecar first: its read is bounded, and the table then streams out unbroken.
+    let sidecar = sockets
+        .sidecar
+        .as_ref()
+        .map(|plan| runtime.block_on(sidecar_view::look(plan, true)));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(32 * 1024, stdout.lock());
+    match list(sockets, sidecar.as_ref(), json, &mut out) {
+        Ok(()) => exit_code::OK,
+        Err(e) => {
+            tracing::error!(target: LOG, error = %e, "cannot read the sockets");
+            exit_code::OS_ERROR
+        }
+    }
 }
 
 /// Writes every listener and connection with its class, then what the sidecar counts (`sidecar`:

@@ -18,7 +18,7 @@ use std::collections::hash_map::RandomState;
 use std::ffi::OsStr;
 use std::fs::{File, Permissions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Seek};
+use std::io::{self, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -28,12 +28,33 @@ use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fstat, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, fsync, linkat, unlinkat};
 
+use crate::exit_code;
+
 /// The copy's name in DIR.
 const COPY: &str = "meshwait";
 
 /// Random temporary names tried before giving up. Each is 64 random bits, so a second attempt is
 /// already a sign of something wrong; the bound only keeps that from looping forever.
 const NAME_ATTEMPTS: usize = 8;
+
+/// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
+/// not taken from the module path, which moves when the code is reorganised.
+const LOG: &str = "lifecycle";
+
+/// `meshwait install DIR`: 0 with the copy's path on stdout, or 73 with the reason logged.
+pub fn command(dir: &Path) -> i32 {
+    match install(dir) {
+        Ok(path) => {
+            tracing::info!(target: LOG, path = %path.display(), "installed");
+            let _ = writeln!(std::io::stdout(), "{}", path.display());
+            exit_code::OK
+        }
+        Err(e) => {
+            tracing::error!(target: LOG, "{e}");
+            exit_code::CANNOT_CREATE
+        }
+    }
+}
 
 /// How the copy is written before it is renamed into place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
