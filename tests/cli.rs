@@ -1,5 +1,9 @@
 //! The command-line contract: usage errors, help, and the environment.
 
+// Tests state what they expect by unwrapping and panicking; the lints against both are for
+// meshwait itself, which usually runs as PID 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
@@ -401,7 +405,7 @@ fn options_before_a_subcommand_are_the_subcommands() {
 #[test]
 fn settings_are_checked_whether_used_or_not() {
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
-    let cases: &[Case] = &[
+    let cases: &[Case<'_>] = &[
         (
             &[],
             &["--no-wait", "--admin-url", "ftp://x", "--", "true"],

@@ -2,6 +2,10 @@
 //! The endpoint checks run anywhere (random ports); the whole-pod checks need root for a network
 //! and PID namespace of their own, so that the proxy's ports and PID 1 are the test's.
 
+// Tests state what they expect by unwrapping and panicking; the lints against both are for
+// meshwait itself, which usually runs as PID 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::{Child, Command};

@@ -1,5 +1,9 @@
 //! The readiness gate, driven through the built binary against a scripted readiness server.
 
+// Tests state what they expect by unwrapping and panicking; the lints against both are for
+// meshwait itself, which usually runs as PID 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
@@ -306,6 +310,7 @@ fn a_hangup_meshwait_was_started_ignoring_does_not_stop_the_gate() {
     use std::os::unix::process::CommandExt;
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, ""));
     let mut cmd = gated(&server.url(), "exit 0");
+    // SAFETY: between fork and exec only signal(2), which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             libc::signal(libc::SIGHUP, libc::SIG_IGN); // as under nohup

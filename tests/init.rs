@@ -1,5 +1,9 @@
 //! Init duties: exit codes, signal forwarding, signal state handed to the app, reaping, cleanup.
 
+// Tests state what they expect by unwrapping and panicking; the lints against both are for
+// meshwait itself, which usually runs as PID 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::Write;
@@ -473,6 +477,8 @@ fn signal_state(blocked: &[i32], ignored: &[i32]) -> (Vec<String>, Vec<String>) 
         let blocked = blocked.iter().fold(0u64, |m, s| m | 1 << (s - 1));
         let ignored = ignored.to_vec();
         use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only raw system calls (rt_sigprocmask, rt_sigaction) on
+        // values the closure owns, all async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
                 libc::syscall(
@@ -635,7 +641,7 @@ fn signals_libc_keeps_stay_blocked_after_a_name_lookup_thread_starts() {
         .spawn()
         .unwrap();
     let tasks = format!("/proc/{}/task", child.id());
-    let threads = || std::fs::read_dir(&tasks).map_or(0, |dir| dir.count());
+    let threads = || std::fs::read_dir(&tasks).map_or(0, std::iter::Iterator::count);
     assert!(
         eventually(LINE, || threads() > 1),
         "no lookup thread was started"
@@ -784,6 +790,7 @@ fn stdin_and_stdout_are_the_apps() {
 /// Runs `cmd` with `signal` ignored, as `nohup` or a careless parent would leave it.
 fn ignoring(mut cmd: Command, signal: i32) -> Command {
     use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only signal(2), which is async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             libc::signal(signal, libc::SIG_IGN);
@@ -827,6 +834,7 @@ fn closed_standard_descriptors_are_survived() {
     use std::os::unix::process::CommandExt;
     let mut cmd = no_gate();
     cmd.args(["-v", "--", "sh", "-c", "readlink /proc/self/fd/2; exit 5"]);
+    // SAFETY: between fork and exec only close(2), which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             libc::close(0);

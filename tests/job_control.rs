@@ -4,6 +4,10 @@
 //! namespace with the terminal owned inside it (`docker run -it`) and outside it (`unshare
 //! --pid` run from a shell).
 
+// Tests state what they expect by unwrapping and panicking; the lints against both are for
+// meshwait itself, which usually runs as PID 1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::Command;

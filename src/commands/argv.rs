@@ -105,9 +105,11 @@ fn leading_options(command: &clap::Command, args: &[OsString]) -> usize {
 
 /// Every argument of meshwait's definition: the top level's and each subcommand's.
 pub fn every_arg(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
-    command
-        .get_arguments()
-        .chain(command.get_subcommands().flat_map(|s| s.get_arguments()))
+    command.get_arguments().chain(
+        command
+            .get_subcommands()
+            .flat_map(clap::Command::get_arguments),
+    )
 }
 
 fn long_takes_value(command: &clap::Command, name: &str) -> bool {
@@ -153,7 +155,10 @@ mod tests {
     #[test]
     fn every_subcommand_is_found_after_options() {
         let command = Cli::command();
-        let names: Vec<&str> = command.get_subcommands().map(|s| s.get_name()).collect();
+        let names: Vec<&str> = command
+            .get_subcommands()
+            .map(clap::Command::get_name)
+            .collect();
         assert!(names.len() >= 6, "{names:?}");
         for name in names {
             let (args, moved, _) = arranged(&["m", "-q", name]);
@@ -198,8 +203,8 @@ mod tests {
         let shorts: Vec<_> = every_arg(&c)
             .chain(
                 c.get_subcommands()
-                    .flat_map(|s| s.get_subcommands())
-                    .flat_map(|s| s.get_arguments()),
+                    .flat_map(clap::Command::get_subcommands)
+                    .flat_map(clap::Command::get_arguments),
             )
             .filter(|a| a.get_short().is_some() && a.get_action().takes_values())
             .map(|a| a.get_id().to_string())

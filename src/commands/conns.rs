@@ -143,7 +143,7 @@ impl Printer<'_> {
                     "app",
                     direction.name(),
                     status,
-                    busy.map(|b| b.name()),
+                    busy.map(super::super::sockets::connection_class::Busy::name),
                     age_ms,
                 )
             }

@@ -59,10 +59,10 @@ pub fn drain_until(
                 let pause = drainer.pause(at);
                 let ignore = |received: std::io::Result<Received>| match received {
                     Ok(r) => {
-                        tracing::debug!(target: LOG, signal = %r.signal, "ignored while draining")
+                        tracing::debug!(target: LOG, signal = %r.signal, "ignored while draining");
                     }
                     Err(e) => {
-                        tracing::error!(target: LOG, error = %e, "waiting for signals failed")
+                        tracing::error!(target: LOG, error = %e, "waiting for signals failed");
                     }
                 };
                 if let Err(stop) = runtime.block_on(signals.unless_stopped(pause, ignore)) {

@@ -138,7 +138,7 @@ fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Opens directory `name` under `parent`, creating it if missing; `walked` names it in errors.
-fn open_component(parent: BorrowedFd, name: &OsStr, walked: &Path) -> io::Result<OwnedFd> {
+fn open_component(parent: BorrowedFd<'_>, name: &OsStr, walked: &Path) -> io::Result<OwnedFd> {
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mut created = false;
     loop {
@@ -168,13 +168,13 @@ fn open_component(parent: BorrowedFd, name: &OsStr, walked: &Path) -> io::Result
     }
 }
 
-fn is_symlink(parent: BorrowedFd, name: &OsStr) -> bool {
+fn is_symlink(parent: BorrowedFd<'_>, name: &OsStr) -> bool {
     fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
         .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 
 /// Writes the copy into `dir` and renames it to `meshwait`; returns the strategy that did it.
-fn write_copy(dir: BorrowedFd, source: &mut File, strategy: Strategy) -> io::Result<Strategy> {
+fn write_copy(dir: BorrowedFd<'_>, source: &mut File, strategy: Strategy) -> io::Result<Strategy> {
     if strategy == Strategy::Unnamed {
         if write_unnamed(dir, source)? {
             return Ok(Strategy::Unnamed);
@@ -186,7 +186,7 @@ fn write_copy(dir: BorrowedFd, source: &mut File, strategy: Strategy) -> io::Res
 }
 
 /// The `Unnamed` strategy; false (with nothing left in `dir`) where it is not available.
-fn write_unnamed(dir: BorrowedFd, source: &mut File) -> io::Result<bool> {
+fn write_unnamed(dir: BorrowedFd<'_>, source: &mut File) -> io::Result<bool> {
     let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     let mut out = match openat(dir, ".", flags, Mode::from_bits_truncate(0o755)) {
         Ok(fd) => File::from(fd),
@@ -221,7 +221,7 @@ fn write_unnamed(dir: BorrowedFd, source: &mut File) -> io::Result<bool> {
 }
 
 /// The `Named` strategy.
-fn write_named(dir: BorrowedFd, source: &mut File) -> io::Result<()> {
+fn write_named(dir: BorrowedFd<'_>, source: &mut File) -> io::Result<()> {
     let (name, fd) = under_random_name(|name| create_new(dir, name))?;
     let mut out = File::from(fd);
     if let Err(e) = fill(source, &mut out) {
@@ -233,7 +233,7 @@ fn write_named(dir: BorrowedFd, source: &mut File) -> io::Result<()> {
 
 /// Creates `name` in `dir`, failing with EEXIST on anything already there, a link included: even
 /// a neighbour that guessed the random name gets nothing written where it points.
-fn create_new(dir: BorrowedFd, name: &str) -> nix::Result<OwnedFd> {
+fn create_new(dir: BorrowedFd<'_>, name: &str) -> nix::Result<OwnedFd> {
     let flags =
         OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     openat(dir, name, flags, Mode::from_bits_truncate(0o755))
@@ -273,7 +273,7 @@ fn random_name() -> String {
 
 /// Renames the complete copy at `name` to `meshwait`, durably; on failure removes `name` if it
 /// is still ours.
-fn publish(dir: BorrowedFd, name: &str, ours: &File) -> io::Result<()> {
+fn publish(dir: BorrowedFd<'_>, name: &str, ours: &File) -> io::Result<()> {
     // renameat replaces whatever `meshwait` is, a planted link included, without following it.
     if let Err(e) = renameat(dir, name, dir, COPY) {
         discard(dir, name, ours);
@@ -288,7 +288,7 @@ fn publish(dir: BorrowedFd, name: &str, ours: &File) -> io::Result<()> {
 
 /// Removes the temporary `name` from `dir` only if it still names the file `ours`: a neighbour
 /// may have moved it and put something of its own there.
-fn discard(dir: BorrowedFd, name: &str, ours: &File) {
+fn discard(dir: BorrowedFd<'_>, name: &str, ours: &File) {
     let (Ok(there), Ok(mine)) = (
         fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW),
         fstat(ours),

@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn text_quotes_values_with_spaces() {
         let line = capture(LogFormat::Text, || {
-            tracing::info!(why = "connection refused", "waiting")
+            tracing::info!(why = "connection refused", "waiting");
         });
         assert!(
             line.ends_with("waiting why=\"connection refused\"\n"),
@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn text_values_never_break_the_line() {
         let line = capture(LogFormat::Text, || {
-            tracing::info!(body = "ready\nforged", tab = "a\tb", cr = "x\ry", "probe")
+            tracing::info!(body = "ready\nforged", tab = "a\tb", cr = "x\ry", "probe");
         });
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(
@@ -334,7 +334,7 @@ mod tests {
                 slash = "c:\\d",
                 plain = "ok",
                 "values"
-            )
+            );
         });
         assert!(
             line.ends_with(

@@ -91,7 +91,7 @@ impl Lookup {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -101,7 +101,7 @@ static IN_FLIGHT: Mutex<Vec<Arc<Lookup>>> = Mutex::new(Vec::new());
 fn in_flight() -> MutexGuard<'static, Vec<Arc<Lookup>>> {
     IN_FLIGHT
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The lookup of `name` in flight, started now if there is none.
@@ -184,7 +184,9 @@ mod tests {
 
     /// Runs `test` on a runtime with one blocking thread, one such test at a time.
     fn alone<F: std::future::Future>(test: F) -> F::Output {
-        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _alone = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .max_blocking_threads(1)

@@ -43,10 +43,10 @@ pub async fn quit(plan: &QuitPlan) {
         let outcome = sidecar_http::call(url, Method::POST, plan.timeout).await;
         match outcome {
             Outcome::Ready { status } => {
-                tracing::info!(target: LOG, url = %url, status, "asked the proxy to quit")
+                tracing::info!(target: LOG, url = %url, status, "asked the proxy to quit");
             }
             Outcome::REFUSED => {
-                tracing::info!(target: LOG, url = %url, "nothing listens there: already gone")
+                tracing::info!(target: LOG, url = %url, "nothing listens there: already gone");
             }
             Outcome::NotReady { status: 404, .. } if url.path.ends_with("/shutdown") => {
                 tracing::error!(target: LOG,
@@ -54,10 +54,10 @@ pub async fn quit(plan: &QuitPlan) {
                     "the proxy refused to shut down (HTTP 404): Linkerd's shutdown endpoint is off \
                      by default since 2.16; enable it with the pod annotation \
                      `config.linkerd.io/proxy-admin-shutdown: enabled`"
-                )
+                );
             }
             other => {
-                tracing::error!(target: LOG, url = %url, "asking the proxy to quit failed: {other}")
+                tracing::error!(target: LOG, url = %url, "asking the proxy to quit failed: {other}");
             }
         }
     }

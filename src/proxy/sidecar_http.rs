@@ -466,7 +466,7 @@ mod tests {
         ));
         match outcome {
             Outcome::NoAnswer(NoAnswer::Failed(why)) => {
-                assert!(why.starts_with("cannot connect: "), "{why}")
+                assert!(why.starts_with("cannot connect: "), "{why}");
             }
             other => panic!("{other:?}"),
         }

@@ -121,7 +121,13 @@ impl Census {
     }
 
     /// Counts `socket` when it blocks `until` (not `AppExit`, which goes by listeners alone).
-    pub fn take(&mut self, socket: &Socket, class: Class, classifier: &Classifier, until: Until) {
+    pub fn take(
+        &mut self,
+        socket: &Socket,
+        class: Class,
+        classifier: &Classifier<'_>,
+        until: Until,
+    ) {
         let Class::App {
             direction,
             busy,

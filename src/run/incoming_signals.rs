@@ -88,7 +88,7 @@ fn settle_thread_setup() {
     let _ = std::thread::Builder::new()
         .stack_size(16 * 1024)
         .spawn(|| {})
-        .map(|thread| thread.join());
+        .map(std::thread::JoinHandle::join);
     let _ = Mask::everything().install();
 }
 

@@ -86,7 +86,7 @@ impl Mask {
         info: Option<&mut MaybeUninit<libc::siginfo_t>>,
         timeout: Option<&libc::timespec>,
     ) -> io::Result<i32> {
-        let info = info.map_or(std::ptr::null_mut(), |i| i.as_mut_ptr());
+        let info = info.map_or(std::ptr::null_mut(), std::mem::MaybeUninit::as_mut_ptr);
         let timeout = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: every pointer is valid for the call or null, which the kernel accepts for info
         // and timeout.

@@ -99,7 +99,7 @@ impl Leftovers {
             match incoming_signals::send(target, signal) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => {
-                    tracing::warn!(target: LOG, target = target.as_raw(), error = %e, "could not signal a leftover process")
+                    tracing::warn!(target: LOG, target = target.as_raw(), error = %e, "could not signal a leftover process");
                 }
             }
         }

@@ -174,12 +174,12 @@ impl Forwarder<'_> {
                 "forwarding stop signal"
             ),
             Ok(_) => {
-                tracing::debug!(target: LOG, signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded")
+                tracing::debug!(target: LOG, signal = %signal, sender = received.sender, pid = target.as_raw(), "forwarded");
             }
             // The app has exited but is not reaped yet; its SIGCHLD is on the way.
             Err(nix::errno::Errno::ESRCH) => {}
             Err(e) => {
-                tracing::warn!(target: LOG, signal = %signal, error = %e, "could not forward signal")
+                tracing::warn!(target: LOG, signal = %signal, error = %e, "could not forward signal");
             }
         }
         if result.is_ok() {

@@ -128,7 +128,7 @@ pub fn scan_classified(
     view: &mut SocketView,
     rules: &ProxyRules,
     quiet: Duration,
-    each: &mut dyn FnMut(&Socket, Class, &Classifier),
+    each: &mut dyn FnMut(&Socket, Class, &Classifier<'_>),
 ) -> io::Result<()> {
     let mut classifier = Classifier::new(rules, PortSet::new(), quiet);
     view.scan(Which::ListenersThenConnections, &mut |s: &Socket| {

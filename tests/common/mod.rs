@@ -33,6 +33,8 @@ pub fn clean(program: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
     without_meshwait_env(&mut cmd);
+    // SAFETY: the closure runs between fork and exec and calls only signal(2), which is
+    // async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
@@ -130,6 +132,7 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 pub fn send(pid: u32, signal: i32) {
     assert_eq!(
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         unsafe { libc::kill(pid as i32, signal) },
         0,
         "kill({pid}, {signal})"
@@ -370,6 +373,7 @@ fn abort(conn: &TcpStream) {
         l_linger: 0,
     };
     use std::os::fd::AsRawFd;
+    // SAFETY: `linger` outlives the call and the length given is its size.
     unsafe {
         libc::setsockopt(
             conn.as_raw_fd(),
@@ -390,6 +394,7 @@ pub fn spawn(mut cmd: Command) -> Child {
 }
 
 pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() == 0 }
 }
 
@@ -453,7 +458,8 @@ sys.stdin.read()\n";
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         let fd = self.ns.as_raw_fd();
-        // setns is a plain system call: safe between fork and exec.
+        // SAFETY: setns is a plain system call, async-signal-safe between fork and exec, and the
+        // descriptor stays open while `self` lives.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::setns(fd, libc::CLONE_NEWNET) != 0 {

@@ -66,7 +66,7 @@ pub fn judge(plan: &DoctorPlan, seen: Seen) -> Vec<Check> {
     checks
 }
 
-fn init_check(processes: &[Process], meshwaits: &Meshwaits) -> Check {
+fn init_check(processes: &[Process], meshwaits: &Meshwaits<'_>) -> Check {
     let Some(first) = processes.iter().find(|p| p.pid == 1) else {
         return Check::new("init", Mark::Fail, "cannot read PID 1 in /proc");
     };

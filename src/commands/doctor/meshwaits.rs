@@ -105,7 +105,7 @@ mod tests {
         Process {
             pid: 1,
             comm: "meshwait".into(),
-            argv: argv.iter().map(|a| a.to_string()).collect(),
+            argv: argv.iter().map(std::string::ToString::to_string).collect(),
             zombie: false,
         }
     }
