@@ -350,4 +350,60 @@ mod tests {
         assert_eq!(severity(Level::WARN), "WARNING");
         assert_eq!(severity(Level::ERROR), "ERROR");
     }
+
+    /// The components are part of the log format: every module that logs names its own with a
+    /// `LOG` constant (a module path would change when the code moves), and together they are
+    /// the list the README gives users.
+    #[test]
+    fn every_component_is_fixed_and_documented() {
+        fn walk(dir: &std::path::Path, found: &mut Vec<(String, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    // The code, not its unit tests (which log to check the format).
+                    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+                    found.push((path.display().to_string(), code.to_string()));
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        walk(&root.join("src"), &mut files);
+        let mut components = Vec::new();
+        for (path, code) in &files {
+            let macros = ["error!(", "warn!(", "info!(", "debug!(", "trace!("]
+                .iter()
+                .map(|m| code.matches(&format!("tracing::{m}")).count())
+                .sum::<usize>();
+            let targeted = code.matches("!(target: LOG,").count();
+            assert_eq!(macros, targeted, "{path}: a log line without `target: LOG`");
+            let declared: Vec<&str> = code
+                .lines()
+                .filter_map(|l| l.strip_prefix("const LOG: &str = \""))
+                .filter_map(|rest| rest.strip_suffix("\";"))
+                .collect();
+            match (macros, declared.as_slice()) {
+                (0, []) => {}
+                (_, [name]) => components.push(name.to_string()),
+                _ => panic!("{path}: {macros} log lines, LOG declared {declared:?}"),
+            }
+        }
+        components.sort();
+        components.dedup();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let start = readme.find("The `component` of a line is one of").unwrap();
+        let end = start + readme[start..].find("; these names").unwrap();
+        let mut documented: Vec<String> = readme[start..end]
+            .split('`')
+            .skip(3)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        documented.sort();
+        assert_eq!(components, documented);
+        assert!(components.len() >= 10, "{components:?}");
+    }
 }
