@@ -139,17 +139,23 @@ pub fn all() -> Vec<Process> {
         .unwrap_or_default()
 }
 
+/// A live PID 1 named meshwait with `argv`, for tests of what is read from a command line.
+#[cfg(test)]
+pub fn meshwait_with(argv: &[&str]) -> Process {
+    Process {
+        pid: 1,
+        comm: "meshwait".into(),
+        argv: argv.iter().map(std::string::ToString::to_string).collect(),
+        zombie: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn process(argv: &[&str]) -> Process {
-        Process {
-            pid: 1,
-            comm: "meshwait".into(),
-            argv: argv.iter().map(std::string::ToString::to_string).collect(),
-            zombie: false,
-        }
+        meshwait_with(argv)
     }
 
     /// Guards the read of the state itself: a real child that has exited and is not yet waited

@@ -102,12 +102,7 @@ mod tests {
     use super::*;
 
     fn process(argv: &[&str]) -> Process {
-        Process {
-            pid: 1,
-            comm: "meshwait".into(),
-            argv: argv.iter().map(std::string::ToString::to_string).collect(),
-            zombie: false,
-        }
+        crate::run::process_table::meshwait_with(argv)
     }
 
     #[test]
