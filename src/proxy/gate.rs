@@ -2,17 +2,22 @@
 //! signal says the pod is going away.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use crate::proxy::diagnosis::{self, Explained, Facts};
-use crate::proxy::listener_watch::{self, ListenerWatch};
+use crate::proxy::listener_trigger::ListenerTrigger;
+use crate::proxy::listener_watch::ListenerWatch;
 use crate::proxy::mesh::Mesh;
-use crate::proxy::sidecar_http::{self, Kind, Outcome};
+use crate::proxy::narrator::Narrator;
+use crate::proxy::probe_schedule::ProbeSchedule;
+use crate::proxy::sidecar_http::{self, Outcome};
 use crate::proxy::sidecar_url::ReadyUrl;
-use crate::run::incoming_signals::Signals;
+use crate::run::incoming_signals::{Received, Signals};
 use crate::run::reaper;
 use crate::run::signal::Signal;
 
@@ -20,10 +25,6 @@ use crate::run::signal::Signal;
 /// not taken from the module path, which moves when the code is reorganised.
 const LOG: &str = "gate";
 
-/// A repeat of the same failure is logged at most this often.
-const REPEAT_EVERY: Duration = Duration::from_secs(5);
-/// A change of failure class is logged at once, but not more often than this (flapping).
-const CHANGE_EVERY: Duration = Duration::from_secs(1);
 /// The longest look at Envoy's admin for the message on `--timeout`, on top of the timeout.
 const FINAL_LOOK: Duration = Duration::from_millis(500);
 
@@ -71,251 +72,208 @@ pub enum GateEnd {
 
 pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd {
     let started = Instant::now();
-    let deadline = plan.timeout.map(|t| started + t);
-    // Fixed rate, no backoff, no burst: each probe starts `interval` after the previous one
-    // started, or as soon as it finished if it took longer. (tokio's Interval is not used: it
-    // keeps its old schedule after a late tick, so two starts can come closer than `interval`.)
-    let mut next_start = started;
-    let mut narrator = Narrator::new(plan, started);
-    let mut in_flight: Option<Pin<Box<dyn Future<Output = Outcome> + '_>>> = None;
-    let mut probes = 0u64;
-    let mut last: Option<Outcome> = None;
-    // The proxy's capture listeners: when they appear (having been absent), probe at once.
-    let mut watch = ListenerWatch::new(&plan.watch_ports);
-    let mut next_look = started;
-    let mut seen_absent = false;
-    let mut probe_again_at_once = false;
-    // The facts behind a hint that is due, being completed with Envoy's admin view for a 503
-    // (whose cause pilot-agent does not say).
-    let mut explaining: Option<Pin<Box<dyn Future<Output = Facts> + '_>>> = None;
-
+    let mut gate = Gate::new(plan, started);
     loop {
-        tokio::select! {
-            biased;
-            received = signals.next() => match received {
-                Ok(r) if r.self_inflicted() => {}
-                Ok(r) if r.signal.raw() == libc::SIGCHLD => {
-                    // As PID 1 we inherit orphans even before the app exists (kubectl exec).
-                    reaper::reap(None, false);
-                }
-                Ok(r) if r.asks_to_stop() => {
-                    tracing::warn!(target: LOG,
-                        signal = %r.signal,
-                        sender = r.sender,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "stop signal while waiting for the proxy; the app will not be started"
-                    );
-                    return GateEnd::Stopped(r.signal);
-                }
-                Ok(r) => tracing::debug!(target: LOG, signal = %r.signal, sender = r.sender, "signal during the gate, no app to forward it to"),
-                Err(e) => {
-                    tracing::error!(target: LOG, error = %e, "reading signals failed");
-                }
-            },
-            // Before the in-flight probe: a probe cut short by the deadline times out at the
-            // same instant, and "no answer" must not replace the last real answer.
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                let waited = started.elapsed();
-                let last = match last {
-                    Some(outcome) => {
-                        let limit = plan.request_timeout.min(FINAL_LOOK);
-                        Some(Facts::gather(outcome, plan.admin.as_ref(), limit).await)
-                    }
-                    None => None,
-                };
-                return GateEnd::TimedOut { probes, waited, last };
-            },
-            facts = async {
-                match explaining.as_mut() {
-                    Some(gathering) => gathering.await,
-                    None => std::future::pending().await,
-                }
-            }, if explaining.is_some() => {
-                explaining = None;
-                narrator.hint(&facts, probes);
-            },
-            outcome = async {
-                match in_flight.as_mut() {
-                    Some(probe) => probe.await,
-                    None => std::future::pending().await,
-                }
-            }, if in_flight.is_some() => {
-                in_flight = None;
+        let event = match signals.unless_stopped(gate.next_event(), aside).await {
+            Ok(event) => event,
+            Err(stop) => {
+                tracing::warn!(target: LOG,
+                    signal = %stop.signal,
+                    sender = stop.sender,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "stop signal while waiting for the proxy; the app will not be started"
+                );
+                return GateEnd::Stopped(stop.signal);
+            }
+        };
+        match event {
+            Event::Deadline => return gate.timed_out().await,
+            Event::Explained(facts) => gate.narrator.hint(&facts, gate.schedule.probes()),
+            Event::Answered(outcome) => {
                 if outcome.is_ready() {
-                    let waited = started.elapsed();
-                    narrator.ready(&outcome, probes, waited);
-                    return GateEnd::Ready;
+                    return gate.ready(&outcome);
                 }
-                narrator.not_ready(&outcome, probes);
-                if narrator.hint_due(&outcome) {
-                    if explaining.is_none() {
-                        let gathering =
-                            Facts::gather(outcome.clone(), plan.admin.as_ref(), plan.request_timeout);
-                        explaining = Some(Box::pin(gathering));
-                    } else {
-                        // One admin read at a time; this hint goes out on the answer alone.
-                        narrator.hint(&Facts::probe(outcome.clone()), probes);
-                    }
-                }
-                last = Some(outcome);
-                if probe_again_at_once {
-                    // The listeners appeared while this probe was out: it may have been answered
-                    // before the proxy was ready.
-                    probe_again_at_once = false;
-                    next_start = Instant::now();
-                }
-            },
-            _ = tokio::time::sleep_until(next_start), if in_flight.is_none() => {
-                let now = Instant::now();
-                next_start = now + plan.interval;
-                probes += 1;
-                let limit = match deadline {
-                    Some(d) => plan.request_timeout.min(d.saturating_duration_since(now)),
-                    None => plan.request_timeout,
-                };
-                in_flight = Some(Box::pin(sidecar_http::probe(&plan.url, limit.max(Duration::from_millis(1)))));
-            },
-            _ = tokio::time::sleep_until(next_look), if watch.is_some() => {
-                next_look = Instant::now() + listener_watch::EVERY;
-                match watch.as_mut().map(ListenerWatch::listening) {
-                    Some(Ok(false)) => seen_absent = true,
-                    Some(Ok(true)) => {
-                        // One trigger only; already listening at the start means the first probe
-                        // covered it.
-                        watch = None;
-                        if seen_absent {
-                            tracing::debug!(target: LOG,
-                                elapsed_ms = started.elapsed().as_millis() as u64,
-                                "the proxy started listening: probing now"
-                            );
-                            if in_flight.is_some() {
-                                probe_again_at_once = true;
-                            } else {
-                                next_start = Instant::now();
-                            }
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(target: LOG, error = %e, "cannot watch the proxy's listeners; probing on schedule only");
-                        watch = None;
-                    }
-                    None => {}
-                }
-            },
+                gate.not_ready(outcome);
+            }
+            Event::ProbeDue => gate.start_probe(),
+            Event::LookDue => gate.look(),
         }
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+/// The signals that do not stop the gate.
+fn aside(received: io::Result<Received>) {
+    match received {
+        Ok(r) if r.self_inflicted() => {}
+        Ok(r) if r.signal.raw() == libc::SIGCHLD => {
+            // As PID 1 we inherit orphans even before the app exists (kubectl exec).
+            reaper::reap(None, false);
+        }
+        Ok(r) => {
+            tracing::debug!(target: LOG, signal = %r.signal, sender = r.sender, "signal during the gate, no app to forward it to")
+        }
+        Err(e) => {
+            tracing::error!(target: LOG, error = %e, "reading signals failed");
+        }
     }
 }
 
-/// Decides which probe results are worth a log line, so a long wait says why without flooding.
-struct Narrator<'a> {
+/// What the gate waits for, besides signals.
+enum Event {
+    Deadline,
+    /// Envoy's admin view behind a due hint has been read.
+    Explained(Facts),
+    Answered(Outcome),
+    ProbeDue,
+    LookDue,
+}
+
+/// What the gate keeps between events.
+struct Gate<'a> {
     plan: &'a GatePlan,
     started: Instant,
-    last_line: Option<(Instant, Kind)>,
-    /// The current symptom (the hint the answer alone points at) and since when it holds.
-    symptom: Option<(&'static str, Instant)>,
-    /// Hints already given: each is given once per wait.
-    hinted: Vec<&'static str>,
+    deadline: Option<Instant>,
+    schedule: ProbeSchedule,
+    narrator: Narrator<'a>,
+    probe: Slot<'a, Outcome>,
+    /// The facts behind a hint that is due, being completed with Envoy's admin view for a 503
+    /// (whose cause pilot-agent does not say).
+    explaining: Slot<'a, Facts>,
+    trigger: ListenerTrigger,
+    last: Option<Outcome>,
 }
 
-impl<'a> Narrator<'a> {
+impl<'a> Gate<'a> {
     fn new(plan: &'a GatePlan, started: Instant) -> Self {
-        Narrator {
+        let deadline = plan.timeout.map(|t| started + t);
+        Gate {
             plan,
             started,
-            last_line: None,
-            symptom: None,
-            hinted: Vec::new(),
+            deadline,
+            schedule: ProbeSchedule::new(plan.interval, plan.request_timeout, deadline, started),
+            narrator: Narrator::new(plan, started),
+            probe: Slot::empty(),
+            explaining: Slot::empty(),
+            trigger: ListenerTrigger::new(ListenerWatch::new(&plan.watch_ports), started),
+            last: None,
         }
     }
 
-    /// Whether `outcome`'s symptom has lasted `--hint-after` without its hint having been given.
-    /// Says yes once per symptom: the caller gives the hint (after reading Envoy's admin, which
-    /// may name a more precise one).
-    fn hint_due(&mut self, outcome: &Outcome) -> bool {
-        let now = Instant::now();
-        let Some(hint) = diagnosis::diagnose(self.plan.mesh, &Facts::probe(outcome.clone())) else {
-            self.symptom = None;
-            return false;
-        };
-        let since = match self.symptom {
-            Some((id, since)) if id == hint.id => since,
-            _ => now,
-        };
-        self.symptom = Some((hint.id, since));
-        if now - since < self.plan.hint_after || self.hinted.contains(&hint.id) {
-            return false;
-        }
-        self.hinted.push(hint.id);
-        true
-    }
-
-    fn hint(&mut self, facts: &Facts, attempt: u64) {
-        let Some(hint) = diagnosis::diagnose(self.plan.mesh, facts) else {
-            return;
-        };
-        if hint.id != self.symptom.map_or("", |(id, _)| id) && self.hinted.contains(&hint.id) {
-            return;
-        }
-        self.hinted.push(hint.id);
-        let elapsed = Duration::from_millis(self.elapsed_ms());
-        tracing::warn!(target: LOG,
-            hint = hint.id,
-            url = %self.plan.url,
-            attempt,
-            elapsed_ms = self.elapsed_ms(),
-            "not ready after {}: {}",
-            humantime::format_duration(elapsed),
-            Explained { hint, facts }
-        );
-    }
-
-    fn not_ready(&mut self, outcome: &Outcome, attempt: u64) {
-        let now = Instant::now();
-        let due = match self.last_line {
-            None => true,
-            Some((at, kind)) => {
-                let since = now - at;
-                since >= REPEAT_EVERY || (kind != outcome.kind() && since >= CHANGE_EVERY)
+    /// The first event to happen; of those that are ready together, the first listed. (Polled
+    /// in order by hand: a biased select! does the same in more code, and the one around this in
+    /// `unless_stopped` already checks tokio's cooperative budget.)
+    async fn next_event(&mut self) -> Event {
+        let mut deadline = pin!(self.deadline.map(sleep_until));
+        let mut due = pin!(self.schedule.due().map(sleep_until));
+        let mut look = pin!(self.trigger.next_look().map(sleep_until));
+        std::future::poll_fn(|cx| {
+            // Before the probe: a probe cut short by the deadline times out at the same instant,
+            // and "no answer" must not replace the last real answer.
+            if rang(deadline.as_mut(), cx) {
+                return Poll::Ready(Event::Deadline);
             }
-        };
-        if due {
-            self.last_line = Some((now, outcome.kind()));
-            match outcome {
-                Outcome::NotReady { status, .. } => tracing::info!(target: LOG,
-                    url = %self.plan.url,
-                    status,
-                    attempt,
-                    elapsed_ms = self.elapsed_ms(),
-                    "waiting for the proxy: {outcome}"
-                ),
-                _ => tracing::info!(target: LOG,
-                    url = %self.plan.url,
-                    attempt,
-                    elapsed_ms = self.elapsed_ms(),
-                    "waiting for the proxy: {outcome}"
-                ),
+            if let Poll::Ready(facts) = self.explaining.poll_output(cx) {
+                return Poll::Ready(Event::Explained(facts));
+            }
+            if let Poll::Ready(outcome) = self.probe.poll_output(cx) {
+                return Poll::Ready(Event::Answered(outcome));
+            }
+            if rang(due.as_mut(), cx) {
+                return Poll::Ready(Event::ProbeDue);
+            }
+            if rang(look.as_mut(), cx) {
+                return Poll::Ready(Event::LookDue);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn ready(&self, outcome: &Outcome) -> GateEnd {
+        let waited = self.started.elapsed();
+        self.narrator.ready(outcome, self.schedule.probes(), waited);
+        GateEnd::Ready
+    }
+
+    fn not_ready(&mut self, outcome: Outcome) {
+        let plan = self.plan;
+        let probes = self.schedule.probes();
+        let now = Instant::now();
+        self.narrator.not_ready(&outcome, probes, now);
+        if self.narrator.hint_due(&outcome, now) {
+            if self.explaining.is_empty() {
+                let gathering =
+                    Facts::gather(outcome.clone(), plan.admin.as_ref(), plan.request_timeout);
+                self.explaining.put(gathering);
+            } else {
+                // One admin read at a time; this hint goes out on the answer alone.
+                self.narrator.hint(&Facts::probe(outcome.clone()), probes);
             }
         }
+        self.last = Some(outcome);
+        self.schedule.answered(now);
     }
 
-    fn ready(&self, outcome: &Outcome, probes: u64, waited: Duration) {
-        tracing::info!(target: LOG,
-            url = %self.plan.url,
-            probes,
-            elapsed_ms = waited.as_millis() as u64,
-            "proxy ready ({outcome})"
-        );
+    fn start_probe(&mut self) {
+        let plan = self.plan;
+        let limit = self.schedule.start(Instant::now());
+        self.probe.put(sidecar_http::probe(&plan.url, limit));
     }
 
-    fn elapsed_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+    fn look(&mut self) {
+        let now = Instant::now();
+        if self.trigger.look(now) {
+            self.schedule.listeners_appeared(now);
+        }
+    }
+
+    async fn timed_out(&mut self) -> GateEnd {
+        let plan = self.plan;
+        let waited = self.started.elapsed();
+        let last = match self.last.take() {
+            Some(outcome) => {
+                let limit = plan.request_timeout.min(FINAL_LOOK);
+                Some(Facts::gather(outcome, plan.admin.as_ref(), limit).await)
+            }
+            None => None,
+        };
+        GateEnd::TimedOut {
+            probes: self.schedule.probes(),
+            waited,
+            last,
+        }
+    }
+}
+
+/// Whether the timer has gone off; never, without one.
+fn rang(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+    timer.as_pin_mut().is_some_and(|t| t.poll(cx).is_ready())
+}
+
+/// Room for one future of a kind: the probe out, the admin read behind a hint.
+struct Slot<'a, T>(Option<Pin<Box<dyn Future<Output = T> + 'a>>>);
+
+impl<'a, T> Slot<'a, T> {
+    fn empty() -> Self {
+        Slot(None)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn put(&mut self, future: impl Future<Output = T> + 'a) {
+        self.0 = Some(Box::pin(future));
+    }
+
+    /// The future's output, which empties the slot; never, when empty.
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<T> {
+        let Some(future) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let output = std::task::ready!(future.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(output)
     }
 }
 
@@ -347,4 +305,85 @@ pub fn describe_timeout(
         text.push_str(&format!("; likely cause: {}", Explained { hint, facts }));
     }
     (text, hint.map(|h| h.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(timeout: Option<Duration>) -> GatePlan {
+        GatePlan {
+            url: "http://localhost:15020/healthz/ready".parse().unwrap(),
+            mesh: Mesh::Istio,
+            admin: None,
+            timeout,
+            interval: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(1),
+            hint_after: Duration::from_secs(10),
+            on_timeout: OnTimeout::Fail,
+            watch_ports: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_probe_answered_at_the_deadline_does_not_replace_the_last_answer() {
+        let plan = plan(Some(Duration::from_millis(20)));
+        let started = Instant::now();
+        let mut gate = Gate::new(&plan, started);
+        gate.last = Some(Outcome::Refused);
+        gate.schedule.start(started);
+        // A probe bounded by the time left: its timer and the deadline's go off together.
+        let deadline = gate.deadline.unwrap();
+        gate.probe.put(async move {
+            tokio::time::sleep_until(deadline).await;
+            Outcome::TimedOut
+        });
+        assert!(matches!(gate.next_event().await, Event::Deadline));
+        match gate.timed_out().await {
+            GateEnd::TimedOut { probes, last, .. } => {
+                assert_eq!(probes, 1);
+                assert_eq!(last.map(|f| f.outcome), Some(Outcome::Refused));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_probe_is_due_while_one_is_out_however_long_it_takes() {
+        let plan = plan(None);
+        let mut gate = Gate::new(&plan, Instant::now());
+        assert!(matches!(gate.next_event().await, Event::ProbeDue));
+        gate.start_probe();
+        let slow = plan.interval * 2;
+        gate.probe.put(async move {
+            tokio::time::sleep(slow).await;
+            Outcome::TimedOut
+        });
+        match gate.next_event().await {
+            Event::Answered(outcome) => assert_eq!(outcome, Outcome::TimedOut),
+            _ => panic!("not the answer"),
+        }
+    }
+
+    async fn poll_once<T>(slot: &mut Slot<'_, T>) -> Poll<T> {
+        std::future::poll_fn(|cx| Poll::Ready(slot.poll_output(cx))).await
+    }
+
+    #[tokio::test]
+    async fn a_slot_keeps_its_future_until_it_is_done_and_then_empties() {
+        let mut slot: Slot<'_, u8> = Slot::empty();
+        assert!(poll_once(&mut slot).await.is_pending());
+        let done = std::rc::Rc::new(std::cell::Cell::new(false));
+        let answer = done.clone();
+        slot.put(std::future::poll_fn(move |_| match answer.get() {
+            true => Poll::Ready(7),
+            false => Poll::Pending,
+        }));
+        assert!(poll_once(&mut slot).await.is_pending());
+        assert!(!slot.is_empty());
+        done.set(true);
+        assert_eq!(poll_once(&mut slot).await, Poll::Ready(7));
+        assert!(slot.is_empty());
+        assert!(poll_once(&mut slot).await.is_pending());
+    }
 }
