@@ -110,7 +110,7 @@ fn aside(received: io::Result<Received>) {
             reaper::reap(None, false);
         }
         Ok(r) => {
-            tracing::debug!(target: LOG, signal = %r.signal, sender = r.sender, "signal during the gate, no app to forward it to")
+            tracing::debug!(target: LOG, signal = %r.signal, sender = r.sender, "signal during the gate, no app to forward it to");
         }
         Err(e) => {
             tracing::error!(target: LOG, error = %e, "reading signals failed");
@@ -310,6 +310,7 @@ pub fn describe_timeout(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::sidecar_http::NoAnswer;
 
     fn plan(timeout: Option<Duration>) -> GatePlan {
         GatePlan {
@@ -330,19 +331,19 @@ mod tests {
         let plan = plan(Some(Duration::from_millis(20)));
         let started = Instant::now();
         let mut gate = Gate::new(&plan, started);
-        gate.last = Some(Outcome::Refused);
+        gate.last = Some(Outcome::REFUSED);
         gate.schedule.start(started);
         // A probe bounded by the time left: its timer and the deadline's go off together.
         let deadline = gate.deadline.unwrap();
         gate.probe.put(async move {
             tokio::time::sleep_until(deadline).await;
-            Outcome::TimedOut
+            Outcome::NoAnswer(NoAnswer::TimedOut)
         });
         assert!(matches!(gate.next_event().await, Event::Deadline));
         match gate.timed_out().await {
             GateEnd::TimedOut { probes, last, .. } => {
                 assert_eq!(probes, 1);
-                assert_eq!(last.map(|f| f.outcome), Some(Outcome::Refused));
+                assert_eq!(last.map(|f| f.outcome), Some(Outcome::REFUSED));
             }
             other => panic!("{other:?}"),
         }
@@ -357,10 +358,10 @@ mod tests {
         let slow = plan.interval * 2;
         gate.probe.put(async move {
             tokio::time::sleep(slow).await;
-            Outcome::TimedOut
+            Outcome::NoAnswer(NoAnswer::TimedOut)
         });
         match gate.next_event().await {
-            Event::Answered(outcome) => assert_eq!(outcome, Outcome::TimedOut),
+            Event::Answered(outcome) => assert_eq!(outcome, Outcome::NoAnswer(NoAnswer::TimedOut)),
             _ => panic!("not the answer"),
         }
     }

@@ -140,9 +140,9 @@ impl<'a> Narrator<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::envoy_admin::Unreadable;
     use crate::proxy::gate::OnTimeout;
     use crate::proxy::mesh::Mesh;
+    use crate::proxy::sidecar_http::NoAnswer;
 
     const HINT_AFTER: Duration = Duration::from_secs(10);
 
@@ -200,10 +200,10 @@ mod tests {
         let plan = plan();
         let t0 = Instant::now();
         let mut narrator = Narrator::new(&plan, t0);
-        assert!(!narrator.hint_due(&Outcome::Refused, t0));
-        assert!(!narrator.hint_due(&Outcome::Refused, t0 + HINT_AFTER - ms(1)));
-        assert!(narrator.hint_due(&Outcome::Refused, t0 + HINT_AFTER));
-        assert!(!narrator.hint_due(&Outcome::Refused, t0 + HINT_AFTER * 3));
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t0));
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t0 + HINT_AFTER - ms(1)));
+        assert!(narrator.hint_due(&Outcome::REFUSED, t0 + HINT_AFTER));
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t0 + HINT_AFTER * 3));
     }
 
     #[test]
@@ -211,21 +211,24 @@ mod tests {
         let plan = plan();
         let t0 = Instant::now();
         let mut narrator = Narrator::new(&plan, t0);
-        assert!(!narrator.hint_due(&Outcome::Refused, t0));
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t0));
         let t1 = t0 + ms(2000);
-        assert!(!narrator.hint_due(&Outcome::TimedOut, t1));
-        assert!(!narrator.hint_due(&Outcome::TimedOut, t1 + HINT_AFTER - ms(1)));
-        assert!(narrator.hint_due(&Outcome::TimedOut, t1 + HINT_AFTER));
+        assert!(!narrator.hint_due(&Outcome::NoAnswer(NoAnswer::TimedOut), t1));
+        assert!(!narrator.hint_due(
+            &Outcome::NoAnswer(NoAnswer::TimedOut),
+            t1 + HINT_AFTER - ms(1)
+        ));
+        assert!(narrator.hint_due(&Outcome::NoAnswer(NoAnswer::TimedOut), t1 + HINT_AFTER));
 
         let t2 = t1 + HINT_AFTER + ms(1);
-        assert!(!narrator.hint_due(&Outcome::Refused, t2));
-        let no_hint = Outcome::Failed("connection reset".into());
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t2));
+        let no_hint = Outcome::NoAnswer(NoAnswer::Failed("connection reset".into()));
         assert!(diagnosis::diagnose(Mesh::Istio, &Facts::probe(no_hint.clone())).is_none());
         assert!(!narrator.hint_due(&no_hint, t2 + ms(1)));
         let t3 = t2 + ms(2);
-        assert!(!narrator.hint_due(&Outcome::Refused, t3));
-        assert!(!narrator.hint_due(&Outcome::Refused, t2 + HINT_AFTER));
-        assert!(narrator.hint_due(&Outcome::Refused, t3 + HINT_AFTER));
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t3));
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t2 + HINT_AFTER));
+        assert!(narrator.hint_due(&Outcome::REFUSED, t3 + HINT_AFTER));
     }
 
     #[test]
@@ -242,14 +245,14 @@ mod tests {
         );
 
         let admin_refused = Facts {
-            admin: Some(Err(Unreadable::Refused)),
+            admin: Some(Err(NoAnswer::Refused)),
             ..Facts::probe(unavailable())
         };
         let given = narrator.hint_to_give(&admin_refused).map(|h| h.id);
         assert_eq!(given, Some("envoy-not-running"));
         assert_eq!(narrator.hint_to_give(&admin_refused).map(|h| h.id), None);
         // Nor does the symptom's own hint come again once a different symptom holds.
-        assert!(!narrator.hint_due(&Outcome::Refused, t0 + HINT_AFTER + ms(1)));
+        assert!(!narrator.hint_due(&Outcome::REFUSED, t0 + HINT_AFTER + ms(1)));
         assert_eq!(narrator.hint_to_give(&alone).map(|h| h.id), None);
     }
 }
