@@ -31,8 +31,7 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
         command.env_remove(name);
     }
     let block_everything = Mask::everything();
-    // SAFETY: isatty only queries.
-    let on_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) == 1 };
+    let on_terminal = nix::unistd::isatty(job_control::STDIN).unwrap_or(false);
     // Only a terminal whose foreground is meshwait's own group is meshwait's to hand over.
     let take_terminal = on_terminal && job_control::own_group_is_foreground();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
