@@ -1,7 +1,7 @@
 //! `meshwait conns`: the table the drain sees, so a user can tell what holds a pod up.
 //! Rows are written as the sockets stream by; nothing is collected.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
@@ -64,7 +64,7 @@ pub fn list(
         rows: 0,
         closed: false,
         totals: Totals::default(),
-        line: String::new(),
+        line: Line::default(),
     };
     printer.start();
     let scanned = scan_classified(&mut view, &plan.rules, plan.quiet, &mut |s, class, _| {
@@ -89,12 +89,12 @@ struct Printer<'a> {
     rows: u64,
     closed: bool,
     totals: Totals,
-    line: String,
+    line: Line,
 }
 
 impl Printer<'_> {
     fn emit(&mut self) {
-        if !self.closed && self.out.write_all(self.line.as_bytes()).is_err() {
+        if !self.closed && self.out.write_all(&self.line.0).is_err() {
             self.closed = true;
         }
         self.line.clear();
@@ -211,11 +211,11 @@ impl Printer<'_> {
             let at = line.len();
             push_addr(line, s.remote);
             pad_from(line, at, 23);
-            // Right-aligned in 6 columns: written, then shifted by the spaces it lacks.
-            let at = line.len();
-            push_number(line, s.uid.into());
-            let digits = line.len() - at;
-            line.insert_str(at, &SPACES[..6usize.saturating_sub(digits)]);
+            // Right-aligned in 6 columns: the spaces it lacks, then the number.
+            let mut digits = [0; 20];
+            let uid = decimal(s.uid.into(), &mut digits);
+            put(line, &SPACES[..6usize.saturating_sub(uid.len())]);
+            put(line, uid);
             line.push(' ');
             pad_after(line, owner, 7);
             pad_after(line, direction, 7);
@@ -282,7 +282,7 @@ fn flow_name(flow: Flow) -> &'static str {
 }
 
 /// The sidecar's requests in flight, per cluster, under the socket table.
-fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, NoAnswer>)>) {
+fn sidecar_text(line: &mut Line, sidecar: Option<(&str, &Result<Sight, NoAnswer>)>) {
     let Some((url, result)) = sidecar else {
         line.push_str("\nsidecar: not read (no Envoy admin for this mesh, or --admin-url none)\n");
         return;
@@ -333,7 +333,7 @@ fn sidecar_text(line: &mut String, sidecar: Option<(&str, &Result<Sight, NoAnswe
 }
 
 /// The same as a JSON value: `null`, `{"url", "error"}` or the counts.
-fn sidecar_json(line: &mut String, sidecar: Option<(&str, &Result<Sight, NoAnswer>)>) {
+fn sidecar_json(line: &mut Line, sidecar: Option<(&str, &Result<Sight, NoAnswer>)>) {
     let Some((url, result)) = sidecar else {
         line.push_str("null");
         return;
@@ -385,7 +385,7 @@ fn sidecar_json(line: &mut String, sidecar: Option<(&str, &Result<Sight, NoAnswe
 }
 
 /// IPv4-mapped IPv6 addresses (dual-stack listeners) shown as the IPv4 address they carry.
-fn push_addr(line: &mut String, addr: SocketAddr) {
+fn push_addr(line: &mut Line, addr: SocketAddr) {
     let v4 = match addr.ip() {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(v6) => v6.to_ipv4_mapped(),
@@ -408,18 +408,59 @@ fn push_addr(line: &mut String, addr: SocketAddr) {
     push_number(line, addr.port().into());
 }
 
-/// Appends `text` without a memcpy call per piece (see `row`).
-fn put(line: &mut String, text: &str) {
-    // SAFETY: only whole UTF-8 strings are appended, byte by byte, so the String stays valid.
-    let bytes = unsafe { line.as_mut_vec() };
-    bytes.reserve(text.len());
-    for &b in text.as_bytes() {
-        bytes.push(b);
+/// The output line being built. Its bytes, not a `String`, so that `put` can append byte by byte;
+/// only whole strings and chars go in, so it always holds UTF-8.
+#[derive(Default)]
+struct Line(Vec<u8>);
+
+impl Line {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn push(&mut self, c: char) {
+        if c.is_ascii() {
+            self.0.push(c as u8);
+        } else {
+            self.push_str(c.encode_utf8(&mut [0; 4]));
+        }
+    }
+
+    fn push_str(&mut self, text: &str) {
+        self.0.extend_from_slice(text.as_bytes());
     }
 }
 
-fn push_number(line: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
+impl fmt::Write for Line {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.push_str(text);
+        Ok(())
+    }
+
+    fn write_char(&mut self, c: char) -> fmt::Result {
+        self.push(c);
+        Ok(())
+    }
+}
+
+/// Appends `text` without a memcpy call per piece (see `row`).
+fn put(line: &mut Line, text: &str) {
+    line.0.reserve(text.len());
+    for &b in text.as_bytes() {
+        line.0.push(b);
+    }
+}
+
+fn push_number(line: &mut Line, n: u64) {
+    put(line, decimal(n, &mut [0; 20]));
+}
+
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &str {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -429,24 +470,24 @@ fn push_number(line: &mut String, mut n: u64) {
             break;
         }
     }
-    put(line, std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    std::str::from_utf8(&digits[at..]).unwrap_or_default()
 }
 
 /// `text`, then spaces up to `width` (at least one).
-fn pad_after(line: &mut String, text: &str, width: usize) {
+fn pad_after(line: &mut Line, text: &str, width: usize) {
     let at = line.len();
     put(line, text);
     pad_from(line, at, width);
 }
 
 /// Spaces until the column that started at `at` is `width` wide, and at least one.
-fn pad_from(line: &mut String, at: usize, width: usize) {
+fn pad_from(line: &mut Line, at: usize, width: usize) {
     pad_to(line, (at + width).max(line.len() + 1));
 }
 
 const SPACES: &str = "                                                  ";
 
-fn pad_to(line: &mut String, len: usize) {
+fn pad_to(line: &mut Line, len: usize) {
     while line.len() < len {
         let n = (len - line.len()).min(SPACES.len());
         put(line, &SPACES[..n]);
@@ -477,8 +518,9 @@ mod tests {
             upgraded: None,
             took: std::time::Duration::from_millis(1),
         };
-        let mut line = String::new();
+        let mut line = Line::default();
         sidecar_text(&mut line, Some(("http://localhost:15000", &Ok(sight))));
+        let line = String::from_utf8(line.0).unwrap();
         assert!(!line.contains(['\u{1b}', '\u{2028}']), "{line}");
         assert_eq!(
             line.lines().filter(|l| l.contains("forged")).count(),
@@ -529,7 +571,7 @@ mod tests {
             rows: 0,
             closed: false,
             totals: Totals::default(),
-            line: String::new(),
+            line: Line::default(),
         }
     }
 
@@ -638,7 +680,7 @@ mod tests {
 
     #[test]
     fn addresses_and_numbers() {
-        let mut line = String::new();
+        let mut line = Line::default();
         push_addr(&mut line, "127.0.0.1:8080".parse().unwrap());
         line.push(' ');
         push_addr(&mut line, "[::ffff:10.0.0.5]:443".parse().unwrap());
@@ -649,7 +691,7 @@ mod tests {
         line.push(' ');
         push_number(&mut line, u64::MAX);
         assert_eq!(
-            line,
+            String::from_utf8(line.0).unwrap(),
             "127.0.0.1:8080 10.0.0.5:443 [2001:db8::1]:15006 0 18446744073709551615"
         );
     }

@@ -22,17 +22,16 @@
 //! `fg` can come, the app is first hung up once, as the kernel does to stopped members of an
 //! orphaned group.
 //!
-//! Under `unshare --pid` run from a shell, the terminal's session and foreground group lie
-//! outside meshwait's PID namespace, where tcgetpgrp and getpgrp both read 0. Whether meshwait's
-//! group is the foreground is then asked of the kernel's job-control check itself
-//! (`reads_as_foreground`).
+//! Whether a group is the terminal's foreground, also from inside a PID namespace, and handing
+//! the terminal over are in `terminal`, which launching uses too.
 
-use nix::unistd::Pid;
+use nix::unistd::{self, Pid};
 
 use crate::run::incoming_signals;
 use crate::run::launch::Launched;
 use crate::run::process_table::Stat;
 use crate::run::signal::Signal;
+use crate::run::terminal::{foreground_is, give_terminal, own_group_is_foreground};
 
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
 /// not taken from the module path, which moves when the code is reorganised.
@@ -168,9 +167,8 @@ pub fn reclaim_terminal(app: Launched) {
     if !(app.on_terminal && foreground_is(app.group)) {
         return;
     }
-    // SAFETY: getpgrp cannot fail.
-    let own = unsafe { libc::getpgrp() };
-    if own == 0 {
+    let own = unistd::getpgrp();
+    if own.as_raw() == 0 {
         // meshwait's group lies outside its PID namespace and has no number here, so tcsetpgrp
         // cannot name it. The terminal stays with the app's finished group, as it would after
         // an app that took it itself; the shell that started the job takes it back when the
@@ -178,63 +176,7 @@ pub fn reclaim_terminal(app: Launched) {
         tracing::debug!(target: LOG, "the terminal's owner lies outside this PID namespace; leaving it");
         return;
     }
-    give_terminal(Pid::from_raw(own));
-}
-
-/// Whether `group` is the terminal's foreground group. A 0 from tcgetpgrp (the foreground group
-/// lies outside our PID namespace) is "unknown", never a match.
-pub fn foreground_is(group: Pid) -> bool {
-    // SAFETY: tcgetpgrp only queries fd 0.
-    let foreground = unsafe { libc::tcgetpgrp(libc::STDIN_FILENO) };
-    foreground > 0 && foreground == group.as_raw()
-}
-
-/// Whether meshwait's own process group is the foreground of the terminal on stdin, which makes
-/// the terminal meshwait's to hand over.
-pub fn own_group_is_foreground() -> bool {
-    // SAFETY: tcgetpgrp and getpgrp only query.
-    let (foreground, own) = unsafe { (libc::tcgetpgrp(libc::STDIN_FILENO), libc::getpgrp()) };
-    match (foreground, own) {
-        // Not a terminal, or not meshwait's controlling terminal (ENOTTY).
-        (f, _) if f < 0 => false,
-        // Both groups lie outside this PID namespace: the same group, or two that cannot be
-        // told apart by number (`unshare --pid ... &` from a shell).
-        (0, 0) => reads_as_foreground(),
-        (f, o) => f == o,
-    }
-}
-
-/// Asks the kernel's job-control check whether the caller is in the terminal's foreground group.
-///
-/// A read of zero bytes passes that check and takes nothing: from a background group with
-/// SIGTTIN blocked (meshwait blocks every signal) the check fails it with EIO and signals no one;
-/// from the foreground it returns 0. It reads through a descriptor of its own, opened
-/// non-blocking, because on the shared stdin it could wait behind another process's read of the
-/// terminal (EAGAIN then still means "foreground": the check comes first). /dev/tty is the
-/// controlling terminal, which the caller has found stdin to be (tcgetpgrp did not fail).
-fn reads_as_foreground() -> bool {
-    // SAFETY: plain system calls on a descriptor owned here; the buffer is never written (0
-    // bytes).
-    unsafe {
-        let fd = libc::open(
-            c"/dev/tty".as_ptr(),
-            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return false;
-        }
-        let mut byte = 0u8;
-        let read = libc::read(fd, (&mut byte as *mut u8).cast(), 0);
-        let error = std::io::Error::last_os_error().raw_os_error();
-        libc::close(fd);
-        read == 0 || error == Some(libc::EAGAIN)
-    }
-}
-
-/// Makes `group` the terminal's foreground; false when the kernel refused.
-fn give_terminal(group: Pid) -> bool {
-    // SAFETY: SIGTTOU is blocked, so tcsetpgrp from a background group does not stop us.
-    unsafe { libc::tcsetpgrp(libc::STDIN_FILENO, group.as_raw()) == 0 }
+    give_terminal(own);
 }
 
 fn group_of(app: Launched) -> Pid {
@@ -249,25 +191,22 @@ fn group_of(app: Launched) -> Pid {
 /// resumes a stopped job. When the chain cannot be read the group counts as orphaned, since
 /// stopping there could be for ever.
 fn own_group_is_orphaned() -> bool {
-    // SAFETY: getpgrp, getsid and getppid only query.
-    let (group, session, mut parent) =
-        unsafe { (libc::getpgrp(), libc::getsid(0), libc::getppid()) };
+    let (group, session, mut parent) = (unistd::getpgrp(), unistd::getsid(None), unistd::getppid());
     // A bound on the walk: a chain of scripts deeper than this is taken as orphaned.
     for _ in 0..64 {
-        if parent <= 1 {
+        if parent.as_raw() <= 1 {
             return true;
         }
-        // SAFETY: getsid and getpgid only query; a vanished parent reads -1 (orphaned).
-        let (parent_group, parent_session) =
-            unsafe { (libc::getpgid(parent), libc::getsid(parent)) };
-        if parent_session != session {
+        let parent_group = unistd::getpgid(Some(parent));
+        // A vanished parent has no session (an error), which is never meshwait's: orphaned.
+        if unistd::getsid(Some(parent)) != session {
             return true;
         }
-        if parent_group != group {
+        if parent_group != Ok(group) {
             return false;
         }
-        match Stat::read(parent) {
-            Some(stat) => parent = stat.parent,
+        match Stat::read(parent.as_raw()) {
+            Some(stat) => parent = Pid::from_raw(stat.parent),
             None => return true,
         }
     }

@@ -10,8 +10,8 @@ use crate::commands::cli;
 use crate::commands::plan::RunPlan;
 use crate::run::exec_failure::{self, LaunchError};
 use crate::run::incoming_signals::Inherited;
-use crate::run::job_control;
 use crate::run::kernel_signals::Mask;
+use crate::run::terminal;
 
 /// The running app.
 #[derive(Clone, Copy, Debug)]
@@ -31,10 +31,9 @@ pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchEr
         command.env_remove(name);
     }
     let block_everything = Mask::everything();
-    // SAFETY: isatty only queries.
-    let on_terminal = unsafe { libc::isatty(libc::STDIN_FILENO) == 1 };
+    let on_terminal = nix::unistd::isatty(terminal::STDIN).unwrap_or(false);
     // Only a terminal whose foreground is meshwait's own group is meshwait's to hand over.
-    let take_terminal = on_terminal && job_control::own_group_is_foreground();
+    let take_terminal = on_terminal && terminal::own_group_is_foreground();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
     // (rt_sigprocmask, setpgid, tcsetpgrp, rt_sigaction, getpid); it allocates nothing.
     unsafe {

@@ -12,3 +12,4 @@ pub mod reaper;
 pub mod signal;
 pub mod stop_hold;
 pub mod supervise;
+pub mod terminal;

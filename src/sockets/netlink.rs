@@ -25,18 +25,24 @@ const DIAG_MSG: usize = 72;
 /// buffer would not be filled.
 const BUFFER: usize = 32 * 1024;
 
-/// Byte offsets into struct tcp_info (`include/uapi/linux/tcp.h`).
+/// Byte offsets into struct tcp_info (`include/uapi/linux/tcp.h`), taken from libc's definition
+/// of it rather than counted by hand. The kernel may send fewer bytes than libc's struct holds
+/// (it grows with kernel versions), so every read is still checked against the length received.
 mod tcp_info {
-    pub const LAST_DATA_SENT: usize = 44;
-    pub const LAST_DATA_RECV: usize = 52;
+    use std::mem::offset_of;
+
+    use libc::tcp_info as Info;
+
+    pub const LAST_DATA_SENT: usize = offset_of!(Info, tcpi_last_data_sent);
+    pub const LAST_DATA_RECV: usize = offset_of!(Info, tcpi_last_data_recv);
     /// Since 4.1.
-    pub const BYTES_ACKED: usize = 120;
-    pub const BYTES_RECEIVED: usize = 128;
+    pub const BYTES_ACKED: usize = offset_of!(Info, tcpi_bytes_acked);
+    pub const BYTES_RECEIVED: usize = offset_of!(Info, tcpi_bytes_received);
     /// Since 4.6.
-    pub const DATA_SEGS_IN: usize = 152;
-    pub const DATA_SEGS_OUT: usize = 156;
+    pub const DATA_SEGS_IN: usize = offset_of!(Info, tcpi_data_segs_in);
+    pub const DATA_SEGS_OUT: usize = offset_of!(Info, tcpi_data_segs_out);
     /// Since 4.19.
-    pub const BYTES_SENT: usize = 200;
+    pub const BYTES_SENT: usize = offset_of!(Info, tcpi_bytes_sent);
 }
 
 pub fn scan(which: Which, visit: &mut dyn FnMut(&Socket)) -> io::Result<()> {
@@ -512,6 +518,30 @@ mod tests {
         // A counter cut off by the end of the struct is absent.
         let cut = activity(&[0u8; tcp_info::BYTES_RECEIVED + 2]).unwrap();
         assert_eq!(cut.bytes_received, 0);
+    }
+
+    /// Guards the offsets: every field is read where the struct has it. The fields read all lie
+    /// in the first 256 bytes, each of which differs from the others, so a field read at any
+    /// other offset reads another value.
+    #[test]
+    fn tcp_info_fields_are_read_where_the_struct_has_them() {
+        const { assert!(tcp_info::BYTES_SENT + 8 <= 256) };
+        let bytes: Vec<u8> = (0..size_of::<libc::tcp_info>()).map(|i| i as u8).collect();
+        // SAFETY: `bytes` holds size_of::<tcp_info>() bytes, read unaligned, and tcp_info is
+        // integers only, for which any bytes are a valid value.
+        let info: libc::tcp_info = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let a = activity(&bytes).unwrap();
+        assert_eq!(a.last_sent_ms, info.tcpi_last_data_sent);
+        assert_eq!(a.last_recv_ms, info.tcpi_last_data_recv);
+        assert_eq!(a.bytes_received, info.tcpi_bytes_received);
+        assert_eq!(a.bytes_sent, info.tcpi_bytes_sent);
+        assert_eq!(
+            a.data_segments,
+            Some((info.tcpi_data_segs_in, info.tcpi_data_segs_out))
+        );
+        // Before 4.19 the bytes sent are the bytes acked.
+        let before_bytes_sent = activity(&bytes[..tcp_info::BYTES_SENT]).unwrap();
+        assert_eq!(before_bytes_sent.bytes_sent, info.tcpi_bytes_acked);
     }
 
     /// Guards the attribute walk: an empty attribute before tcp_info is stepped over, and a
