@@ -1,11 +1,10 @@
 //! The validated plan: what the command line asked for, resolved against the mesh presets, with
 //! nothing left for later stages to interpret.
 
-use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::commands::cli::{
-    AdminArgs, AdminUrl, Cli, Command, EndpointArgs, GateArgs, QuitArgs, SocketArgs,
+    self, AdminArgs, AdminUrl, Cli, Command, EndpointArgs, GateArgs, QuitArgs, SocketArgs,
 };
 use crate::proxy::envoy_clusters::ClusterRules;
 use crate::proxy::gate::GatePlan;
@@ -13,8 +12,8 @@ use crate::proxy::mesh::Mesh;
 use crate::proxy::quit::{QuitOn, QuitPlan};
 use crate::proxy::sidecar_url::ReadyUrl;
 use crate::proxy::sidecar_view::SidecarPlan;
+use crate::run::AppPlan;
 use crate::run::drain::{SocketPlan, Until};
-use crate::run::signal::Signal;
 use crate::run::stop_hold::HoldPlan;
 use crate::sockets::connection_class::ProxyRules;
 use crate::sockets::port_set::PortSet;
@@ -63,12 +62,7 @@ pub struct DoctorPlan {
 pub struct RunPlan {
     /// `None` when there is nothing to wait for (`--no-wait`, or `--mesh none` without a URL).
     pub gate: Option<GatePlan>,
-    pub program: OsString,
-    pub args: Vec<OsString>,
-    pub stop_signal: Signal,
-    pub process_group: bool,
-    pub cleanup_grace: Duration,
-    pub hold: HoldPlan,
+    pub app: AppPlan,
     pub quit: QuitPlan,
 }
 
@@ -95,19 +89,22 @@ impl Plan {
                 };
                 Ok(Plan::Run(Box::new(RunPlan {
                     gate,
-                    program,
-                    args: command.collect(),
-                    stop_signal: run.stop_signal,
-                    process_group: run.process_group,
-                    cleanup_grace: run.cleanup_grace,
-                    hold: HoldPlan {
-                        shutdown_delay: run
-                            .hold
-                            .shutdown_delay
-                            .unwrap_or_else(|| mesh.shutdown_delay()),
-                        drain_timeout,
-                        triggers: run.hold.drain_on,
-                        sockets,
+                    app: AppPlan {
+                        program,
+                        args: command.collect(),
+                        not_inherited: &cli::NOT_INHERITED,
+                        stop_signal: run.stop_signal,
+                        process_group: run.process_group,
+                        cleanup_grace: run.cleanup_grace,
+                        hold: HoldPlan {
+                            shutdown_delay: run
+                                .hold
+                                .shutdown_delay
+                                .unwrap_or_else(|| mesh.shutdown_delay()),
+                            drain_timeout,
+                            triggers: run.hold.drain_on,
+                            sockets,
+                        },
                     },
                     quit,
                 })))
@@ -271,6 +268,8 @@ fn quit_plan(mesh: Mesh, args: QuitArgs, timeout: Duration) -> Result<QuitPlan, 
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
 
     fn plan(args: &[&str]) -> Result<Plan, String> {
@@ -307,8 +306,8 @@ mod tests {
             run.gate.unwrap().url.to_string(),
             "http://localhost:4191/ready"
         );
-        assert_eq!(run.program, "app");
-        assert_eq!(run.args, ["x"]);
+        assert_eq!(run.app.program, "app");
+        assert_eq!(run.app.args, ["x"]);
         let Plan::Run(run) = plan(&[
             "meshwait",
             "--mesh",
@@ -385,17 +384,17 @@ mod tests {
         let Plan::Run(run) = plan(&["meshwait", "app"]).unwrap() else {
             panic!()
         };
-        assert_eq!(run.hold.drain_timeout, Duration::from_secs(20));
+        assert_eq!(run.app.hold.drain_timeout, Duration::from_secs(20));
         let Plan::Run(run) = plan(&["meshwait", "--mesh", "none", "app"]).unwrap() else {
             panic!()
         };
-        assert_eq!(run.hold.drain_timeout, Duration::ZERO);
+        assert_eq!(run.app.hold.drain_timeout, Duration::ZERO);
         let Plan::Run(run) =
             plan(&["meshwait", "--mesh", "none", "--drain-timeout", "5s", "app"]).unwrap()
         else {
             panic!()
         };
-        assert_eq!(run.hold.drain_timeout, Duration::from_secs(5));
+        assert_eq!(run.app.hold.drain_timeout, Duration::from_secs(5));
         let err = plan(&["meshwait", "--drain-on", "TERM,KILL", "app"]).unwrap_err();
         assert!(err.contains("SIGKILL can never be held"), "{err}");
     }
@@ -407,16 +406,19 @@ mod tests {
         };
         assert!(run.gate.is_none());
         assert!(run.quit.urls.is_empty());
-        assert_eq!(run.hold.drain_timeout, Duration::from_secs(20));
-        assert_eq!(run.hold.shutdown_delay, Duration::from_secs(5));
-        let rules = &run.hold.sockets.rules;
+        assert_eq!(run.app.hold.drain_timeout, Duration::from_secs(20));
+        assert_eq!(run.app.hold.shutdown_delay, Duration::from_secs(5));
+        let rules = &run.app.hold.sockets.rules;
         assert!(rules.uids.is_empty(), "root is not ztunnel's alone");
         for port in [15001, 15006, 15008, 15053] {
             assert!(rules.ports.contains(port), "{port}");
         }
         assert!(!rules.ports.contains(15020) && !rules.ports.contains(15000));
         assert!(rules.peer_ports.contains(15008) && !rules.peer_ports.contains(15001));
-        assert!(run.hold.sockets.sidecar.is_none(), "no Envoy admin to read");
+        assert!(
+            run.app.hold.sockets.sidecar.is_none(),
+            "no Envoy admin to read"
+        );
         // Given, the delay is the user's; the other presets have none.
         let Plan::Run(run) = plan(&[
             "meshwait",
@@ -429,12 +431,12 @@ mod tests {
         .unwrap() else {
             panic!()
         };
-        assert_eq!(run.hold.shutdown_delay, Duration::ZERO);
+        assert_eq!(run.app.hold.shutdown_delay, Duration::ZERO);
         let Plan::Run(run) = plan(&["meshwait", "app"]).unwrap() else {
             panic!()
         };
-        assert_eq!(run.hold.shutdown_delay, Duration::ZERO);
-        assert!(!run.hold.sockets.rules.peer_ports.contains(15008));
+        assert_eq!(run.app.hold.shutdown_delay, Duration::ZERO);
+        assert!(!run.app.hold.sockets.rules.peer_ports.contains(15008));
         let err = plan(&["meshwait", "ready", "--mesh", "ambient"]).unwrap_err();
         assert!(err.contains("--mesh ambient has no readiness URL"), "{err}");
         let err = plan(&["meshwait", "--mesh", "ambient", "--quit-proxy", "app"]).unwrap_err();
@@ -445,7 +447,7 @@ mod tests {
     fn the_sidecar_is_read_where_the_mesh_has_an_envoy_admin() {
         let sidecar = |args: &[&str]| match plan(args) {
             Ok(Plan::Drain { sockets, .. }) => sockets.sidecar,
-            Ok(Plan::Run(run)) => run.hold.sockets.sidecar,
+            Ok(Plan::Run(run)) => run.app.hold.sockets.sidecar,
             other => panic!("{other:?}"),
         };
         let istio = sidecar(&["meshwait", "drain"]).expect("istio reads Envoy's admin");

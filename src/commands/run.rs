@@ -75,7 +75,7 @@ fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut 
             return code;
         }
     }
-    let app = match launch::launch(&run, inherited) {
+    let app = match launch::launch(&run.app, inherited) {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(target: LOG, exit_code = e.code, "{}", e.message);
@@ -85,15 +85,15 @@ fn run_app(run: RunPlan, inherited: Inherited, runtime: &Runtime, signals: &mut 
     tracing::info!(target: LOG,
         pid = app.pid.as_raw(),
         "started {}",
-        run.program.to_string_lossy()
+        run.app.program.to_string_lossy()
     );
-    let ended = supervise::supervise(app, &run, signals, runtime);
+    let ended = supervise::supervise(app, &run.app, signals, runtime);
     job_control::reclaim_terminal(app);
     tracing::info!(target: LOG,
         pid = app.pid.as_raw(),
         exit_code = ended.exit_code(),
         "app {ended}"
     );
-    runtime.block_on(leftovers::cleanup(app, run.cleanup_grace, signals));
+    runtime.block_on(leftovers::cleanup(app, run.app.cleanup_grace, signals));
     ended.exit_code()
 }

@@ -6,8 +6,7 @@ use std::process::Command;
 
 use nix::unistd::Pid;
 
-use crate::commands::cli;
-use crate::commands::plan::RunPlan;
+use crate::run::AppPlan;
 use crate::run::exec_failure::{self, LaunchError};
 use crate::run::incoming_signals::Inherited;
 use crate::run::kernel_signals::Mask;
@@ -24,10 +23,10 @@ pub struct Launched {
 }
 
 /// Starts the app. Returns once the exec has succeeded or failed (std waits on a CLOEXEC pipe).
-pub fn launch(plan: &RunPlan, inherited: Inherited) -> Result<Launched, LaunchError> {
+pub fn launch(plan: &AppPlan, inherited: Inherited) -> Result<Launched, LaunchError> {
     let mut command = Command::new(&plan.program);
     command.args(&plan.args);
-    for name in cli::NOT_INHERITED {
+    for name in plan.not_inherited {
         command.env_remove(name);
     }
     let block_everything = Mask::everything();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 use tokio::runtime::Runtime;
 
-use crate::commands::plan::RunPlan;
+use crate::run::AppPlan;
 use crate::run::incoming_signals::{self, Received, Signals};
 use crate::run::job_control;
 use crate::run::launch::Launched;
@@ -26,7 +26,7 @@ const LOG: &str = "supervise";
 /// at the sockets and the connection for reading the sidecar's counts; and only while the app
 /// is stopped for a terminal meshwait cannot give it yet does it look again on a timer
 /// (`job_control::Follower`).
-pub fn supervise(app: Launched, plan: &RunPlan, signals: &mut Signals, runtime: &Runtime) -> Ended {
+pub fn supervise(app: Launched, plan: &AppPlan, signals: &mut Signals, runtime: &Runtime) -> Ended {
     // The app may have exited before we got here; its SIGCHLD is then already pending, but a
     // look now costs one syscall and removes any doubt.
     let mut forwarder = Forwarder {
@@ -129,7 +129,7 @@ fn finished(app: Launched, follower: &mut job_control::Follower) -> Option<Ended
 /// Delivers what meshwait receives to the app (or its group).
 struct Forwarder<'a> {
     app: Launched,
-    plan: &'a RunPlan,
+    plan: &'a AppPlan,
     /// The app has left the process group it was started in (said once).
     group_left: bool,
     /// The app's stops (an interactive terminal), which decide whether what is forwarded must
