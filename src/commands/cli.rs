@@ -10,7 +10,7 @@ use clap::{ArgAction, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use crate::proxy::gate::OnTimeout;
 use crate::proxy::mesh::Mesh;
 use crate::proxy::quit::QuitOn;
-use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_url::SidecarUrl;
 use crate::run::drain::Until;
 use crate::run::signal::Signal;
 use crate::sockets::Source;
@@ -62,7 +62,7 @@ pub struct MeshArg {
 pub struct EndpointArgs {
     /// Readiness URL, overriding the mesh preset (plain http; `localhost` tries 127.0.0.1 then ::1).
     #[arg(long, env = "MESHWAIT_READY_URL", value_name = "URL")]
-    pub ready_url: Option<ReadyUrl>,
+    pub ready_url: Option<SidecarUrl>,
     #[command(flatten)]
     pub admin: AdminArgs,
 }
@@ -186,7 +186,7 @@ pub struct QuitArgs {
         value_name = "URL",
         value_delimiter = ','
     )]
-    pub quit_url: Vec<ReadyUrl>,
+    pub quit_url: Vec<SidecarUrl>,
     /// Quit only when the app exited 0 (`success`, the default), or whatever its status
     /// (`always`). Either implies --quit-proxy: one setting for a Job.
     #[arg(long, env = "MESHWAIT_QUIT_ON", value_enum)]
@@ -283,7 +283,7 @@ pub struct DoctorArgs {
         value_name = "URL",
         value_delimiter = ','
     )]
-    pub quit_url: Vec<ReadyUrl>,
+    pub quit_url: Vec<SidecarUrl>,
     /// One JSON document instead of the check list.
     #[arg(long, env = "MESHWAIT_DOCTOR_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
@@ -369,7 +369,7 @@ impl Cli {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminUrl {
     Off,
-    At(ReadyUrl),
+    At(SidecarUrl),
 }
 
 fn admin_url(text: &str) -> Result<AdminUrl, String> {

@@ -1,5 +1,9 @@
 //! The validated plan: what the command line asked for, resolved against the mesh presets, with
 //! nothing left for later stages to interpret.
+//!
+//! Each stage declares the input it takes beside its own code (`GatePlan` with the gate,
+//! `HoldPlan` with the hold, `SocketPlan` with the drain, `QuitPlan` with quitting, `AppPlan`
+//! with `run/`); this file only builds them, so no stage depends on the command line.
 
 use std::time::Duration;
 
@@ -10,7 +14,7 @@ use crate::proxy::envoy_clusters::ClusterRules;
 use crate::proxy::gate::GatePlan;
 use crate::proxy::mesh::Mesh;
 use crate::proxy::quit::{QuitOn, QuitPlan};
-use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_url::SidecarUrl;
 use crate::proxy::sidecar_view::SidecarPlan;
 use crate::run::AppPlan;
 use crate::run::drain::{SocketPlan, Until};
@@ -50,9 +54,9 @@ pub enum Plan {
 pub struct DoctorPlan {
     pub mesh: Mesh,
     /// `None` with `--mesh none` and no `--ready-url`.
-    pub ready: Option<ReadyUrl>,
-    pub admin: Option<ReadyUrl>,
-    pub quit: Vec<ReadyUrl>,
+    pub ready: Option<SidecarUrl>,
+    pub admin: Option<SidecarUrl>,
+    pub quit: Vec<SidecarUrl>,
     pub request_timeout: Duration,
     pub sockets: SocketPlan,
     pub json: bool,
@@ -157,12 +161,12 @@ impl Plan {
     }
 }
 
-fn preset(url: Option<&str>) -> Result<Option<ReadyUrl>, String> {
+fn preset(url: Option<&str>) -> Result<Option<SidecarUrl>, String> {
     url.map(str::parse).transpose()
 }
 
 /// `--admin-url`: a base URL (its path is ignored), `none`, or the mesh's.
-fn admin_url(mesh: Mesh, given: Option<&AdminUrl>) -> Result<Option<ReadyUrl>, String> {
+fn admin_url(mesh: Mesh, given: Option<&AdminUrl>) -> Result<Option<SidecarUrl>, String> {
     match given {
         Some(AdminUrl::Off) => Ok(None),
         Some(AdminUrl::At(url)) => Ok(Some(url.clone())),

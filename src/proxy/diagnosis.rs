@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::proxy::envoy_admin::{self, AdminView, ServerState, XdsCounts};
 use crate::proxy::mesh::Mesh;
 use crate::proxy::sidecar_http::{NoAnswer, Outcome};
-use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_url::SidecarUrl;
 use crate::sockets::{SocketView, Source, Which};
 
 /// The row that sends the reader to Envoy's admin: doctor's own Envoy check, which has read
@@ -275,7 +275,7 @@ impl Facts {
     /// the only answer the admin can explain, since pilot-agent's 503 carries no reason. When
     /// the connection was refused, the pod's listening sockets say whether it is in ambient
     /// mode, where nothing will ever listen.
-    pub async fn gather(outcome: Outcome, admin: Option<&ReadyUrl>, limit: Duration) -> Facts {
+    pub async fn gather(outcome: Outcome, admin: Option<&SidecarUrl>, limit: Duration) -> Facts {
         let admin = match (admin, &outcome) {
             (Some(admin), Outcome::NotReady { .. }) => Some(envoy_admin::read(admin, limit).await),
             _ => None,

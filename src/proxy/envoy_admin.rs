@@ -9,7 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::proxy::sidecar_http::{self, Answer, NoAnswer};
-use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_url::SidecarUrl;
 
 /// The counters that matter, and nothing else: `^(cluster_manager\.cds|listener_manager\.lds)\.
 /// update_(success|rejected|failure)$|^listener_manager\.workers_started$`, percent-encoded.
@@ -188,7 +188,7 @@ impl fmt::Display for AdminView {
 }
 
 /// Reads the state and the counters, both requests at once, in at most `limit`.
-pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, NoAnswer> {
+pub async fn read(base: &SidecarUrl, limit: Duration) -> Result<AdminView, NoAnswer> {
     let ready = page(base, "/ready");
     let stats = page(base, STATS_PATH);
     let (ready, stats) = match (ready, stats) {
@@ -215,7 +215,7 @@ pub async fn read(base: &ReadyUrl, limit: Duration) -> Result<AdminView, NoAnswe
 }
 
 /// `base` with `path` in place of its own.
-pub fn page(base: &ReadyUrl, path: &str) -> Result<ReadyUrl, String> {
+pub fn page(base: &SidecarUrl, path: &str) -> Result<SidecarUrl, String> {
     format!("http://{}{path}", base.authority).parse()
 }
 

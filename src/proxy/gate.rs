@@ -16,7 +16,7 @@ use crate::proxy::mesh::Mesh;
 use crate::proxy::narrator::Narrator;
 use crate::proxy::probe_schedule::ProbeSchedule;
 use crate::proxy::sidecar_http::{self, Outcome};
-use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_url::SidecarUrl;
 use crate::run::incoming_signals::{Received, Signals};
 use crate::run::reaper;
 use crate::run::signal::Signal;
@@ -31,11 +31,11 @@ const FINAL_LOOK: Duration = Duration::from_millis(500);
 /// How to wait for the proxy.
 #[derive(Clone, Debug)]
 pub struct GatePlan {
-    pub url: ReadyUrl,
+    pub url: SidecarUrl,
     /// Which mesh's troubleshooting hints apply.
     pub mesh: Mesh,
     /// Envoy's admin address, read to explain a 503 (`None`: never read).
-    pub admin: Option<ReadyUrl>,
+    pub admin: Option<SidecarUrl>,
     /// `None` waits forever.
     pub timeout: Option<Duration>,
     pub interval: Duration,

@@ -180,14 +180,14 @@ impl Mesh {
 #[cfg(test)]
 mod tests {
     use super::Mesh;
-    use crate::proxy::sidecar_url::ReadyUrl;
+    use crate::proxy::sidecar_url::SidecarUrl;
 
     #[test]
     fn every_preset_url_parses() {
         for mesh in [Mesh::Istio, Mesh::Linkerd, Mesh::Envoy] {
             let urls = [mesh.ready_url(), mesh.quit_url(), mesh.admin_url()];
             for url in urls.into_iter().flatten() {
-                assert!(url.parse::<ReadyUrl>().is_ok(), "{url}");
+                assert!(url.parse::<SidecarUrl>().is_ok(), "{url}");
             }
             assert!(!mesh.proxy_uids().is_empty());
             assert!(!mesh.proxy_ports().is_empty());

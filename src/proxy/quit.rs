@@ -6,7 +6,7 @@ use std::time::Duration;
 use hyper::Method;
 
 use crate::proxy::sidecar_http::{self, Outcome};
-use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_url::SidecarUrl;
 
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
 /// not taken from the module path, which moves when the code is reorganised.
@@ -25,7 +25,7 @@ pub enum QuitOn {
 #[derive(Clone, Debug)]
 pub struct QuitPlan {
     /// Empty: quitting is off.
-    pub urls: Vec<ReadyUrl>,
+    pub urls: Vec<SidecarUrl>,
     pub on: QuitOn,
     pub timeout: Duration,
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::proxy::name_lookup::{self, NoAddress, Unanswered};
 use crate::proxy::request_first::RequestFirst;
-use crate::proxy::sidecar_url::{Host, ReadyUrl};
+use crate::proxy::sidecar_url::{Host, SidecarUrl};
 use crate::untrusted_text;
 
 /// How much of a not-ready body is kept for the log (its first line explains, e.g. Istio's
@@ -114,13 +114,13 @@ impl fmt::Display for Outcome {
 }
 
 /// Probes `url` once, taking at most `limit`.
-pub async fn probe(url: &ReadyUrl, limit: Duration) -> Outcome {
+pub async fn probe(url: &SidecarUrl, limit: Duration) -> Outcome {
     call(url, Method::GET, limit).await
 }
 
 /// One request with an empty body (GET for readiness, POST to quit a sidecar), taking at most
 /// `limit`. Any 2xx is `Ready`.
-pub async fn call(url: &ReadyUrl, method: Method, limit: Duration) -> Outcome {
+pub async fn call(url: &SidecarUrl, method: Method, limit: Duration) -> Outcome {
     match bounded(url, method, limit, 0).await {
         Ok(Answer { status, .. }) if (200..300).contains(&status) => Outcome::Ready { status },
         Ok(Answer { status, body }) => Outcome::NotReady {
@@ -152,7 +152,7 @@ pub type Fetched = Result<Answer, NoAnswer>;
 pub const FETCH_MAX: usize = 16 * 1024;
 
 /// GETs `url`, taking at most `limit`, and keeps the body whatever the status.
-pub async fn fetch(url: &ReadyUrl, limit: Duration) -> Fetched {
+pub async fn fetch(url: &SidecarUrl, limit: Duration) -> Fetched {
     bounded(url, Method::GET, limit, FETCH_MAX).await
 }
 
@@ -161,7 +161,7 @@ pub async fn fetch(url: &ReadyUrl, limit: Duration) -> Fetched {
 /// `/clusters` in a big mesh. `Answer`'s body is empty for a 2xx status, the start of the body
 /// otherwise.
 pub async fn stream(
-    url: &ReadyUrl,
+    url: &SidecarUrl,
     limit: Duration,
     max: u64,
     each: &mut dyn FnMut(&[u8]),
@@ -177,13 +177,13 @@ enum Sink<'a> {
     Each(&'a mut dyn FnMut(&[u8]), u64),
 }
 
-async fn bounded(url: &ReadyUrl, method: Method, limit: Duration, ok_body: usize) -> Fetched {
+async fn bounded(url: &SidecarUrl, method: Method, limit: Duration, ok_body: usize) -> Fetched {
     within(url, method, limit, Sink::Keep(ok_body)).await
 }
 
 /// The whole request, name lookup included, within `limit`; time that runs out during the
 /// lookup is the lookup's fault, not the proxy's.
-async fn within(url: &ReadyUrl, method: Method, limit: Duration, sink: Sink<'_>) -> Fetched {
+async fn within(url: &SidecarUrl, method: Method, limit: Duration, sink: Sink<'_>) -> Fetched {
     let deadline = Instant::now() + limit;
     let addrs = match &url.host {
         Host::Name(name) => match name_lookup::resolve(name, url.port, deadline).await {
@@ -204,7 +204,7 @@ async fn within(url: &ReadyUrl, method: Method, limit: Duration, sink: Sink<'_>)
 }
 
 async fn exchange(
-    url: &ReadyUrl,
+    url: &SidecarUrl,
     addrs: &[SocketAddr],
     method: Method,
     mut sink: Sink<'_>,

@@ -17,9 +17,9 @@ pub enum Host {
     Name(String),
 }
 
-/// A validated readiness URL.
+/// A validated URL of a sidecar endpoint: readiness, Envoy's admin, or quit.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReadyUrl {
+pub struct SidecarUrl {
     pub host: Host,
     pub port: u16,
     /// Path and query, as given.
@@ -29,7 +29,7 @@ pub struct ReadyUrl {
     text: String,
 }
 
-impl ReadyUrl {
+impl SidecarUrl {
     /// The fixed addresses to try in order, or `None` when the host is a name to resolve.
     pub fn fixed_addrs(&self) -> Option<Vec<SocketAddr>> {
         match &self.host {
@@ -43,16 +43,16 @@ impl ReadyUrl {
     }
 }
 
-impl fmt::Display for ReadyUrl {
+impl fmt::Display for SidecarUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
 }
 
-impl std::str::FromStr for ReadyUrl {
+impl std::str::FromStr for SidecarUrl {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<ReadyUrl, String> {
+    fn from_str(text: &str) -> Result<SidecarUrl, String> {
         let bad = |why: &str| why.to_string();
         let uri: Uri = text.parse().map_err(|e| {
             bad(&format!(
@@ -130,7 +130,7 @@ impl std::str::FromStr for ReadyUrl {
             p if p.starts_with('?') => format!("/{p}"),
             p => p.to_string(),
         };
-        Ok(ReadyUrl {
+        Ok(SidecarUrl {
             host,
             port,
             path,
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn istio_preset() {
-        let url: ReadyUrl = "http://localhost:15020/healthz/ready".parse().unwrap();
+        let url: SidecarUrl = "http://localhost:15020/healthz/ready".parse().unwrap();
         assert_eq!(url.host, Host::Localhost);
         assert_eq!(url.port, 15020);
         assert_eq!(url.path, "/healthz/ready");
@@ -158,19 +158,19 @@ mod tests {
 
     #[test]
     fn literals_names_default_port_and_query() {
-        let v6: ReadyUrl = "http://[::1]:4191/ready".parse().unwrap();
+        let v6: SidecarUrl = "http://[::1]:4191/ready".parse().unwrap();
         assert_eq!(v6.host, Host::Ip("::1".parse().unwrap()));
-        let v4: ReadyUrl = "http://127.0.0.6:15000/ready?x=1".parse().unwrap();
+        let v4: SidecarUrl = "http://127.0.0.6:15000/ready?x=1".parse().unwrap();
         assert_eq!(v4.host, Host::Ip("127.0.0.6".parse().unwrap()));
         assert_eq!(v4.path, "/ready?x=1");
-        let named: ReadyUrl = "http://Proxy.Local".parse().unwrap();
+        let named: SidecarUrl = "http://Proxy.Local".parse().unwrap();
         assert_eq!(named.host, Host::Name("proxy.local".into()));
         assert_eq!(named.port, 80);
         assert_eq!(named.path, "/");
         assert!(named.fixed_addrs().is_none());
-        let upper: ReadyUrl = "http://LOCALHOST:1/".parse().unwrap();
+        let upper: SidecarUrl = "http://LOCALHOST:1/".parse().unwrap();
         assert_eq!(upper.host, Host::Localhost);
-        let query_only: ReadyUrl = "http://localhost:18080?x=1".parse().unwrap();
+        let query_only: SidecarUrl = "http://localhost:18080?x=1".parse().unwrap();
         assert_eq!(query_only.path, "/?x=1");
         assert_eq!(query_only.port, 18080);
     }
@@ -194,7 +194,7 @@ mod tests {
             ("http:// bad host/", "not a URL"),
             ("", "not a URL"),
         ] {
-            let err = bad.parse::<ReadyUrl>().unwrap_err();
+            let err = bad.parse::<SidecarUrl>().unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
         }
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::proxy::envoy_admin::page;
 use crate::proxy::envoy_clusters::{ClusterRules, Flow, Parser, Reading};
 use crate::proxy::sidecar_http::{self, Answer, NoAnswer};
-use crate::proxy::sidecar_url::ReadyUrl;
+use crate::proxy::sidecar_url::SidecarUrl;
 use crate::untrusted_text;
 
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
@@ -49,7 +49,7 @@ const UPGRADES_EVERY: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct SidecarPlan {
     /// Envoy's admin (`--admin-url`).
-    pub admin: ReadyUrl,
+    pub admin: SidecarUrl,
     /// Bound on one read (`--request-timeout`).
     pub bound: Duration,
     /// How long an outbound request keeps the app busy (`--outbound-hold`).

@@ -12,7 +12,7 @@ use crate::proxy::envoy_admin::{AdminView, ServerState};
 use crate::proxy::envoy_clusters::Flow;
 use crate::proxy::mesh::Mesh;
 use crate::proxy::sidecar_http::{Answer, NoAnswer, Outcome};
-use crate::proxy::sidecar_url::{Host, ReadyUrl};
+use crate::proxy::sidecar_url::{Host, SidecarUrl};
 use crate::proxy::sidecar_view::Sight;
 use crate::run::process_table::Process;
 use crate::untrusted_text;
@@ -480,7 +480,7 @@ fn quit_check(mesh: Mesh, look: QuitLook) -> Check {
     }
 }
 
-fn is_local(url: &ReadyUrl) -> bool {
+fn is_local(url: &SidecarUrl) -> bool {
     match &url.host {
         Host::Localhost => true,
         Host::Ip(ip) => ip.is_loopback(),
@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn the_quit_endpoint_is_judged_by_its_answer_to_a_get() {
         let plan = doctor_plan(&["meshwait", "doctor"]);
-        let url: ReadyUrl = "http://localhost:15020/quitquitquit".parse().unwrap();
+        let url: SidecarUrl = "http://localhost:15020/quitquitquit".parse().unwrap();
         let quit = |outcome| {
             let checks = judge(
                 &plan,

@@ -9,7 +9,7 @@ use crate::proxy::diagnosis::Facts;
 use crate::proxy::envoy_admin::{self, AdminView};
 use crate::proxy::mesh::Mesh;
 use crate::proxy::sidecar_http::{self, Fetched, NoAnswer, Outcome};
-use crate::proxy::sidecar_url::{Host, ReadyUrl};
+use crate::proxy::sidecar_url::{Host, SidecarUrl};
 use crate::proxy::sidecar_view::{self, SidecarPlan, Sight};
 use crate::run::drain::{Census, Until};
 use crate::run::process_table::{self, Process};
@@ -38,13 +38,13 @@ pub enum QuitLook {
     /// No quit URL (`--mesh none`, `--mesh ambient`).
     NoUrl,
     /// Not asked: Envoy's admin and other helpers may act on a GET.
-    NotTried(ReadyUrl),
+    NotTried(SidecarUrl),
     /// pilot-agent's own endpoint, asked with a GET (which it refuses with 405 when it is there).
-    Istio(ReadyUrl, Outcome),
+    Istio(SidecarUrl, Outcome),
     /// Linkerd's own endpoint: the proxy's `/env.json` says whether it is switched on.
     Linkerd {
-        url: ReadyUrl,
-        env: Result<(ReadyUrl, Fetched), String>,
+        url: SidecarUrl,
+        env: Result<(SidecarUrl, Fetched), String>,
     },
 }
 
@@ -98,7 +98,7 @@ async fn quit_look(plan: &DoctorPlan, limit: Duration) -> QuitLook {
     let own = plan
         .mesh
         .quit_url()
-        .and_then(|preset| preset.parse::<ReadyUrl>().ok())
+        .and_then(|preset| preset.parse::<SidecarUrl>().ok())
         .is_some_and(|preset| preset == *url);
     match plan.mesh {
         Mesh::Istio if own => {
@@ -107,7 +107,7 @@ async fn quit_look(plan: &DoctorPlan, limit: Duration) -> QuitLook {
         }
         Mesh::Linkerd if own => {
             let env = format!("http://{}/env.json?{LINKERD_SHUTDOWN_VAR}", url.authority)
-                .parse::<ReadyUrl>();
+                .parse::<SidecarUrl>();
             let env = match env {
                 Ok(env) => {
                     let fetched = sidecar_http::fetch(&env, limit).await;
@@ -195,7 +195,7 @@ impl SocketFacts {
 
     /// For a connection to `url` that was refused: what the scan saw listening on its port, when
     /// it saw anything. A hint that nothing listens would then contradict the ports line.
-    pub fn refused_yet_listening(&self, url: &ReadyUrl, option: &str) -> Option<String> {
+    pub fn refused_yet_listening(&self, url: &SidecarUrl, option: &str) -> Option<String> {
         let on_port: Vec<&(SocketAddr, u32)> = self
             .listening
             .iter()
