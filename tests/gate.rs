@@ -189,6 +189,46 @@ fn stop_signals_during_the_gate_exit_128_plus_n_and_never_start_the_app() {
     }
 }
 
+/// Guards the one-shot commands' stop: `ready` and `doctor` wait for answers with every signal
+/// blocked, so a stop signal must end them at once, not after the request's bound.
+#[test]
+fn a_stop_signal_ends_ready_and_doctor_while_the_proxy_hangs() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Hang);
+    let url = server.url();
+    let runs: [&[&str]; 2] = [
+        &["ready", "--ready-url", &url, "--request-timeout", "30s"],
+        &[
+            "doctor",
+            "--mesh",
+            "none",
+            "--ready-url",
+            &url,
+            "--request-timeout",
+            "30s",
+        ],
+    ];
+    for args in runs {
+        let before = server.served().len();
+        let mut cmd = meshwait();
+        cmd.args(args);
+        let mut child = spawn(cmd);
+        assert!(
+            eventually(Duration::from_secs(5), || server.served().len() > before),
+            "{args:?} never asked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        send(child.id(), libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{args:?}: SIGUSR1 is no stop"
+        );
+        send(child.id(), libc::SIGTERM);
+        let status = wait_bounded(&mut child, Duration::from_secs(5));
+        assert_eq!(status.code(), Some(143), "{args:?}");
+    }
+}
+
 #[test]
 fn other_signals_during_the_gate_are_not_fatal() {
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not yet"));

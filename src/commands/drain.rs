@@ -57,7 +57,7 @@ pub fn drain_until(
             // into a busy loop of socket scans.
             Poll::Busy(at) => {
                 let pause = drainer.pause(at);
-                let ignore = |received: std::io::Result<Received>| match received {
+                let mut ignore = |received: std::io::Result<Received>| match received {
                     Ok(r) => {
                         tracing::debug!(target: LOG, signal = %r.signal, "ignored while draining");
                     }
@@ -65,7 +65,7 @@ pub fn drain_until(
                         tracing::error!(target: LOG, error = %e, "waiting for signals failed");
                     }
                 };
-                if let Err(stop) = runtime.block_on(signals.unless_stopped(pause, ignore)) {
+                if let Err(stop) = runtime.block_on(signals.unless_stopped(pause, &mut ignore)) {
                     return exit_code::for_signal(stop.signal.raw());
                 }
             }

@@ -161,7 +161,7 @@ impl Visit for Fields {
 
 /// A JSON string. Beyond what JSON requires, DEL, C1, the line separators and the bidirectional
 /// controls are escaped too: JSON logs are read raw (`kubectl logs`) as often as parsed.
-pub(crate) fn json_string(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+pub(crate) fn json_string(out: &mut dyn fmt::Write, text: &str) -> fmt::Result {
     out.write_char('"')?;
     for c in text.chars() {
         match c {

@@ -32,7 +32,7 @@ pub fn ready(gate: &GatePlan, wait: bool, runtime: &Runtime, signals: &mut Signa
 /// `meshwait ready`: one probe, the answer on stdout, 0 or 1.
 async fn probe_once(gate: &GatePlan, signals: &mut Signals) -> i32 {
     let probe = sidecar_http::probe(&gate.url, gate.request_timeout);
-    let outcome = match signals.unless_stopped(probe, |_| {}).await {
+    let outcome = match signals.unless_stopped(probe, &mut |_| {}).await {
         Ok(outcome) => outcome,
         Err(stop) => return exit_code::for_signal(stop.signal.raw()),
     };

@@ -74,7 +74,7 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
     let started = Instant::now();
     let mut gate = Gate::new(plan, started);
     loop {
-        let event = match signals.unless_stopped(gate.next_event(), aside).await {
+        let event = match signals.unless_stopped(gate.next_event(), &mut aside).await {
             Ok(event) => event,
             Err(stop) => {
                 tracing::warn!(target: LOG,

@@ -11,6 +11,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::task::{self, Poll};
 
 use tokio::io::unix::AsyncFd;
 
@@ -181,10 +182,18 @@ impl Signals {
 
     /// Waits for the next signal.
     pub async fn next(&mut self) -> io::Result<Received> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&self, cx: &mut task::Context<'_>) -> Poll<io::Result<Received>> {
         loop {
-            let mut guard = self.fd.readable().await?;
+            let mut guard = match self.fd.poll_read_ready(cx) {
+                Poll::Ready(Ok(guard)) => guard,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
             match guard.try_io(|fd| read_one(fd.get_ref().as_raw_fd(), &self.context)) {
-                Ok(result) => return result,
+                Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }
         }
@@ -220,25 +229,40 @@ impl Signals {
     pub async fn unless_stopped<F: Future>(
         &mut self,
         work: F,
-        mut aside: impl FnMut(io::Result<Received>),
+        aside: &mut dyn FnMut(io::Result<Received>),
     ) -> Result<F::Output, Received> {
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                // Signals first: work that is ready at the same moment as a stop request must
-                // not hide it.
-                biased;
-                received = self.next() => match received {
-                    Ok(r) if r.asks_to_stop() => return Err(r),
-                    Ok(r) => aside(Ok(r)),
-                    Err(e) => {
-                        aside(Err(e));
-                        return Ok(work.await);
-                    }
-                },
-                output = &mut work => return Ok(output),
+        let mut work = std::pin::pin!(work);
+        let mut listening = true;
+        // Polled by hand rather than with select!: the generic part stays a few instructions
+        // per kind of work, and the signal side is compiled once.
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(stop) = self.poll_stop(cx, &mut listening, aside) {
+                return Poll::Ready(Err(stop));
+            }
+            work.as_mut().poll(cx).map(Ok)
+        })
+        .await
+    }
+
+    /// Signals first: work that is ready at the same moment as a stop request must not hide it.
+    fn poll_stop(
+        &self,
+        cx: &mut task::Context<'_>,
+        listening: &mut bool,
+        aside: &mut dyn FnMut(io::Result<Received>),
+    ) -> Poll<Received> {
+        while *listening {
+            match self.poll_next(cx) {
+                Poll::Ready(Ok(r)) if r.asks_to_stop() => return Poll::Ready(r),
+                Poll::Ready(Ok(r)) => aside(Ok(r)),
+                Poll::Ready(Err(e)) => {
+                    aside(Err(e));
+                    *listening = false;
+                }
+                Poll::Pending => break,
             }
         }
+        Poll::Pending
     }
 }
 

@@ -43,7 +43,7 @@ pub async fn cleanup(app: Launched, grace: Duration, signals: &mut Signals) {
         }
         let pause = tokio::time::sleep_until(deadline.min(Instant::now() + RECHECK));
         // A second stop request means "now": skip the rest of the grace.
-        if signals.unless_stopped(pause, |_| {}).await.is_err() || Instant::now() >= deadline {
+        if signals.unless_stopped(pause, &mut |_| {}).await.is_err() || Instant::now() >= deadline {
             break;
         }
     }

@@ -22,7 +22,10 @@ use crate::run::incoming_signals::Signals;
 /// Looks, judges and prints the report; 0 when nothing failed, 1 otherwise, 128+N on a stop
 /// signal.
 pub async fn examine(plan: &DoctorPlan, signals: &mut Signals) -> i32 {
-    let seen = match signals.unless_stopped(gather::look(plan), |_| {}).await {
+    let seen = match signals
+        .unless_stopped(gather::look(plan), &mut |_| {})
+        .await
+    {
         Ok(seen) => seen,
         Err(stop) => return exit_code::for_signal(stop.signal.raw()),
     };
