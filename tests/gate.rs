@@ -189,6 +189,21 @@ fn stop_signals_during_the_gate_exit_128_plus_n_and_never_start_the_app() {
     }
 }
 
+/// `signal` leaves meshwait running for `settle`; SIGTERM then ends it with 143 at once.
+fn survives_then_stops(child: &mut std::process::Child, signal: i32, settle: Duration) {
+    send(child.id(), signal);
+    std::thread::sleep(settle);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "signal {signal} stopped meshwait"
+    );
+    send(child.id(), libc::SIGTERM);
+    assert_eq!(
+        wait_bounded(child, Duration::from_secs(5)).code(),
+        Some(143)
+    );
+}
+
 /// Guards the one-shot commands' stop: `ready` and `doctor` wait for answers with every signal
 /// blocked, so a stop signal must end them at once, not after the request's bound.
 #[test]
@@ -217,15 +232,7 @@ fn a_stop_signal_ends_ready_and_doctor_while_the_proxy_hangs() {
             "{args:?} never asked"
         );
         std::thread::sleep(Duration::from_millis(50));
-        send(child.id(), libc::SIGUSR1);
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "{args:?}: SIGUSR1 is no stop"
-        );
-        send(child.id(), libc::SIGTERM);
-        let status = wait_bounded(&mut child, Duration::from_secs(5));
-        assert_eq!(status.code(), Some(143), "{args:?}");
+        survives_then_stops(&mut child, libc::SIGUSR1, Duration::from_millis(50));
     }
 }
 
@@ -361,17 +368,7 @@ fn a_hangup_meshwait_was_started_ignoring_does_not_stop_the_gate() {
     assert!(eventually(Duration::from_secs(5), || !server
         .served()
         .is_empty()));
-    send(child.id(), libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "an ignored SIGHUP stopped the gate"
-    );
-    send(child.id(), libc::SIGTERM);
-    assert_eq!(
-        wait_bounded(&mut child, Duration::from_secs(5)).code(),
-        Some(143)
-    );
+    survives_then_stops(&mut child, libc::SIGHUP, Duration::from_millis(200));
 }
 
 #[test]
