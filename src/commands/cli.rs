@@ -451,12 +451,23 @@ macro_rules! choices {
             }
 
             fn to_possible_value(&self) -> Option<PossibleValue> {
-                Some(match self {
-                    $($variant => PossibleValue::new($name).help($help)),+
-                })
+                let (name, help) = match self {
+                    $($variant => ($name, $help)),+
+                };
+                Some(possible_value(name, help))
             }
         }
     };
+}
+
+/// One word of a choice, with its help unless that is empty.
+fn possible_value(name: &'static str, help: &'static str) -> PossibleValue {
+    let value = PossibleValue::new(name);
+    if help.is_empty() {
+        value
+    } else {
+        value.help(help)
+    }
 }
 
 choices!(Mesh {
@@ -468,8 +479,9 @@ choices!(Mesh {
 });
 
 choices!(OnTimeout {
-    OnTimeout::Fail => "fail": "Exit 69: the app is not started",
-    OnTimeout::Start => "start": "Start the app anyway",
+    // The option's own help says what each does.
+    OnTimeout::Fail => "fail": "",
+    OnTimeout::Start => "start": "",
 });
 
 choices!(Source {

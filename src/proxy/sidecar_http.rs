@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -288,15 +289,26 @@ async fn exchange(
     // The connection future must be polled for the request to make progress; both are dropped
     // together when the request ends, so a hung peer cannot keep a socket or task alive.
     tokio::pin!(connection, answer);
-    tokio::select! {
-        result = &mut answer => result.map_err(NoAnswer::Failed),
-        ended = &mut connection => match ended {
-            Err(e) => Err(NoAnswer::Failed(describe(e))),
-            // With `Connection: close` the connection may finish first; the answer is already
-            // buffered and only needs collecting.
-            Ok(()) => answer.await.map_err(NoAnswer::Failed),
-        },
-    }
+    let mut connection_ended = false;
+    // Polled by hand (the answer first) rather than with select!, for the binary's size.
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(result) = answer.as_mut().poll(cx) {
+                return Poll::Ready(result.map_err(NoAnswer::Failed));
+            }
+            if connection_ended {
+                return Poll::Pending;
+            }
+            match connection.as_mut().poll(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(NoAnswer::Failed(describe(e)))),
+                // With `Connection: close` the connection may finish first; the answer is
+                // already buffered and only needs collecting: look at it again.
+                Poll::Ready(Ok(())) => connection_ended = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
 }
 
 async fn connect(addrs: &[SocketAddr]) -> io::Result<RequestFirst<TcpStream>> {

@@ -257,24 +257,27 @@ impl Drainer {
         at: Instant,
         signals: &mut Signals,
     ) -> io::Result<Option<Received>> {
-        tokio::select! {
-            received = signals.next() => received.map(Some),
-            () = self.pause(at) => Ok(None),
-        }
+        signals.next_before(self.pause(at)).await
     }
 
     /// Waits for the instant `at`, or the end of a sidecar read under way. Cancel-safe.
     pub async fn pause(&mut self, at: Instant) {
-        let read = async {
+        let mut read = std::pin::pin!(async {
             match self.sidecar.as_mut() {
                 Some(sidecar) => sidecar.settle().await,
                 None => std::future::pending().await,
             }
-        };
-        tokio::select! {
-            () = tokio::time::sleep_until(at.into()) => {}
-            () = read => {}
-        }
+        });
+        let mut sleep = std::pin::pin!(tokio::time::sleep_until(at.into()));
+        // Polled by hand: select! would add its branch bookkeeping for two futures that both
+        // simply end the pause.
+        std::future::poll_fn(|cx| {
+            if sleep.as_mut().poll(cx).is_ready() || read.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+            std::task::Poll::Pending
+        })
+        .await;
     }
 
     pub fn poll(&mut self) -> Poll {

@@ -180,11 +180,6 @@ impl Signals {
         })
     }
 
-    /// Waits for the next signal.
-    pub async fn next(&mut self) -> io::Result<Received> {
-        std::future::poll_fn(|cx| self.poll_next(cx)).await
-    }
-
     fn poll_next(&self, cx: &mut task::Context<'_>) -> Poll<io::Result<Received>> {
         loop {
             let mut guard = match self.fd.poll_read_ready(cx) {
@@ -240,6 +235,22 @@ impl Signals {
                 return Poll::Ready(Err(stop));
             }
             work.as_mut().poll(cx).map(Ok)
+        })
+        .await
+    }
+
+    /// The next signal, or `None` once `until` has ended with none.
+    pub async fn next_before(
+        &mut self,
+        until: impl Future<Output = ()>,
+    ) -> io::Result<Option<Received>> {
+        let mut until = std::pin::pin!(until);
+        // By hand, signals first, as in `unless_stopped`.
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(received) = self.poll_next(cx) {
+                return Poll::Ready(received.map(Some));
+            }
+            until.as_mut().poll(cx).map(|()| Ok(None))
         })
         .await
     }

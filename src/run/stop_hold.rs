@@ -145,10 +145,11 @@ impl Hold {
                 }
                 woke
             }
-            None => tokio::select! {
-                received = signals.next() => received.map(Some),
-                () = tokio::time::sleep_until(at.into()) => Ok(None),
-            },
+            None => {
+                signals
+                    .next_before(tokio::time::sleep_until(at.into()))
+                    .await
+            }
         }
     }
 

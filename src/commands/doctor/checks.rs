@@ -30,16 +30,23 @@ pub fn judge(plan: &DoctorPlan, seen: Seen) -> Vec<Check> {
     // An unreadable scan fails each check that needs it with the same evidence; the others read
     // it as empty (nothing seen listening, no proxy sockets).
     let unread = SocketFacts::default();
-    let (sockets, unreadable) = match &seen.sockets {
-        Ok(sockets) => (sockets, None),
-        Err(why) => (&unread, Some(why)),
+    let (sockets, [ports, proxy_sockets, app_listeners, in_flight]) = match &seen.sockets {
+        Ok(s) => (
+            s,
+            [
+                ports_check(plan, s),
+                proxy_sockets_check(plan, s),
+                app_listeners_check(s),
+                in_flight_check(s),
+            ],
+        ),
+        Err(why) => (
+            &unread,
+            [PORTS, PROXY_SOCKETS, APP_LISTENERS, IN_FLIGHT]
+                .map(|name| Check::new(name, Mark::Fail, why.clone())),
+        ),
     };
-    let scanned = |name: &'static str, check: &dyn Fn(&SocketFacts) -> Check| match unreadable {
-        Some(why) => Check::new(name, Mark::Fail, why.clone()),
-        None => check(sockets),
-    };
-    let mut checks = vec![init_check(&seen.processes, &meshwaits)];
-    checks.push(scanned(PORTS, &|s| ports_check(plan, s)));
+    let mut checks = vec![init_check(&seen.processes, &meshwaits), ports];
     checks.push(readiness_check(
         plan,
         seen.ready,
@@ -47,9 +54,7 @@ pub fn judge(plan: &DoctorPlan, seen: Seen) -> Vec<Check> {
         sockets,
     ));
     checks.push(envoy_check(plan, seen.admin, sockets));
-    checks.push(scanned(PROXY_SOCKETS, &|s| proxy_sockets_check(plan, s)));
-    checks.push(scanned(APP_LISTENERS, &app_listeners_check));
-    checks.push(scanned(IN_FLIGHT, &in_flight_check));
+    checks.extend([proxy_sockets, app_listeners, in_flight]);
     checks.push(sidecar_check(plan.mesh, seen.sidecar));
     let quits = supervisor.and_then(|p| quits_proxy(p)).unwrap_or(false);
     let quit = quit_check(plan.mesh, seen.quit);
