@@ -587,6 +587,41 @@ fn orphans_are_reaped_as_pid1() {
     }
 }
 
+/// Guards the gate's reaping: as PID 1 meshwait adopts orphans before the app exists (a
+/// `kubectl exec` whose process leaves children behind), and must reap them while it waits for
+/// the proxy, not only once it supervises.
+#[test]
+fn orphans_are_reaped_during_the_gate_as_pid1() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not yet"));
+    let mut cmd = clean("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", meshwait_binary()])
+        .args(["--mesh", "none", "--ready-url", &server.url(), "--", "true"]);
+    let mut child = spawn(cmd);
+    assert!(eventually(Duration::from_secs(5), || !server
+        .served()
+        .is_empty()));
+    let pid = pid1_of(&child);
+    // Into meshwait's PID and mount namespaces, as `kubectl exec` enters a container.
+    let out = Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-p", "-m", "--"])
+        .args([python(), &helper("orphans.py"), "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("adopted-by 1\n"), "{text}");
+    assert!(text.contains("unreaped 0 alive 0"), "{text}");
+    send(pid, libc::SIGTERM);
+    assert_eq!(
+        wait_bounded(&mut child, Duration::from_secs(5)).code(),
+        Some(143)
+    );
+}
+
 /// The pid (in our namespace) of the meshwait that `unshare` started, once it runs meshwait.
 fn pid1_of(unshare: &std::process::Child) -> u32 {
     let children = format!("/proc/{0}/task/{0}/children", unshare.id());
