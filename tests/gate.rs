@@ -239,7 +239,11 @@ fn a_stop_signal_ends_ready_and_doctor_while_the_proxy_hangs() {
 #[test]
 fn other_signals_during_the_gate_are_not_fatal() {
     let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not yet"));
-    let mut child = spawn(gated(&server.url(), "exit 4"));
+    let mut child = spawn(gated_with(
+        &server.url(),
+        &["--log-level", "debug"],
+        "exit 4",
+    ));
     assert!(eventually(Duration::from_secs(5), || !server
         .served()
         .is_empty()));
@@ -254,6 +258,16 @@ fn other_signals_during_the_gate_are_not_fatal() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(child.try_wait().unwrap().is_none());
     assert_eq!(turn_ready_and_wait(&server, &mut child), Some(4));
+    // Each is noted, SIGCHLD aside: that one only means a child to reap.
+    let log = stderr_of(&mut child);
+    let noted = |name: &str| {
+        log.lines().any(|l| {
+            l.contains("signal during the gate, no app to forward it to")
+                && l.contains(&format!("signal={name}"))
+        })
+    };
+    assert!(noted("SIGUSR1") && noted("SIGWINCH"), "{log}");
+    assert!(!noted("SIGCHLD"), "{log}");
 }
 
 #[test]
