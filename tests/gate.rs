@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -187,6 +188,36 @@ fn stop_signals_during_the_gate_exit_128_plus_n_and_never_start_the_app() {
         assert_eq!(status.code(), Some(128 + signal), "signal {signal}");
         assert!(!mark.exists(), "app started despite signal {signal}");
     }
+}
+
+/// Guards against a feedback loop: with stderr a pipe nobody reads, every line meshwait logs
+/// raises a SIGPIPE for itself. The gate must let such signals pass without a line of their own,
+/// which would raise the next one and spin a core until the proxy is ready. The bound is a
+/// quarter of the time watched, as in init's idle test.
+#[test]
+fn its_own_sigpipe_from_a_closed_log_pipe_does_not_spin_the_gate() {
+    let server = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(503, "not yet"));
+    let mut cmd = gated_with(&server.url(), &["--log-level", "debug"], "exit 0");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(child.stderr.take());
+    assert!(eventually(Duration::from_secs(5), || !server
+        .served()
+        .is_empty()));
+    // A line to write into the closed pipe: the note of a signal that is no stop.
+    send(child.id(), libc::SIGUSR1);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(child.id());
+    std::thread::sleep(Duration::from_millis(2000));
+    let used = cpu_ticks(child.id()) - before;
+    survives_then_stops(&mut child, libc::SIGUSR2, Duration::from_millis(50));
+    let per_second = ticks_per_second();
+    assert!(
+        used * 4 < 2 * per_second,
+        "meshwait used {used} ticks of CPU ({per_second} a second) in 2 s of gating"
+    );
 }
 
 /// `signal` leaves meshwait running for `settle`; SIGTERM then ends it with 143 at once.

@@ -964,19 +964,13 @@ fn an_idle_meshwait_uses_no_cpu() {
     let mut cmd = no_gate();
     cmd.args(["--", "sleep", "3"]).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let cpu_ticks = |pid: u32| -> u64 {
-        let fields = proc_stat(pid).unwrap();
-        // utime and stime, the 14th and 15th fields of the line (12th and 13th after the name).
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    };
     std::thread::sleep(Duration::from_millis(300));
     let before = cpu_ticks(child.id());
     std::thread::sleep(Duration::from_millis(2000));
     let used = cpu_ticks(child.id()) - before;
     let _ = child.kill();
     let _ = child.wait();
-    // SAFETY: sysconf only queries.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let per_second = ticks_per_second();
     assert!(
         used * 4 < 2 * per_second,
         "meshwait used {used} ticks of CPU ({per_second} a second) in 2 s of waiting"

@@ -595,6 +595,19 @@ pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
     )
 }
 
+/// The CPU time `pid` has used so far, user and system, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let fields = proc_stat(pid).unwrap();
+    // utime and stime, the 14th and 15th fields of the line (12th and 13th after the name).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Clock ticks in a second, the unit of `cpu_ticks`.
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf only queries.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as u64 }
+}
+
 /// Sockets listening on `ports` of every address inside `ns` that accept and never answer, as
 /// ztunnel's in-pod listeners look from the app's container; closed when dropped.
 pub struct Listeners {
