@@ -365,6 +365,15 @@ mod tests {
     /// A one-connection HTTP server on the loopback: answers `status` with `body`, and hands
     /// back the request head it read.
     fn serve_once(status: u16, body: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
+        serve_in_pieces(status, vec![body])
+    }
+
+    /// As `serve_once`, writing the body in `pieces` a little apart, so they arrive as frames
+    /// of their own.
+    fn serve_in_pieces(
+        status: u16,
+        pieces: Vec<Vec<u8>>,
+    ) -> (String, std::thread::JoinHandle<String>) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!(
@@ -378,15 +387,36 @@ mod tests {
             while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
                 head.push(byte[0]);
             }
+            let length: usize = pieces.iter().map(Vec::len).sum();
             let _ = write!(
                 conn,
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
+                "HTTP/1.1 {status} X\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
             );
-            let _ = conn.write_all(&body);
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                let _ = conn.write_all(piece);
+                let _ = conn.flush();
+            }
             String::from_utf8_lossy(&head).to_lowercase()
         });
         (url, server)
+    }
+
+    /// Guards the cap on what is kept of a body across frames: an answer that arrives in pieces
+    /// keeps its first `FETCH_MAX` bytes, not a whole later frame.
+    #[test]
+    fn a_body_arriving_in_pieces_is_kept_up_to_its_cap() {
+        let (url, server) = serve_in_pieces(503, vec![vec![b'a'; 10_000], vec![b'b'; 10_000]]);
+        let fetched = run(fetch(&url.parse().unwrap(), Duration::from_secs(5)));
+        server.join().unwrap();
+        let Ok(Answer { status: 503, body }) = fetched else {
+            panic!("{fetched:?}");
+        };
+        assert_eq!(body.len(), FETCH_MAX);
+        assert!(body[..10_000].iter().all(|&b| b == b'a'));
+        assert!(body[10_000..].iter().all(|&b| b == b'b'));
     }
 
     fn run<T>(future: impl std::future::Future<Output = T>) -> T {
