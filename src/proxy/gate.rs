@@ -104,7 +104,6 @@ pub async fn wait_until_ready(plan: &GatePlan, signals: &mut Signals) -> GateEnd
 /// The signals that do not stop the gate.
 fn aside(received: io::Result<Received>) {
     match received {
-        Ok(r) if r.self_inflicted() => {}
         Ok(r) if r.signal.raw() == libc::SIGCHLD => {
             // As PID 1 we inherit orphans even before the app exists (kubectl exec).
             reaper::reap(None, false);

@@ -218,8 +218,8 @@ impl Signals {
 impl Signals {
     /// Runs `work` to its end unless a stop request (`Received::asks_to_stop`) comes first, which
     /// is then the `Err`. Every signal is blocked, so without this a TERM would wait for the work.
-    /// Any other signal goes to `aside` (a SIGCHLD to reap, a line in the log) and the work goes
-    /// on: it has an end of its own. So does a failed read, after which the signals are left
+    /// Any other signal goes to `aside` (a SIGCHLD to reap, a line in the log), except those
+    /// meshwait raised itself, and the work goes on: it has an end of its own. So does a failed read, after which the signals are left
     /// alone until the work ends: a read that keeps failing must not spin the loop.
     pub async fn unless_stopped<F: Future>(
         &mut self,
@@ -265,6 +265,9 @@ impl Signals {
         while *listening {
             match self.poll_next(cx) {
                 Poll::Ready(Ok(r)) if r.asks_to_stop() => return Poll::Ready(r),
+                // meshwait's own (a SIGPIPE from a log line to a closed pipe) are no news to
+                // anyone; handed on, a log line about one would raise the next.
+                Poll::Ready(Ok(r)) if r.self_inflicted() => {}
                 Poll::Ready(Ok(r)) => aside(Ok(r)),
                 Poll::Ready(Err(e)) => {
                     aside(Err(e));
