@@ -207,8 +207,8 @@ pub async fn read(base: &SidecarUrl, limit: Duration) -> Result<AdminView, NoAns
         ..AdminView::default()
     };
     Ok(match stats {
-        Ok(Answer { status, body }) if (200..300).contains(&status) => {
-            view.with_stats(&String::from_utf8_lossy(&body))
+        Ok(answer) if answer.is_success() => {
+            view.with_stats(&String::from_utf8_lossy(&answer.body))
         }
         _ => view,
     })

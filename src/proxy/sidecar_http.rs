@@ -123,7 +123,9 @@ pub async fn probe(url: &SidecarUrl, limit: Duration) -> Outcome {
 /// `limit`. Any 2xx is `Ready`.
 pub async fn call(url: &SidecarUrl, method: Method, limit: Duration) -> Outcome {
     match bounded(url, method, limit, 0).await {
-        Ok(Answer { status, .. }) if (200..300).contains(&status) => Outcome::Ready { status },
+        Ok(answer) if answer.is_success() => Outcome::Ready {
+            status: answer.status,
+        },
         Ok(Answer { status, body }) => Outcome::NotReady {
             status,
             body: first_line(&body),
@@ -142,8 +144,13 @@ pub struct Answer {
 
 impl Answer {
     pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
+        is_success(self.status)
     }
+}
+
+/// Any 2xx: ready, quit, or a page to read.
+fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
 }
 
 /// What a GET brought back, body included: for reading a sidecar's admin pages (stats, state).
@@ -248,7 +255,7 @@ async fn exchange(
         let response = sender.send_request(request).await.map_err(describe)?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
-        let ok = (200..300).contains(&status);
+        let ok = is_success(status);
         if let (true, Sink::Each(each, max)) = (ok, &mut sink) {
             let mut seen: u64 = 0;
             while let Some(frame) = body.frame().await {
