@@ -32,38 +32,36 @@ mod untrusted_text;
 pub use commands::main as run;
 pub use run::incoming_signals::{Inherited, block_all};
 
+/// Every file under `src/<folder>` ("" for all of `src/`), with its text: for the tests that
+/// hold the source to its own rules (the layering below, the log components in `logging`).
 #[cfg(test)]
-mod layout {
-    use std::path::Path;
-
-    /// The text of every file under `src/<folder>`.
-    fn files(folder: &str) -> Vec<(String, String)> {
-        fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, out);
-                } else {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    out.push((path.display().to_string(), text));
-                }
+fn source_files(folder: &str) -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path.display().to_string(), text));
             }
         }
-        let mut out = Vec::new();
-        walk(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src")
-                .join(folder),
-            &mut out,
-        );
-        assert!(!out.is_empty(), "{folder}");
-        out
     }
+    let mut out = Vec::new();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    walk(&src.join(folder), &mut out);
+    assert!(!out.is_empty(), "{folder}");
+    out
+}
+
+#[cfg(test)]
+mod layout {
+    use crate::source_files;
 
     #[test]
     fn lower_folders_do_not_reach_up() {
         for folder in ["run", "proxy", "sockets"] {
-            for (path, text) in files(folder) {
+            for (path, text) in source_files(folder) {
                 for word in ["crate::commands", "clap::"] {
                     assert!(!text.contains(word), "{path} uses {word}");
                 }

@@ -356,22 +356,19 @@ mod tests {
     /// the list the README gives users.
     #[test]
     fn every_component_is_fixed_and_documented() {
-        fn walk(dir: &std::path::Path, found: &mut Vec<(String, String)>) {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, found);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    // The code, not its unit tests (which log to check the format).
-                    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-                    found.push((path.display().to_string(), code.to_string()));
-                }
-            }
-        }
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = Vec::new();
-        walk(&root.join("src"), &mut files);
+        // The code, not its unit tests (which log to check the format).
+        let files: Vec<(String, String)> = crate::source_files("")
+            .into_iter()
+            .map(|(path, text)| {
+                let code = text
+                    .split("#[cfg(test)]\nmod tests")
+                    .next()
+                    .unwrap()
+                    .to_string();
+                (path, code)
+            })
+            .collect();
         let mut components = Vec::new();
         for (path, code) in &files {
             let macros = ["error!(", "warn!(", "info!(", "debug!(", "trace!("]
