@@ -57,9 +57,9 @@ impl Pod {
             self.events.to_str().unwrap(),
         ]
         .iter()
-        .map(std::string::ToString::to_string)
+        .map(ToString::to_string)
         .collect();
-        args.extend(extra.iter().map(std::string::ToString::to_string));
+        args.extend(extra.iter().map(ToString::to_string));
         args
     }
 

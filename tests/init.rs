@@ -676,7 +676,7 @@ fn signals_libc_keeps_stay_blocked_after_a_name_lookup_thread_starts() {
         .spawn()
         .unwrap();
     let tasks = format!("/proc/{}/task", child.id());
-    let threads = || std::fs::read_dir(&tasks).map_or(0, std::iter::Iterator::count);
+    let threads = || std::fs::read_dir(&tasks).map_or(0, Iterator::count);
     assert!(
         eventually(LINE, || threads() > 1),
         "no lookup thread was started"

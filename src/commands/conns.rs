@@ -13,7 +13,7 @@ use crate::proxy::envoy_clusters::Flow;
 use crate::proxy::sidecar_http::NoAnswer;
 use crate::proxy::sidecar_view::{self, Sight};
 use crate::run::drain::SocketPlan;
-use crate::sockets::connection_class::{Class, scan_classified};
+use crate::sockets::connection_class::{Busy, Class, scan_classified};
 use crate::sockets::{Socket, SocketView};
 use crate::untrusted_text;
 
@@ -143,7 +143,7 @@ impl Printer<'_> {
                     "app",
                     direction.name(),
                     status,
-                    busy.map(super::super::sockets::connection_class::Busy::name),
+                    busy.map(Busy::name),
                     age_ms,
                 )
             }

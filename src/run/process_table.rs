@@ -145,7 +145,7 @@ pub fn meshwait_with(argv: &[&str]) -> Process {
     Process {
         pid: 1,
         comm: "meshwait".into(),
-        argv: argv.iter().map(std::string::ToString::to_string).collect(),
+        argv: argv.iter().map(ToString::to_string).collect(),
         zombie: false,
     }
 }
