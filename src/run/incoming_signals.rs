@@ -323,18 +323,6 @@ fn read_one(fd: RawFd, context: &Context) -> io::Result<Received> {
     Received::new(info.ssi_signo as i32, info.ssi_pid, info.ssi_code, context)
 }
 
-/// kill(2) with any signal number: nix's `Signal` enum cannot express real-time signals.
-pub fn send(target: nix::unistd::Pid, signal: Signal) -> nix::Result<()> {
-    // SAFETY: kill has no memory-safety preconditions.
-    nix::errno::Errno::result(unsafe { libc::kill(target.as_raw(), signal.raw()) }).map(drop)
-}
-
-/// Whether any process in the group still exists (kill with signal 0 delivers nothing).
-pub fn send_probe(group: nix::unistd::Pid) -> nix::Result<()> {
-    // SAFETY: signal 0 only checks for existence and permission.
-    nix::errno::Errno::result(unsafe { libc::kill(-group.as_raw(), 0) }).map(drop)
-}
-
 /// Removes a pending instance of `signal` (blocked, so it waits in the queue) without acting on it.
 pub fn discard_pending(signal: Signal) {
     let mut only = Mask::empty();

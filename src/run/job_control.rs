@@ -30,7 +30,7 @@ use nix::unistd::{self, Pid};
 use crate::run::incoming_signals;
 use crate::run::launch::Launched;
 use crate::run::process_table::Stat;
-use crate::run::signal::Signal;
+use crate::run::signal::{self, Signal};
 use crate::run::terminal::{foreground_is, give_terminal, own_group_is_foreground};
 
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
@@ -67,7 +67,7 @@ impl Follower {
             // meshwait: a script that runs meshwait shares the group, and the shell sees its
             // job stopped only once the script has stopped too. SIGSTOP cannot be blocked: this
             // returns once the shell sends SIGCONT.
-            let _ = incoming_signals::send(Pid::from_raw(0), Signal::STOP);
+            let _ = signal::send(Pid::from_raw(0), Signal::STOP);
             // The shell's SIGCONT is still pending (meshwait blocks it): the app gets exactly one,
             // below, so this one must not be forwarded too.
             incoming_signals::discard_pending(Signal::CONT);
@@ -88,9 +88,9 @@ impl Follower {
                 return;
             }
             self.hung_up = true;
-            let _ = incoming_signals::send(group_of(app), Signal::HUP);
+            let _ = signal::send(group_of(app), Signal::HUP);
         }
-        let _ = incoming_signals::send(group_of(app), Signal::CONT);
+        let _ = signal::send(group_of(app), Signal::CONT);
         tracing::debug!(target: LOG, pid = app.pid.as_raw(), "app continued");
     }
 
@@ -103,7 +103,7 @@ impl Follower {
     pub fn recheck(&mut self, app: Launched) {
         if self.parked && hand_terminal_over(app) {
             self.parked = false;
-            let _ = incoming_signals::send(group_of(app), Signal::CONT);
+            let _ = signal::send(group_of(app), Signal::CONT);
             tracing::debug!(target: LOG,
                 pid = app.pid.as_raw(),
                 "the terminal is free; app continued"
@@ -125,7 +125,7 @@ impl Follower {
         let stop_or_cont = [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGCONT];
         if self.parked && !stop_or_cont.contains(&signal.raw()) {
             self.parked = false;
-            let _ = incoming_signals::send(group_of(app), Signal::CONT);
+            let _ = signal::send(group_of(app), Signal::CONT);
         }
     }
 

@@ -9,11 +9,11 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use crate::run::incoming_signals::{self, Signals};
+use crate::run::incoming_signals::Signals;
 use crate::run::launch::Launched;
 use crate::run::process_table::Stat;
 use crate::run::reaper;
-use crate::run::signal::Signal;
+use crate::run::signal::{self, Signal};
 
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
 /// not taken from the module path, which moves when the code is reorganised.
@@ -96,7 +96,7 @@ impl Leftovers {
             targets.push(Pid::from_raw(-self.group.as_raw()));
         }
         for target in targets {
-            match incoming_signals::send(target, signal) {
+            match signal::send(target, signal) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => {
                     tracing::warn!(target: LOG, target = target.as_raw(), error = %e, "could not signal a leftover process");
@@ -127,7 +127,7 @@ fn children() -> BTreeSet<i32> {
 fn group_members(group: Pid) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();
     // Cheap check first: kill(-pgid, 0) fails with ESRCH when the group is empty.
-    if incoming_signals::send_probe(group).is_err() {
+    if signal::send_probe(group).is_err() {
         return pids;
     }
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -1,4 +1,5 @@
-//! Signal names as users write them (`TERM`, `SIGTERM`, `15`, `RTMIN+3`) and as logs print them.
+//! A signal: its name as users write it (`TERM`, `SIGTERM`, `15`, `RTMIN+3`) and as logs print it,
+//! and sending it.
 
 use std::fmt;
 
@@ -121,6 +122,18 @@ impl std::str::FromStr for Signal {
             .map(Signal)
             .ok_or_else(bad)
     }
+}
+
+/// kill(2) with any signal number: nix's `Signal` enum cannot express real-time signals.
+pub fn send(target: nix::unistd::Pid, signal: Signal) -> nix::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    nix::errno::Errno::result(unsafe { libc::kill(target.as_raw(), signal.raw()) }).map(drop)
+}
+
+/// Whether any process in the group still exists (kill with signal 0 delivers nothing).
+pub fn send_probe(group: nix::unistd::Pid) -> nix::Result<()> {
+    // SAFETY: signal 0 only checks for existence and permission.
+    nix::errno::Errno::result(unsafe { libc::kill(-group.as_raw(), 0) }).map(drop)
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@ use nix::unistd::Pid;
 use tokio::runtime::Runtime;
 
 use crate::run::AppPlan;
-use crate::run::incoming_signals::{self, Received, Signals};
+use crate::run::incoming_signals::{Received, Signals};
 use crate::run::job_control;
 use crate::run::launch::Launched;
 use crate::run::reaper::{self, Ended};
-use crate::run::signal::Signal;
+use crate::run::signal::{self, Signal};
 use crate::run::stop_hold::{Hold, Step};
 
 /// The `component` of this module's log lines. Users filter logs by it, so it is fixed here,
@@ -150,13 +150,13 @@ impl Forwarder<'_> {
         } else {
             app.pid
         };
-        let mut result = incoming_signals::send(target, signal);
+        let mut result = signal::send(target, signal);
         // ESRCH for the group while the app itself is there (unreaped, or it would not be
         // supervised still): the app moved itself into another group (setpgid), leaving its
         // own empty. The signal is then the app's alone; losing it silently would leave a pod
         // stop waiting for SIGKILL.
         if result == Err(nix::errno::Errno::ESRCH) && target != app.pid {
-            result = incoming_signals::send(app.pid, signal);
+            result = signal::send(app.pid, signal);
             if result.is_ok() {
                 self.group_left = true;
                 tracing::warn!(target: LOG,
