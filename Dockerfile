@@ -19,16 +19,16 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo ./.cargo
 COPY src ./src
-# The linker (rust-lld) comes from .cargo/config.toml; RUSTFLAGS replaces the flags there, so the
-# non-PIE setting is repeated here.
-ENV RUSTFLAGS="-C relocation-model=static --remap-path-prefix=/src=. --remap-path-prefix=/usr/local/cargo=cargo" \
-    SOURCE_DATE_EPOCH=0
+# The linker and its settings come from .cargo/config.toml. The path remapping is added with
+# --config, which cargo appends to those flags; RUSTFLAGS would replace them.
+ENV SOURCE_DATE_EPOCH=0
 RUN case "$TARGETARCH" in \
       amd64) target=x86_64-unknown-linux-musl ;; \
       arm64) target=aarch64-unknown-linux-musl ;; \
       *) echo "meshwait is built for amd64 and arm64, not $TARGETARCH" >&2; exit 1 ;; \
     esac \
  && cargo build --release --locked --target "$target" \
+      --config "target.$target.rustflags = ['--remap-path-prefix=/src=.', '--remap-path-prefix=/usr/local/cargo=cargo']" \
  && cp "target/$target/release/meshwait" /meshwait
 
 FROM scratch

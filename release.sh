@@ -29,10 +29,10 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 target_dir=${CARGO_TARGET_DIR:-target}
 for arch in x86_64 aarch64; do
   target=$arch-unknown-linux-musl
-  # RUSTFLAGS replaces .cargo/config.toml's flags, so the non-PIE setting is repeated here (the
-  # linker, rust-lld, still comes from there).
-  RUSTFLAGS="-C relocation-model=static --remap-path-prefix=$PWD=. --remap-path-prefix=$cargo_home=cargo" \
-    cargo build --quiet --release --locked --target "$target"
+  # The path remapping is added with --config, which cargo appends to .cargo/config.toml's flags
+  # for the target; RUSTFLAGS would replace them (and lose the linker settings kept there).
+  cargo build --quiet --release --locked --target "$target" \
+    --config "target.$target.rustflags = ['--remap-path-prefix=$PWD=.', '--remap-path-prefix=$cargo_home=cargo']"
   cp "$target_dir/$target/release/meshwait" "$out/meshwait-$version-$arch-linux"
   python3 tools/sbom.py "$target" > "$out/meshwait-$version-$arch-linux.cdx.json"
 done
