@@ -1,7 +1,7 @@
 //! Every exit status meshwait can produce itself, in one place.
 //!
 //! Whatever the app returns is passed through unchanged; these are the codes meshwait chooses when
-//! it has to speak for itself. The README's exit-code table mirrors this file.
+//! it has to speak for itself. The manual's exit-code table (docs/exit-codes.md) mirrors this file.
 
 /// Success: `meshwait ready` found the proxy ready, or a gate-only wait ended ready.
 pub const OK: i32 = 0;

@@ -389,3 +389,59 @@ fn the_options_page_names_only_options_and_variables_that_exist() {
         unknown.join("\n  ")
     );
 }
+
+/// The page's "which command takes which option" table lists, for each subcommand, exactly the
+/// options its `--help` has (besides logging, help and version), so a subcommand that gains or
+/// loses an option changes the table too.
+#[test]
+fn the_options_page_says_which_subcommand_takes_which_option() {
+    const EVERYWHERE: &[&str] = &[
+        "--log-format",
+        "--log-level",
+        "--verbose",
+        "--quiet",
+        "--help",
+        "--version",
+    ];
+    let page = page();
+    let mut listed: Vec<(String, BTreeSet<String>)> = Vec::new();
+    let mut in_table = false;
+    for line in page.lines() {
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        let cells = cells(line);
+        if cells[0].trim() == "Command" {
+            in_table = true;
+        } else if in_table && !line.starts_with("|---") {
+            let sub = cells[0].trim().trim_matches('`').to_string();
+            let mut names = long_flags(&cells[1]);
+            if cells[1].contains("`<DIR>`") {
+                names.insert("<DIR>".to_string());
+            }
+            listed.push((sub, names));
+        }
+    }
+    let help = help();
+    let mut checked = 0;
+    for (sub, items) in &help.subs {
+        if sub == "run" {
+            continue;
+        }
+        let takes: BTreeSet<String> = items
+            .iter()
+            .map(|item| item.name.clone())
+            .filter(|name| !EVERYWHERE.contains(&name.as_str()))
+            .collect();
+        let Some((_, names)) = listed.iter().find(|(name, _)| name == sub) else {
+            panic!("docs/options.md: no row for `{sub}` in the table headed \"Command\"");
+        };
+        assert_eq!(
+            names, &takes,
+            "docs/options.md: the row for `{sub}` against `meshwait {sub} --help`"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} subcommands checked");
+}

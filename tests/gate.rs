@@ -679,8 +679,8 @@ fn a_lasting_symptom_is_named_once_and_again_in_the_timeout_message() {
     }
 }
 
-/// Guards the README's promise about the waiting lines: one at the first failure, one when the
-/// reason changes (at most once a second), otherwise every 5 s; each with the status it names.
+/// Guards the manual's promise (docs/gate.md) about the waiting lines: one at the first failure,
+/// one when the reason changes (at most once a second), otherwise every 5 s; each with the status it names.
 /// And a new symptom's hint waits its own `--hint-after`, however long the previous one lasted.
 #[test]
 fn waiting_lines_come_at_the_first_failure_and_at_a_change_and_a_new_symptom_waits_for_its_hint() {

@@ -119,8 +119,8 @@ fn an_app_killed_by_a_signal_keeps_the_proxy_under_quit_on_success() {
     assert!(server.requests().is_empty(), "{:?}", server.requests());
 }
 
-/// Guards `--quit-on always` when the app never started (the gate timed out, exit 69): the
-/// README promises the quit then too, and `success` must not quit.
+/// Guards `--quit-on always` when the app never started (the gate timed out, exit 69):
+/// docs/options.md promises the quit then too, and `success` must not quit.
 #[test]
 fn a_gate_timeout_quits_the_proxy_only_under_quit_on_always() {
     let quit = ReadyServer::start("127.0.0.1:0", vec![], Reply::Status(200, "OK"));

@@ -1,4 +1,4 @@
-//! The command line, exactly as users and the README see it. Every flag also reads a `MESHWAIT_*`
+//! The command line, exactly as users and the manual (docs/options.md) see it. Every flag also reads a `MESHWAIT_*`
 //! environment variable, because Kubernetes users configure containers through `env:`.
 
 use std::ffi::OsString;

@@ -353,7 +353,7 @@ mod tests {
 
     /// The components are part of the log format: every module that logs names its own with a
     /// `LOG` constant (a module path would change when the code moves), and together they are
-    /// the list the README gives users.
+    /// the list the manual (docs/logs.md) gives users.
     #[test]
     fn every_component_is_fixed_and_documented() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -390,10 +390,10 @@ mod tests {
         }
         components.sort();
         components.dedup();
-        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-        let start = readme.find("The `component` of a line is one of").unwrap();
-        let end = start + readme[start..].find("; these names").unwrap();
-        let mut documented: Vec<String> = readme[start..end]
+        let page = std::fs::read_to_string(root.join("docs/logs.md")).unwrap();
+        let start = page.find("The `component` of a line is one of").unwrap();
+        let end = start + page[start..].find("; these names").unwrap();
+        let mut documented: Vec<String> = page[start..end]
             .split('`')
             .skip(3)
             .step_by(2)

@@ -3,7 +3,7 @@
 //! Each failed readiness probe (and, where it was read, Envoy's own admin view) is reduced to
 //! `Facts`; the first row of `HINTS` whose condition holds names the likely cause and the next
 //! check. The table is data so that every row can be tested against a captured answer, and so
-//! that the README can list the ids users will see in logs.
+//! that the manual (docs/diagnosis.md) can list the ids users will see in logs.
 
 use std::fmt;
 
@@ -22,7 +22,7 @@ pub const ISTIO_NOT_READY: &str = "istio-not-ready";
 /// One row: when it applies, the likely cause, and the next check.
 #[derive(Debug)]
 pub struct Hint {
-    /// Stable name, logged as the `hint` field and listed in the README.
+    /// Stable name, logged as the `hint` field and listed in docs/diagnosis.md.
     pub id: &'static str,
     /// The meshes the row speaks for; empty: any.
     pub meshes: &'static [Mesh],
