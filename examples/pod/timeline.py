@@ -76,6 +76,10 @@ POINTS = {
 }
 
 
+REDRAW = ("Drawn by examples/pod/timeline.py from the recordings of one run of `sudo python3 "
+          "examples/pod/scenarios.py --meshwait target/release/meshwait --only 1,2 --timeline "
+          "docs/img`.")
+
 # What the race is about, labelled in bold.
 OUTCOMES = {"first-call", "request-done", "request-cut"}
 
@@ -131,13 +135,15 @@ class Svg:
         else:
             self.line(x, y - 4, x, y + 4, stroke=colour, width=1.5)
 
-    def document(self, height):
+    def document(self, height, title, description):
         head = (f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{WIDTH}" '
                 f'height="{height:.0f}" viewBox="0 0 {WIDTH} {height:.0f}" '
                 f'font-family={quoteattr(FONT)}>')
+        # For screen readers, and for whoever opens the file wondering where it came from.
+        about = [f"<title>{escape(title)}</title>", f"<desc>{escape(description)}</desc>"]
         # A background of its own: the picture stays legible on a dark page.
         background = f'<rect width="{WIDTH}" height="{height:.0f}" fill="#fff"/>'
-        return "\n".join([head, background, *self.parts, "</svg>"]) + "\n"
+        return "\n".join([head, *about, background, *self.parts, "</svg>"]) + "\n"
 
 
 def colour_of(entry, default):
@@ -329,7 +335,8 @@ def picture(title, recordings, quiet=frozenset()):
     drawn = {e["event"] if e["event"] != "request" else "request-ok" if e.get("ok")
              else "request-cut" for r in recordings for e in r["events"]}
     y = legend(svg, y, drawn)
-    return svg.document(y + 10)
+    description = " ".join(f"{r.get('caption') or r['title']}." for r in recordings)
+    return svg.document(y + 10, title, f"{description} {REDRAW}")
 
 
 def legend(svg, y, drawn):
