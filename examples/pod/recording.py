@@ -10,13 +10,14 @@ and a span (the gate waiting, SIGTERM held, a preStop hook running, a request in
 the pod's deletion, preStop start and end, SIGTERM and SIGKILL sent. The rest is read from the
 containers' logs once the run is over: meshwait's JSON lines (MESHWAIT_LOG_FORMAT=json), app.py's
 and agent.py's stamped lines; and the client's own start and end (peers.py). All of them stamp
-with the wall clock: the containers and the clients run in other namespaces of one machine, where
-the wall clock is the clock they share with the driver, and what the tests compare is intervals
-of seconds, which a clock step inside one run would be the only thing to spoil.
+with the wall clock, the one clock that the driver, the containers and the clients (other
+namespaces of one machine) read alike and that meshwait's log lines carry; only a step of that
+clock during a run could skew a recording.
 """
 
 import datetime
 import json
+import re
 import signal
 import threading
 import time
@@ -37,8 +38,6 @@ def wall_of(stamp):
 def exit_text(code):
     """A container's end as the driver sees it: unshare exits with its PID 1's code, or dies of
     the same signal."""
-    if code is None:
-        return "still running"
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exit {code}"
@@ -55,6 +54,7 @@ class Recording:
         self._lock = threading.Lock()
         self._logs = []
         self._clients = []
+        self._closed = False
         self._frozen = None
 
     # -- filled while the pod runs -------------------------------------------------------------
@@ -64,7 +64,7 @@ class Recording:
         harness's own teardown is not part of the run."""
         wall = now()
         with self._lock:
-            if self._frozen is None:
+            if not self._closed:
                 self._marks.append(dict(wall=wall, lane=lane, event=event, text=text, **data))
 
     def log(self, lane, path):
@@ -80,10 +80,13 @@ class Recording:
     def freeze(self):
         """Reads the logs and fixes the recording; later calls return the same entries."""
         with self._lock:
-            if self._frozen is not None:
-                return self
-            entries = list(self._marks)
-            self._frozen = []
+            self._closed = True
+            if self._frozen is None:
+                self._frozen = self._entries()
+        return self
+
+    def _entries(self):
+        entries = list(self._marks)
         for lane, path in self._logs:
             try:
                 with open(path, errors="replace") as f:
@@ -104,9 +107,8 @@ class Recording:
         entries.sort(key=lambda e: (e["t"], LANES.index(e["lane"])
                                     if e["lane"] in LANES else len(LANES)))
         first = ("t", "until", "lane", "event", "text")
-        self._frozen = [{**{k: e[k] for k in first if k in e},
-                         **{k: v for k, v in e.items() if k not in first}} for e in entries]
-        return self
+        return [{**{k: e[k] for k in first if k in e},
+                 **{k: v for k, v in e.items() if k not in first}} for e in entries]
 
     @property
     def entries(self):
@@ -118,10 +120,6 @@ class Recording:
     def first(self, event, lane=None):
         found = self.all(event, lane)
         return found[0] if found else None
-
-    def last(self, event, lane=None):
-        found = self.all(event, lane)
-        return found[-1] if found else None
 
     def since(self, event, base="delete"):
         """Seconds from the first `base` to the first `event`; None if either is missing."""
@@ -174,9 +172,8 @@ def read_log(lane, lines):
     return entries
 
 
-def first_call(msg):
-    ok = msg.startswith("first call ok")
-    what = msg.split(": ", 1)[1] if ": " in msg else msg
+def first_call(match):
+    ok, what = match[1] == "ok", match[2]
     if ok:
         short = f"first call {what.split()[0]}" + (" via Envoy" if "via envoy" in what else "")
     elif "Connection refused" in what:
@@ -186,24 +183,24 @@ def first_call(msg):
     return "first-call", short, {"ok": ok}
 
 
-def answering(msg):
-    code = int(msg.rsplit(" ", 1)[1])
-    return "answer", f"app answers {code}", {"status": code}
+def answering(match):
+    return "answer", f"app answers {match[1]}", {"status": int(match[1])}
 
 
-# (what the line starts with or contains, event, label or a function of the message giving
-# (event, label, data)); the first that matches.
+# (the whole message as app.py or agent.py writes it, event, label or a function of the match
+# giving (event, label, data)); the first that matches. Whole lines: other programs in the pod
+# (streams_app.py) write "app: " lines too, with other words.
 APP_LINES = [
-    ("first call ", first_call),
-    ("serving on", "serving", "serving"),
-    (": calling upstream", "call-upstream", "calls upstream"),
-    (": answering ", answering),
-    ("SIGTERM: finishing", "app-sigterm", "app gets SIGTERM"),
+    (r"first call (ok|FAILED): (.*)", first_call),
+    (r"serving on :\d+", "serving", "serving"),
+    (r"request \S+: calling upstream", "call-upstream", "calls upstream"),
+    (r"request \S+: answering (\d{3})", answering),
+    (r"SIGTERM: finishing requests in flight", "app-sigterm", "app gets SIGTERM"),
 ]
 AGENT_LINES = [
-    ("Envoy is ready", "envoy-ready", "Envoy ready"),
-    ("draining listeners for ", "proxy-drain", "drains listeners"),
-    ("stopping Envoy", "envoy-stop", "Envoy stopped"),
+    (r"Envoy is ready", "envoy-ready", "Envoy ready"),
+    (r"SIG\w+: draining listeners for .*", "proxy-drain", "drains listeners"),
+    (r"stopping Envoy", "envoy-stop", "Envoy stopped"),
 ]
 
 
@@ -214,10 +211,11 @@ def stamped_entry(lane, line, table):
         wall = float(wall)
     except ValueError:
         return None
-    for needle, *meaning in table:
-        if needle in msg:
+    for pattern, *meaning in table:
+        match = re.fullmatch(pattern, msg)
+        if match:
             if callable(meaning[0]):
-                event, text, data = meaning[0](msg)
+                event, text, data = meaning[0](match)
             else:
                 (event, text), data = meaning, {}
             return dict(wall=wall, lane=lane, event=event, text=text, detail=msg, **data)

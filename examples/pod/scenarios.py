@@ -252,7 +252,9 @@ class Run:
         return isinstance(error, Exception)
 
     def close(self):
-        self.observed()
+        # Before the teardown, which is the harness's, not the run's.
+        if self.record.name:
+            self.observed()
         if self.pod:
             self.pod.kill()
         self.upstream.kill()
