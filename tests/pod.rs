@@ -11,6 +11,7 @@
 mod common;
 
 use std::fs::File;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -19,22 +20,34 @@ use common::*;
 /// The harness's status when the machine cannot host the pod (automake's "skipped").
 const SKIP: i32 = 77;
 
+fn pod_script(name: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "examples", "pod", name]
+        .iter()
+        .collect()
+}
+
 fn scenario(n: u32, name: &str) {
-    let script = [
-        env!("CARGO_MANIFEST_DIR"),
-        "examples",
-        "pod",
-        "scenarios.py",
-    ]
-    .iter()
-    .collect::<std::path::PathBuf>();
+    scenario_drawn(n, name, None);
+}
+
+/// Runs scenario `n`; with `picture`, also records it (`--timeline`) and asserts that the
+/// picture drawn from the recording, `picture.0`, shows each of `picture.1`.
+fn scenario_drawn(n: u32, name: &str, picture: Option<(&str, &[&str])>) {
     // Files, not pipes: a long failure report must not block the harness on a full pipe while
     // the test waits for it to exit.
     let dir = scratch_dir(&format!("pod{n}"));
     let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
-    let mut child = Command::new(python())
-        .arg(&script)
-        .args(["--meshwait", MESHWAIT, "--only", &n.to_string()])
+    let mut harness = Command::new(python());
+    harness.arg(pod_script("scenarios.py")).args([
+        "--meshwait",
+        MESHWAIT,
+        "--only",
+        &n.to_string(),
+    ]);
+    if picture.is_some() {
+        harness.arg("--timeline").arg(dir.join("timeline"));
+    }
+    let mut child = harness
         .stdout(Stdio::from(File::create(&out_path).unwrap()))
         .stderr(Stdio::from(File::create(&err_path).unwrap()))
         .spawn()
@@ -42,6 +55,9 @@ fn scenario(n: u32, name: &str) {
     let status = wait_bounded(&mut child, Duration::from_secs(240));
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let svg = picture.map(|(file, _)| {
+        std::fs::read_to_string(dir.join("timeline").join(file)).unwrap_or_default()
+    });
     let _ = std::fs::remove_dir_all(&dir);
     if status.code() == Some(SKIP) {
         // CI must run these: a silent skip there would turn the end-to-end suite green.
@@ -57,16 +73,86 @@ fn scenario(n: u32, name: &str) {
         status.success(),
         "{name}: {status}\n{stdout}\n--- stderr\n{stderr}"
     );
+    if let (Some((file, shown)), Some(svg)) = (picture, svg) {
+        assert!(
+            svg.starts_with("<svg "),
+            "{name}: no picture {file} drawn\n{stdout}"
+        );
+        for what in shown {
+            assert!(
+                svg.contains(what),
+                "{name}: {file} does not show {what:?}\n{svg}"
+            );
+        }
+    }
 }
 
 #[test]
 fn startup_race_is_refused_without_meshwait_and_served_with_it() {
-    scenario(1, "startup race");
+    scenario_drawn(
+        1,
+        "startup race",
+        Some((
+            "startup-race.svg",
+            &[
+                "without meshwait: first call refused (ECONNREFUSED) at ",
+                "with meshwait: the gate passes at ",
+                ">first call 200 via Envoy<",
+                ">Envoy ready<",
+            ],
+        )),
+    );
 }
 
 #[test]
 fn long_request_at_pod_deletion_is_cut_without_meshwait_and_completes_with_it() {
-    scenario(2, "long request at pod deletion");
+    scenario_drawn(
+        2,
+        "long request at pod deletion",
+        Some((
+            "shutdown-race.svg",
+            &[
+                "without meshwait: the request is cut ",
+                "with meshwait: the request completes (200 after ",
+                ">pod deleted<",
+                ">cut: ",
+                ">SIGTERM held ",
+                ">SIGTERM passed on<",
+                ">preStop: meshwait drain<",
+                ">Envoy stopped<",
+            ],
+        )),
+    );
+}
+
+/// The pictures in docs/img are what timeline.py draws from the recordings beside them: a
+/// change to the drawing shows in the pictures, not only once someone runs the pod again.
+#[test]
+fn the_committed_race_pictures_are_drawn_from_the_committed_recordings() {
+    let committed: PathBuf = [env!("CARGO_MANIFEST_DIR"), "docs", "img"].iter().collect();
+    let dir = scratch_dir("timeline");
+    let out = Command::new(python())
+        .arg(pod_script("timeline.py"))
+        .arg(&committed)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .expect("python3 runs timeline.py");
+    assert!(
+        out.status.success(),
+        "timeline.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for picture in ["startup-race.svg", "shutdown-race.svg"] {
+        let drawn = std::fs::read_to_string(dir.join(picture)).unwrap();
+        let kept = std::fs::read_to_string(committed.join(picture)).unwrap();
+        assert!(
+            drawn == kept,
+            "docs/img/{picture} is not what examples/pod/timeline.py draws from the recordings \
+             beside it; draw it again: python3 examples/pod/timeline.py docs/img"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -36,6 +36,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -50,7 +51,9 @@ XDS_PORT = 15010
 
 
 def log(msg):
-    print(f"agent: {msg}", flush=True)
+    # Stamped with the wall clock as app.py's lines are: the pod's recording (recording.py)
+    # places the sidecar's steps beside the app's and meshwait's.
+    print(f"agent: {time.time():.3f} {msg}", flush=True)
 
 
 class Envoy:

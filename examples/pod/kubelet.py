@@ -11,6 +11,9 @@ pod the way the kubelet does:
    the deletion;
 3. whatever still runs when the grace period ends gets SIGKILL (but never sooner than 2 s after
    its SIGTERM, as the kubelet does when a preStop hook used up the grace period).
+
+What it does and sees (starts, exits, the deletion, hooks, signals) it marks in the pod's
+recording (recording.py) as it happens.
 """
 
 import os
@@ -20,6 +23,7 @@ import threading
 import time
 
 import network
+import recording
 
 
 MINIMUM_GRACE = 2.0
@@ -62,6 +66,9 @@ class Container:
         # What deletion did to this container, for the report.
         self.pre_stop_result = None
         self.killed = False
+        # The pod's recording takes the container's start and exit; a container alone records
+        # nothing.
+        self.mark = lambda *a, **k: None
 
     def start(self, netns):
         log = open(self.log_path, "ab")
@@ -73,6 +80,7 @@ class Container:
             preexec_fn=netns.enter_as(0),
         )
         log.close()
+        self.mark(self.name, "start", "start")
         self.init_pid = self._find_init()
         if self.init_pid is None:
             self.process.kill()
@@ -98,6 +106,7 @@ class Container:
         code = self.process.wait()
         self.exited_at = time.monotonic()
         self.exit_code = code
+        self.mark(self.name, "exit", recording.exit_text(code), code=code)
         self.exited.set()
 
     def running(self):
@@ -118,11 +127,15 @@ class Container:
 
 
 class Pod:
-    def __init__(self, net, containers, grace):
+    def __init__(self, net, containers, grace, record=None):
         self.net = net
         self.containers = {c.name: c for c in containers}
         self.grace = grace
         self.deleted_at = None
+        self.record = record or recording.Recording("pod")
+        for c in containers:
+            c.mark = self.record.mark
+            self.record.log(c.name, c.log_path)
 
     def __getitem__(self, name):
         return self.containers[name]
@@ -134,6 +147,7 @@ class Pod:
     def delete(self):
         """Delete the pod; returns when every container has exited."""
         self.deleted_at = time.monotonic()
+        self.record.mark("kubelet", "delete", "pod deleted", grace=self.grace)
         deadline = self.deleted_at + self.grace
         threads = [threading.Thread(target=self._stop, args=(c, deadline))
                    for c in self.containers.values()]
@@ -147,16 +161,21 @@ class Pod:
             return
         if c.pre_stop:
             c.pre_stop_result = self._run_hook(c, deadline)
+        self.record.mark(c.name, "sigterm", "SIGTERM")
         c.signal(signal.SIGTERM)
         # The kubelet grants at least 2 s between SIGTERM and SIGKILL, even when a preStop hook
         # used up the grace period (minimumGracePeriodInSeconds in its container stop code).
         if not c.exited.wait(max(MINIMUM_GRACE, deadline - time.monotonic())):
             c.killed = True
+            self.record.mark(c.name, "sigkill", "SIGKILL")
             c.signal(signal.SIGKILL)
             c.exited.wait(5)
 
     def _run_hook(self, c, deadline):
         start = time.monotonic()
+        # The program by name: where the harness put it is no part of the picture.
+        self.record.mark(c.name, "prestop-start", "preStop: " + " ".join(
+            [os.path.basename(c.pre_stop[0]), *c.pre_stop[1:]]))
         with open(c.log_path, "ab") as log:
             log.write(f"kubelet: preStop {' '.join(c.pre_stop)}\n".encode())
             log.flush()
@@ -169,6 +188,8 @@ class Pod:
             hook.kill()
             hook.wait()
             code = "killed at the grace period"
+        self.record.mark(c.name, "prestop-end",
+                         f"preStop {'exit ' if isinstance(code, int) else ''}{code}", code=code)
         return {"exit": code, "seconds": round(time.monotonic() - start, 3)}
 
     def kill(self):

