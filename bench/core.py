@@ -11,6 +11,8 @@ Everything is measured side by side in one run, on this machine, against 127.0.0
   4. readiness -> exec      flip of a local readiness endpoint (503 -> 200) to the app's first
                             instruction (`date +%s%N`), against 500 ms and 1 s poll loops
   5. signal forwarding      os.kill(wrapper, SIGUSR1) to the app's handler running
+  5b. real-time burst       1000 x SIGRTMIN+1 sent at once: how many reach the app (and through
+                            signal-hook's iterator and a sigwaitinfo loop, bench/signal_hook)
   7. idle wakeups           syscalls/s under strace, and context switches/s without a tracer
   (6 and 8, the socket scan and the drain, are bench/drain.py's.)
 
@@ -684,6 +686,83 @@ def figure_signals(kids, argvs, count, warmup, results):
 
 
 # --------------------------------------------------------------------------------------------
+# Figure 5b: a burst of real-time signals.
+# --------------------------------------------------------------------------------------------
+
+FORWARDERS = REPO / "bench" / "signal_hook"
+
+
+def build_forwarders():
+    """The two minimal inits of bench/signal_hook (signal-hook's iterator, a sigwaitinfo loop):
+    path, or raises Unmeasurable. They need cargo and the crates.io index."""
+    target = REPO / "target" / "forwarders"
+    try:
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--manifest-path",
+                        str(FORWARDERS / "Cargo.toml")], check=True, timeout=300,
+                       env=dict(os.environ, CARGO_TARGET_DIR=str(target)),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = getattr(e, "stderr", b"") or b""
+        raise Unmeasurable(f"building {FORWARDERS.name}: {e} {detail.decode(errors='replace')[-300:]}")
+    return target / "release" / "forwarders"
+
+
+def rt_burst_once(kids, argv, burst, quiet, scratch, ends_on_usr1):
+    """Starts `argv` with the counting app, sends `burst` SIGRTMIN+1 to the init at once, and
+    returns how many the app received."""
+    out = scratch / f"rt-{time.monotonic_ns()}"
+    proc = kids.spawn(argv + [PYTHON, str(PROGRAMS / "rt_count.py"), str(out), str(quiet)],
+                      stdout=subprocess.PIPE)
+    line = LineReader(proc.stdout).readline(10)
+    if line != "ready":
+        raise Unmeasurable(f"app said {line!r}: {tail(proc.errpath)}")
+    rt = signal.SIGRTMIN + 1
+    for _ in range(burst):
+        os.kill(proc.pid, rt)
+    if ends_on_usr1:
+        # The app ends after its quiet period; the minimal inits end on SIGUSR1.
+        time.sleep(quiet + 0.5)
+        signal_quietly(proc, signal.SIGUSR1)
+    try:
+        proc.wait(timeout=quiet + 10)
+    except subprocess.TimeoutExpired:
+        raise Unmeasurable(f"did not exit: {tail(proc.errpath)}")
+    try:
+        return int(out.read_text())
+    except (OSError, ValueError):
+        raise Unmeasurable(f"the app wrote no count: {tail(proc.errpath)}")
+
+
+def figure_rt_burst(kids, argvs, forwarders, burst, rounds, quiet, scratch, results):
+    """`forwarders`: build_forwarders()'s path, or why there is none."""
+    contestants = [(name, argv, False) for name, argv in argvs.items()]
+    forwarders_error = None
+    if isinstance(forwarders, Path):
+        contestants += [("signal-hook iterator", [str(forwarders), "hook"], True),
+                        ("sigwaitinfo loop", [str(forwarders), "wait"], True)]
+    else:
+        forwarders_error = forwarders
+    rows = []
+    for name, argv, usr1 in contestants:
+        try:
+            got = [rt_burst_once(kids, argv, burst, quiet, scratch, usr1) for _ in range(rounds)]
+        except Unmeasurable as e:
+            rows.append([name, "not measured: " + str(e)] + [""] * 3)
+            continue
+        rows.append([name, rounds, min(got), median(got), max(got)])
+        results.setdefault("rt_burst", {})[name] = got
+    if forwarders_error:
+        for name in ("signal-hook iterator", "sigwaitinfo loop"):
+            rows.append([name, "not measured: " + forwarders_error] + [""] * 3)
+    print_table(f"Figure 5b. A burst of {burst} x SIGRTMIN+1 sent to the init at once: how many reach the app",
+                ["init", "rounds", "min", "median", "max"], rows,
+                notes=["the kernel queues each instance of a real-time signal; an init must forward each one.",
+                       "the last two rows are the minimal inits of bench/signal_hook: signal-hook's iterator "
+                       "(a handler records the signal and wakes a reader) and a blocked signal read with "
+                       "sigwaitinfo (as meshwait does); they show why meshwait does not use signal-hook."])
+
+
+# --------------------------------------------------------------------------------------------
 # Summary.
 # --------------------------------------------------------------------------------------------
 
@@ -770,10 +849,12 @@ def main():
     if args.quick:
         runs, anchor_runs, signals, warmup, rss_repeats, idle_repeats, window = 1, 1, 1, 1, 1, 1, 1.0
         startup_runs = 1
+        burst, burst_rounds, burst_quiet = 100, 1, 0.5
     else:
         runs, anchor_runs = args.runs, max(1, args.runs // 4)
         signals, warmup, rss_repeats, idle_repeats, window = 5 * args.runs, 5, 5, 3, 3.0
         startup_runs = 200
+        burst, burst_rounds, burst_quiet = 1000, 3, 1.5
 
     # A stop request or the time budget becomes an exception, so the finally below always runs.
     arm_watchdog()
@@ -786,6 +867,10 @@ def main():
         pass
 
     meshwait = ensure_meshwait(args.meshwait, args.meshwait == str(DEFAULT_MESHWAIT))
+    try:
+        forwarders = build_forwarders()
+    except Unmeasurable as e:
+        forwarders = str(e)
     signal.alarm(budget)  # after any build: the budget is for measuring
     results = {}
     scratch = Path(tempfile.mkdtemp(prefix="meshwait-bench-"))
@@ -802,6 +887,8 @@ def main():
         ("start-up", lambda: figure_startup(argvs, startup_runs, results)),
         ("readiness", lambda: figure_readiness(kids, meshwait, runs, anchor_runs, results)),
         ("signals", lambda: figure_signals(kids, argvs, signals, warmup, results)),
+        ("real-time burst", lambda: figure_rt_burst(kids, argvs, forwarders, burst, burst_rounds, burst_quiet,
+                                                     scratch, results)),
         ("idle wakeups", lambda: figure_idle(kids, argvs, window, idle_repeats, scratch, results)),
     ]
     failed = []
