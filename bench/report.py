@@ -179,7 +179,7 @@ def main():
         out += [f"![Scan time against socket count]({plot_rel})", ""]
     out += ["## Figures", "",
             "1 size, 2 peak RSS supervising `sleep`, 2b peak RSS while scanning sockets, 3 start-up",
-            "overhead, 4 readiness to exec, 5 signal forwarding, 6 socket scan at about 1k, 10k and 18k",
+            "overhead, 4 readiness to exec, 5 signal forwarding, 5b a burst of real-time signals, 6 socket scan at about 1k, 10k and 18k",
             "sockets, 7 idle wakeups, 8 drain detection, 9 the cost of Envoy's admin `/clusters` at 100,",
             "1,000 and 5,000 clusters, 10 peak RSS while reading it, 11 drain detection through the sidecar",
             "view (gRPC through Envoy), 11b the same with Envoy holding 5,000 clusters. The main measure of",
