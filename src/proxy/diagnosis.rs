@@ -715,4 +715,21 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), HINTS.len());
     }
+
+    /// The manual's hint table says the first matching row wins, so it must list every hint, in
+    /// the table's order: users read it to know which cause meshwait will name.
+    #[test]
+    fn the_manual_lists_every_hint_in_the_tables_order() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/diagnosis.md");
+        let page = std::fs::read_to_string(path).unwrap();
+        let listed: Vec<&str> = page
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split_once("` |"))
+            .map(|(id, _)| id)
+            .filter(|id| id.contains('-'))
+            .collect();
+        let ids: Vec<&str> = HINTS.iter().map(|h| h.id).collect();
+        assert_eq!(listed, ids);
+    }
 }

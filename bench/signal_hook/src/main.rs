@@ -1,6 +1,6 @@
 //! A minimal init that starts a child and forwards SIGRTMIN+1 to it, counting each forward, in one
 //! of two ways: `hook` (signal-hook's iterator: a handler per signal that records it and wakes a
-//! reader) or `wait` (the signal blocked and dequeued with sigtimedwait, as meshwait does). SIGUSR1
+//! reader) or `wait` (the signal blocked and dequeued with sigwaitinfo, as meshwait does). SIGUSR1
 //! ends it. Usage: forwarders hook|wait COMMAND [ARGS]...
 
 use std::process::Command;
