@@ -200,21 +200,35 @@ fn cells(line: &str) -> Vec<String> {
         .collect()
 }
 
-/// The rows of the options table, the one headed "Option | Environment" (the presets table also
-/// starts with `--mesh`, as a column heading).
-fn rows(page: &str) -> Vec<Row> {
+/// The body rows of every table on `page` whose header starts with the cells `header`: each
+/// row's line number (from 1) and its cells.
+fn table_rows(page: &str, header: &[&str]) -> Vec<(usize, Vec<String>)> {
     let mut rows = Vec::new();
     let mut in_table = false;
     let mut previous_was_row = false;
     for (n, line) in page.lines().enumerate() {
         let is_row = line.starts_with('|');
         if is_row && !previous_was_row {
-            let header = cells(line);
-            in_table = header.len() > 1
-                && header[0].trim() == "Option"
-                && header[1].trim() == "Environment";
-        } else if is_row && in_table && !line.starts_with("|---") {
             let cells = cells(line);
+            in_table = cells.len() >= header.len()
+                && header
+                    .iter()
+                    .zip(&cells)
+                    .all(|(want, cell)| cell.trim() == *want);
+        } else if is_row && in_table && !line.starts_with("|---") {
+            rows.push((n + 1, cells(line)));
+        }
+        previous_was_row = is_row;
+    }
+    rows
+}
+
+/// The rows of the options table, the one headed "Option | Environment" (the presets table also
+/// starts with `--mesh`, as a column heading).
+fn rows(page: &str) -> Vec<Row> {
+    let rows: Vec<Row> = table_rows(page, &["Option", "Environment"])
+        .into_iter()
+        .map(|(line, cells)| {
             let option = cells[0].clone();
             let only = option.split_once(" only)").map(|(before, _)| {
                 before
@@ -222,15 +236,14 @@ fn rows(page: &str) -> Vec<Row> {
                     .map_or(before, |(_, sub)| sub)
                     .to_string()
             });
-            rows.push(Row {
-                line: n + 1,
+            Row {
+                line,
                 option,
                 env: cells.get(1).cloned().unwrap_or_default(),
                 only,
-            });
-        }
-        previous_was_row = is_row;
-    }
+            }
+        })
+        .collect();
     assert!(rows.len() > 10, "no options table in docs/options.md");
     rows
 }
@@ -403,26 +416,17 @@ fn the_options_page_says_which_subcommand_takes_which_option() {
         "--help",
         "--version",
     ];
-    let page = page();
-    let mut listed: Vec<(String, BTreeSet<String>)> = Vec::new();
-    let mut in_table = false;
-    for line in page.lines() {
-        if !line.starts_with('|') {
-            in_table = false;
-            continue;
-        }
-        let cells = cells(line);
-        if cells[0].trim() == "Command" {
-            in_table = true;
-        } else if in_table && !line.starts_with("|---") {
+    let listed: Vec<(String, BTreeSet<String>)> = table_rows(&page(), &["Command"])
+        .into_iter()
+        .map(|(_, cells)| {
             let sub = cells[0].trim().trim_matches('`').to_string();
             let mut names = long_flags(&cells[1]);
             if cells[1].contains("`<DIR>`") {
                 names.insert("<DIR>".to_string());
             }
-            listed.push((sub, names));
-        }
-    }
+            (sub, names)
+        })
+        .collect();
     let help = help();
     let mut checked = 0;
     for (sub, items) in &help.subs {
