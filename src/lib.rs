@@ -54,6 +54,16 @@ fn source_files(folder: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A page of the manual (`docs/NAME`), for the tests that hold it to the code it describes (the
+/// log components in `logging`, the hint table in `diagnosis`).
+#[cfg(test)]
+fn manual_page(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod layout {
     use crate::source_files;

@@ -356,7 +356,6 @@ mod tests {
     /// the list the manual (docs/logs.md) gives users.
     #[test]
     fn every_component_is_fixed_and_documented() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         // The code, not its unit tests (which log to check the format).
         let files: Vec<(String, String)> = crate::source_files("")
             .into_iter()
@@ -390,7 +389,7 @@ mod tests {
         }
         components.sort();
         components.dedup();
-        let page = std::fs::read_to_string(root.join("docs/logs.md")).unwrap();
+        let page = crate::manual_page("logs.md");
         let start = page.find("The `component` of a line is one of").unwrap();
         let end = start + page[start..].find("; these names").unwrap();
         let mut documented: Vec<String> = page[start..end]

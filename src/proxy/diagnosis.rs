@@ -720,8 +720,7 @@ mod tests {
     /// the table's order: users read it to know which cause meshwait will name.
     #[test]
     fn the_manual_lists_every_hint_in_the_tables_order() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/diagnosis.md");
-        let page = std::fs::read_to_string(path).unwrap();
+        let page = crate::manual_page("diagnosis.md");
         let listed: Vec<&str> = page
             .lines()
             .filter_map(|line| line.strip_prefix("| `"))
